@@ -1,0 +1,95 @@
+"""The FastAPI app factory. The lifespan builds services once and keeps them on ``app.state``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.deps import require_key
+from api.routes import collections, documents, health, query
+from core.config import Settings
+from core.errors import RagError
+from ingest.service import unfinished_document_ids
+from workers.app import ingest_enqueuer, make_celery
+from workers.embedded import EmbeddedWorker
+from workers.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def recover_unfinished(services: Services, enqueue) -> int:  # type: ignore[no-untyped-def]
+    """Re-queue documents a crash left ``queued``/``processing``; tasks are idempotent, so this is safe."""
+    ids = unfinished_document_ids(services.db)
+    for document_id in ids:
+        enqueue(document_id)
+    if ids:
+        log.info("re-queued unfinished documents", extra={"count": len(ids)})
+    return len(ids)
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> FastAPI:
+    """``run_worker`` defaults to "no broker configured": the embedded worker runs in this process."""
+    settings = settings or Settings()
+    in_process = settings.broker_url is None if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services(settings)
+        celery = make_celery(settings)
+        celery.services = services  # type: ignore[attr-defined]
+        app.state.services = services
+        app.state.enqueue = ingest_enqueuer(celery)
+        services.db  # noqa: B018 - create the schema before the first request
+        if settings.reranker_model:
+            services.reranker  # noqa: B018 - a configured reranker that cannot load fails the start
+        worker = EmbeddedWorker(celery) if in_process else None
+        if worker is not None:
+            worker.start()
+            recover_unfinished(services, app.state.enqueue)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            services.close()
+
+    app = FastAPI(
+        title="hybrid-rag",
+        version="0.1.0",
+        description="Upload documents, query them with hybrid retrieval, get cited answers.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RagError)
+    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
+        headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error", extra={"incident": incident, "path": request.url.path})
+        return JSONResponse(
+            {"detail": f"Internal error (incident {incident}); the server log has the details."},
+            status_code=500,
+        )
+
+    app.include_router(health.router)
+    protected = [Depends(require_key)]
+    for module in (collections, documents, query):
+        app.include_router(module.router, dependencies=protected)
+    return app

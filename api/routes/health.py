@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import ServicesDep
+from retrieval.vector_store import vector_backend_name
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(services: ServicesDep) -> dict[str, Any]:
+    """Liveness plus what this process runs with (no secrets)."""
+    s = services.settings
+    reranker = services.reranker
+    return {
+        "status": "ok",
+        "vector_backend": vector_backend_name(s),
+        "keyword_backend": s.keyword_backend,
+        "embedding_model": s.embedding_model,
+        "llm_backend": s.llm_backend,
+        "reranker": {"active": reranker is not None, "model": s.reranker_model},
+        "worker": "external" if s.broker_url else "embedded",
+        "auth": s.api_key is not None,
+    }

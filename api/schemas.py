@@ -1,0 +1,124 @@
+"""Request and response bodies of the HTTP API (the contract other issues and clients rely on)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.types import SearchFilter
+
+
+class CollectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=63, examples=["docs"])
+
+
+class CollectionOut(BaseModel):
+    name: str
+    index_version: int
+    documents: int
+    created_at: datetime
+
+
+class DocumentOut(BaseModel):
+    id: str
+    collection: str
+    filename: str
+    content_type: str
+    sha256: str
+    size_bytes: int
+    status: Literal["queued", "processing", "indexed", "failed"]
+    error: str | None
+    chunks: int
+    pages: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duplicate: bool = Field(False, description="True when these bytes were already in the collection.")
+
+
+class FiltersIn(BaseModel):
+    """Applied inside both searches, before fusion."""
+
+    model_config = ConfigDict(extra="forbid")
+    document_ids: list[str] = []
+    filenames: list[str] = []
+    tags: list[str] = Field([], description="Chunks of documents carrying any of these tags.")
+    uploaded_after: datetime | None = None
+    uploaded_before: datetime | None = None
+
+    def to_filter(self) -> SearchFilter:
+        return SearchFilter(
+            document_ids=tuple(self.document_ids),
+            filenames=tuple(self.filenames),
+            tags=tuple(self.tags),
+            uploaded_after=self.uploaded_after,
+            uploaded_before=self.uploaded_before,
+        )
+
+
+class QueryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, examples=["What does the report conclude?"])
+    top_k: int = Field(5, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    generate: bool = True
+    stream: bool = Field(False, description="Server-Sent Events: retrieval, token..., done.")
+    filters: FiltersIn | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must contain text")
+        return value.strip()
+
+
+class CitationOut(BaseModel):
+    number: int | None = Field(None, description="The [n] the answer uses; null for retrieval-only hits.")
+    chunk_id: str
+    document_id: str | None
+    filename: str | None
+    page: int | None
+    score: float
+    text: str
+
+
+class QueryOut(BaseModel):
+    query_id: str
+    collection: str
+    index_version: int
+    answer: str | None
+    abstained: bool | None
+    citations: list[CitationOut]
+    retrieval: dict[str, list[str]]
+    usage: dict[str, int]
+    timings_ms: dict[str, float]
+    model: str | None
+    backend: str | None
+    events: list[dict[str, Any]]
+
+
+class QueryLogOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    collection: str
+    index_version: int
+    query: str
+    mode: str
+    top_k: int
+    filters: dict[str, Any]
+    retrieval: dict[str, Any]
+    answer: str | None
+    citations: list[Any]
+    model: str | None
+    backend: str | None
+    usage: dict[str, Any]
+    timings_ms: dict[str, Any]
+    events: list[Any]
+    error: str | None
+    latency_ms: float
+    created_at: datetime

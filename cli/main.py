@@ -1,0 +1,229 @@
+"""``ragctl``: the top floor. Starts the API and workers, ingests and queries from the shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.config import Settings
+from core.errors import RagError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(help="Hybrid RAG platform: serve, ingest, query, evaluate.", no_args_is_help=True)
+
+
+def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
+    """The key from RAG_API_KEY, else the one kept in the data dir, else a new one saved there."""
+    if settings.api_key:
+        return settings.api_key, False
+    path = settings.data_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip(), False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = "rag_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key, True
+
+
+def banner(url: str, key: str, created: bool) -> str:
+    auth = f'-H "Authorization: Bearer {key}"'
+    return f"""
+hybrid-rag is running at {url}  (OpenAPI: {url}/docs)
+API key{" (created on first start, kept in the data dir)" if created else ""}: {key}
+
+Try it:
+  curl -s {auth} -H 'Content-Type: application/json' -d '{{"name":"docs"}}' {url}/v1/collections
+  curl -s {auth} -F file=@/path/to/file.pdf {url}/v1/collections/docs/documents
+  curl -s {auth} {url}/v1/documents/<id from the upload>          # wait for "status": "indexed"
+  curl -s {auth} -H 'Content-Type: application/json' \\
+       -d '{{"query":"What is this document about?"}}' {url}/v1/collections/docs/query
+"""
+
+
+def fail(exc: RagError) -> None:
+    typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (RAG_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (RAG_PORT).")] = None,
+) -> None:
+    """Start the API; without RAG_BROKER_URL it also runs the worker in this process."""
+    import uvicorn
+
+    from api.app import create_app
+    from core.telemetry import configure_logging
+
+    settings = Settings()
+    key, created = load_or_create_api_key(settings)
+    settings = settings.model_copy(update={"api_key": key})
+    host = host or settings.host
+    port = port or settings.port
+    configure_logging()
+    typer.echo(banner(f"http://{host}:{port}", key, created))
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once in this process.")] = 1,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "ingest,reindex",
+) -> None:
+    """Run a Celery worker process against RAG_BROKER_URL (Redis or RabbitMQ)."""
+    from celery.signals import worker_shutdown
+
+    from core.telemetry import configure_logging
+    from ingest.service import unfinished_document_ids
+    from workers.app import ingest_enqueuer, make_celery
+    from workers.services import Services
+
+    settings = Settings()
+    if not settings.broker_url:
+        typer.secho("RAG_BROKER_URL is not set; `ragctl serve` runs the worker in-process.", err=True)
+        raise typer.Exit(2)
+    configure_logging()
+    services = Services(settings)
+    celery = make_celery(settings)
+    celery.services = services  # type: ignore[attr-defined]
+    worker_shutdown.connect(lambda **_: services.close(), weak=False)
+    enqueue = ingest_enqueuer(celery)
+    for document_id in unfinished_document_ids(services.db):
+        enqueue(document_id)
+    celery.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            f"--queues={queues}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        elif path.is_file():
+            found.append(path)
+        else:
+            typer.secho(f"skipping {path}: not found", err=True)
+    return found
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders.")],
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+) -> None:
+    """Index files into a collection in this process (creates the collection if needed)."""
+    from tqdm import tqdm
+
+    from core.errors import NotFound
+    from ingest import service
+    from ingest.pipeline import index_document
+    from workers.services import Services
+
+    services = Services(Settings())
+    try:
+        try:
+            service.get_collection(services.db, collection)
+        except NotFound:
+            service.create_collection(services.db, collection)
+        queued: list[str] = []
+        failures = 0
+        files = _files(paths)
+        for path in tqdm(files, desc="indexing", unit="file"):
+            try:
+                sub = service.submit_document(
+                    services.db,
+                    services.settings,
+                    collection,
+                    path.name,
+                    path.read_bytes(),
+                    None,
+                    queued.append,
+                )
+            except RagError as exc:
+                tqdm.write(f"{path}: {exc.message}")
+                failures += 1
+                continue
+            while queued:
+                index_document(services.db, services.retriever, services.settings, queued.pop())
+            document, _ = service.get_document(services.db, sub.document.id)
+            if document.status == "failed":
+                tqdm.write(f"{path}: failed: {document.error}")
+                failures += 1
+        typer.echo(f"{len(files) - failures} of {len(files)} files indexed into {collection!r}.")
+    finally:
+        services.close()
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help="The question.")],
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    mode: Annotated[str, typer.Option(help="hybrid, vector or keyword")] = "hybrid",
+    top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    generate: Annotated[bool, typer.Option(help="Generate an answer (else retrieval only).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON response.")] = False,
+    stream: Annotated[bool, typer.Option(help="Print answer tokens as they arrive.")] = False,
+) -> None:
+    """Ask a collection a question in this process."""
+    from generation.query_service import QueryRequest
+    from workers.services import Services
+
+    if mode not in ("hybrid", "vector", "keyword"):
+        raise typer.BadParameter("mode must be hybrid, vector or keyword")
+    services = Services(Settings())
+    request = QueryRequest(query=text, top_k=top_k, mode=mode, generate=generate)  # type: ignore[arg-type]
+    try:
+        if stream and generate:
+            final: dict = {}
+            for event in services.queries.stream(collection, request):
+                if event["type"] == "token" and not as_json:
+                    sys.stdout.write(event["text"])
+                    sys.stdout.flush()
+                elif event["type"] == "done":
+                    final = event
+            result = final
+            if not as_json:
+                typer.echo("")
+        else:
+            result = services.queries.query(collection, request).to_dict()
+    except RagError as exc:
+        fail(exc)
+        return
+    finally:
+        services.close()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    if result.get("answer") and not stream:
+        typer.echo(result["answer"].strip())
+    typer.echo("")
+    for c in result["citations"]:
+        where = f"p.{c['page']}" if c.get("page") else ""
+        label = f"[{c['number']}]" if c.get("number") else "-"
+        typer.echo(f"{label} {c['filename']} {where} {c['chunk_id']} score={c['score']:.4f}")
+    typer.echo(f"query_id={result['query_id']} timings_ms={result['timings_ms']}")
+
+
+if __name__ == "__main__":
+    app()

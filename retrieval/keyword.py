@@ -1,0 +1,52 @@
+"""The keyword-index Protocol and the registry that picks an implementation from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from core.config import Settings
+from core.types import ChunkRecord, Hit, SearchFilter
+
+
+class KeywordIndex(Protocol):
+    """BM25 index keyed by chunk id, sharing ids and payloads with the vector store."""
+
+    name: str
+
+    def add(self, index: str, records: Sequence[ChunkRecord]) -> None:
+        """Insert or overwrite by chunk id, without re-tokenizing what is already indexed."""
+
+    def delete_document(self, index: str, document_id: str) -> None: ...
+
+    def search(self, index: str, query: str, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+        """Best-first hits with a positive score; ``flt`` restricts the candidates before ranking."""
+
+    def count(self, index: str) -> int: ...
+
+    def drop(self, index: str) -> None: ...
+
+    def close(self) -> None:
+        """Persist anything pending."""
+
+
+def _bm25s(settings: Settings) -> KeywordIndex:
+    from retrieval.bm25s_index import Bm25sIndex
+
+    return Bm25sIndex(settings.keyword_dir)
+
+
+def _rank_bm25(settings: Settings) -> KeywordIndex:
+    from retrieval.rank_bm25_index import RankBm25Index
+
+    return RankBm25Index(settings.keyword_dir)
+
+
+KEYWORD_INDEXES: dict[str, Callable[[Settings], KeywordIndex]] = {
+    "bm25s": _bm25s,
+    "rank_bm25": _rank_bm25,
+}
+
+
+def make_keyword_index(settings: Settings) -> KeywordIndex:
+    return KEYWORD_INDEXES[settings.keyword_backend](settings)

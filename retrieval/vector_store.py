@@ -1,0 +1,65 @@
+"""The vector-store Protocol and the registry that picks an implementation from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from core.config import Settings
+from core.types import ChunkRecord, Hit, SearchFilter
+
+
+class VectorStore(Protocol):
+    """Dense-vector index keyed by chunk id. ``index`` is a physical index name (collection + version)."""
+
+    name: str
+
+    def create(self, index: str, dim: int) -> None:
+        """Create the index if missing (idempotent)."""
+
+    def drop(self, index: str) -> None: ...
+
+    def exists(self, index: str) -> bool: ...
+
+    def upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
+        """Insert or overwrite by chunk id; the same ids twice never duplicate."""
+
+    def delete_document(self, index: str, document_id: str) -> None: ...
+
+    def search(
+        self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None
+    ) -> list[Hit]:
+        """Best-first hits; ``flt`` is applied inside the search, never after it."""
+
+    def count(self, index: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _qdrant_edge(settings: Settings) -> VectorStore:
+    from retrieval.qdrant_edge import QdrantEdgeStore
+
+    return QdrantEdgeStore(settings.vector_dir)
+
+
+def _qdrant_server(settings: Settings) -> VectorStore:
+    from retrieval.qdrant_server import QdrantServerStore
+
+    assert settings.qdrant_url is not None
+    return QdrantServerStore(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+
+
+VECTOR_STORES: dict[str, Callable[[Settings], VectorStore]] = {
+    "qdrant_edge": _qdrant_edge,
+    "qdrant_server": _qdrant_server,
+}
+
+
+def vector_backend_name(settings: Settings) -> str:
+    return "qdrant_server" if settings.qdrant_url else "qdrant_edge"
+
+
+def make_vector_store(settings: Settings) -> VectorStore:
+    return VECTOR_STORES[vector_backend_name(settings)](settings)

@@ -1,0 +1,51 @@
+"""The Celery app factory. One app per ``Services``: tasks reach their services through ``task.app``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from celery import Celery
+
+from core.config import Settings
+
+INGEST_QUEUE = "ingest"
+REINDEX_QUEUE = "reindex"
+# The longest task (a large PDF on a slow CPU) must finish well within the broker's redelivery window,
+# or Redis would hand the same task to a second worker while the first still runs it.
+TASK_TIME_LIMIT_S = 1800
+VISIBILITY_TIMEOUT_S = 2 * TASK_TIME_LIMIT_S
+
+
+def make_celery(settings: Settings) -> Celery:
+    embedded = settings.broker_url is None
+    app = Celery("hybrid_rag", broker=settings.broker_url or "memory://", set_as_current=False)
+    app.conf.update(
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=INGEST_QUEUE,
+        task_routes={"rag.reindex_*": {"queue": REINDEX_QUEUE}},
+        task_time_limit=TASK_TIME_LIMIT_S,
+        task_soft_time_limit=TASK_TIME_LIMIT_S - 60,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        broker_transport_options=(
+            {"polling_interval": 0.05} if embedded else {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        ),
+    )
+    from workers.tasks import register_tasks
+
+    register_tasks(app)
+    return app
+
+
+def ingest_enqueuer(app: Celery) -> Callable[[str], None]:
+    """The ``enqueue`` callable the ingest service calls after committing a document row."""
+    from workers.tasks import INGEST_TASK
+
+    def enqueue(document_id: str) -> None:
+        app.send_task(INGEST_TASK, args=[document_id])
+
+    return enqueue

@@ -1,0 +1,45 @@
+"""The in-process Celery worker used by ``ragctl serve`` on embedded defaults (no broker server).
+
+A ``WorkController`` with the threads pool consumes the same tasks from the ``memory://`` broker in a
+thread of the API process, so the API and the worker share one set of stores (Qdrant Edge and the BM25
+files lock their folders to one process). Messages in memory die with the process; the SQL job state
+does not, and start-up recovery re-queues what was left unfinished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedWorker:
+    def __init__(self, app: Celery, concurrency: int = 1) -> None:
+        self.app = app
+        self.concurrency = concurrency
+        self._controller = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._controller = self.app.WorkController(
+            pool_cls="threads",
+            concurrency=self.concurrency,
+            loglevel="WARNING",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            hostname="embedded@localhost",
+        )
+        self._thread = threading.Thread(target=self._controller.start, name="embedded-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._controller is None:
+            return
+        self._controller.stop(in_sighandler=False)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._controller = None

@@ -1,0 +1,57 @@
+"""Celery tasks. They take ids, re-read state from SQL, and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from celery import Celery, Task
+from sqlalchemy.exc import OperationalError
+
+from core.errors import RagError
+from core.models import DocumentStatus
+from ingest.pipeline import index_document, mark_failed
+
+if TYPE_CHECKING:
+    from workers.services import Services
+
+log = logging.getLogger(__name__)
+
+INGEST_TASK = "rag.ingest_document"
+MAX_RETRIES = 5
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+
+
+def services_of(task: Task) -> Services:
+    services = getattr(task.app, "services", None)
+    if services is None:
+        raise RuntimeError("This Celery app has no services attached; start it through ragctl.")
+    return services
+
+
+def ingest_document(task: Task, document_id: str) -> str | None:
+    services = services_of(task)
+    try:
+        return index_document(services.db, services.retriever, services.settings, document_id)
+    except (*TRANSIENT, RagError) as exc:
+        if task.request.retries >= MAX_RETRIES:
+            mark_failed(
+                services.db,
+                document_id,
+                "Indexing kept failing on an unavailable store; upload it again later.",
+            )
+            return DocumentStatus.failed
+        log.warning("ingest retry", extra={"document_id": document_id, "error": type(exc).__name__})
+        raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
+    except Exception:
+        log.exception("ingest crashed", extra={"document_id": document_id})
+        mark_failed(
+            services.db,
+            document_id,
+            "The file could not be processed (an unexpected parser error); check that it opens correctly.",
+        )
+        return DocumentStatus.failed
+
+
+def register_tasks(app: Celery) -> None:
+    app.task(name=INGEST_TASK, bind=True, acks_late=True)(ingest_document)
