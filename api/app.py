@@ -7,14 +7,14 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.deps import require_key
-from api.routes import collections, documents, health, query
+from api.limits import RateLimits
+from api.routes import admin, collections, documents, health, query
 from core.config import Settings
-from core.errors import RagError
+from core.errors import RagError, RateLimited
 from ingest.service import unfinished_document_ids
 from workers.app import ingest_enqueuer, make_celery
 from workers.embedded import EmbeddedWorker
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         celery.services = services  # type: ignore[attr-defined]
         app.state.services = services
         app.state.enqueue = ingest_enqueuer(celery)
+        app.state.limits = RateLimits(settings)
         services.db  # noqa: B018 - create the schema before the first request
         if settings.reranker_model:
             services.reranker  # noqa: B018 - a configured reranker that cannot load fails the start
@@ -68,7 +69,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
 
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
-        headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        elif exc.status_code == 503:
+            headers = {"Retry-After": "5"}
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -88,8 +93,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             status_code=500,
         )
 
-    app.include_router(health.router)
-    protected = [Depends(require_key)]
-    for module in (collections, documents, query):
-        app.include_router(module.router, dependencies=protected)
+    for module in (health, collections, documents, query, admin):
+        app.include_router(module.router)
     return app

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from api.auth import check_bearer
+from api.auth import authenticate
+from api.limits import RateLimits
 from core.config import Settings
 from core.db import Database
+from core.keys import Principal
 from generation.query_service import QueryService
 from workers.services import Services
 
@@ -34,12 +36,29 @@ def get_enqueue(request: Request) -> Callable[[str], None]:
     return request.app.state.enqueue
 
 
+def get_limits(request: Request) -> RateLimits:
+    return request.app.state.limits
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
 QueriesDep = Annotated[QueryService, Depends(get_queries)]
 EnqueueDep = Annotated[Callable[[str], None], Depends(get_enqueue)]
+LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 
 
-def require_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    check_bearer(settings.api_key, authorization)
+def get_principal(
+    settings: SettingsDep, db: DbDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    return authenticate(settings.api_key, db, authorization)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def identity(principal: Principal, request: Request) -> str:
+    """Rate-limit bucket owner: the key, or the client address when the API is open."""
+    if principal.key_id is not None:
+        return principal.key_id
+    return "root" if request.app.state.services.settings.api_key else (request.client or ("anon",))[0]

@@ -122,3 +122,31 @@ class QueryLogOut(BaseModel):
     error: str | None
     latency_ms: float
     created_at: datetime
+
+
+class DocumentPageOut(BaseModel):
+    items: list[DocumentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    role: Literal["admin", "writer", "reader"]
+    collections: list[str] | None = Field(None, description="Collections this key may use; null = all.")
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    role: str
+    collections: list[str] | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class CreatedKeyOut(KeyOut):
+    key: str = Field(description="Shown once; only its hash is stored.")

@@ -225,5 +225,57 @@ def query(
     typer.echo(f"query_id={result['query_id']} timings_ms={result['timings_ms']}")
 
 
+keys_app = typer.Typer(help="API keys: create, list, revoke (stored hashed; shown once).")
+app.add_typer(keys_app, name="keys")
+
+
+def _db():  # type: ignore[no-untyped-def]
+    from workers.services import Services
+
+    return Services(Settings()).db
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
+    role: Annotated[str, typer.Option(help="admin, writer or reader")] = "reader",
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", "-c", help="Limit to these collections (repeat).")
+    ] = None,
+) -> None:
+    from core.keys import create_key
+
+    try:
+        created = create_key(_db(), name, role, collection or None)
+    except RagError as exc:
+        fail(exc)
+        return
+    scope = ", ".join(created.record.collections or ["all collections"])
+    typer.echo(
+        f"{created.key}\n(id {created.record.id}, role {created.record.role}, {scope}; shown only once)"
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    from core.keys import list_keys
+
+    for k in list_keys(_db()):
+        state = "revoked" if k.revoked_at else "active"
+        scope = ",".join(k.collections or ["*"])
+        typer.echo(f"{k.id}  {k.prefix}...  {k.role:6}  {scope:20}  {state:7}  {k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    from core.keys import revoke_key
+
+    try:
+        revoke_key(_db(), key_id)
+    except RagError as exc:
+        fail(exc)
+    typer.echo(f"revoked {key_id}")
+
+
 if __name__ == "__main__":
     app()

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="If set, every endpoint but /health needs it.")
     max_upload_mb: float = Field(50.0, description="Uploads larger than this get 413.")
     max_query_chars: int = 2000
+    max_files_per_request: int = Field(20, description="Files one batch upload may carry.")
+    rate_limit_query: str = Field("120/minute", description="Per key, e.g. '10/second;500/hour'.")
+    rate_limit_upload: str = Field("60/minute", description="Per key, counted per file.")
+    rate_limit_storage: str = Field(
+        "memory://", description="Where limit counters live; redis://... to share them across API replicas."
+    )
 
     # --- ingest --------------------------------------------------------------------------
     chunk_size_tokens: int = Field(200, description="Chunk size in embedding-model tokens.")

@@ -31,6 +31,14 @@ class Conflict(RagError):
     status_code = 409
 
 
+class RateLimited(RagError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class TooLarge(RagError):
     status_code = 413
 

@@ -101,3 +101,27 @@ class QueryLog(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Role(enum.StrEnum):
+    """Each role includes the ones below it: admin > writer > reader."""
+
+    reader = "reader"
+    writer = "writer"
+    admin = "admin"
+
+
+ROLE_RANK = {Role.reader: 0, Role.writer: 1, Role.admin: 2}
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    collections: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

@@ -10,8 +10,10 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -20,8 +22,9 @@ from core.config import Settings
 from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge
 from core.ids import sha256_hex
-from core.models import UNFINISHED, Collection, Document
+from core.models import UNFINISHED, Chunk, Collection, Document
 from ingest.parsers.detect import detect_kind
+from retrieval.retriever import HybridRetriever
 
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Enqueue = Callable[[str], None]
@@ -62,6 +65,19 @@ def safe_filename(filename: str | None) -> str:
     return cleaned[:255] or "upload"
 
 
+def validate_upload(
+    settings: Settings, filename: str | None, data: bytes, declared_type: str | None
+) -> tuple[str, str]:
+    """Size and sniffed type, before anything is stored. Returns the safe filename and the parser kind."""
+    if len(data) > settings.max_upload_bytes:
+        raise TooLarge(
+            f"The file is {len(data) / 1e6:.1f} MB; "
+            f"the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
+        )
+    name = safe_filename(filename)
+    return name, detect_kind(data, name, declared_type)
+
+
 @dataclass(frozen=True)
 class Submission:
     document: Document
@@ -80,13 +96,7 @@ def submit_document(
 ) -> Submission:
     """Validate, keep the original bytes, record the document and queue it. Same bytes -> same document."""
     collection = get_collection(db, collection_name)
-    if len(data) > settings.max_upload_bytes:
-        raise TooLarge(
-            f"The file is {len(data) / 1e6:.1f} MB; "
-            f"the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
-        )
-    name = safe_filename(filename)
-    kind = detect_kind(data, name, declared_type)
+    name, kind = validate_upload(settings, filename, data, declared_type)
     digest = sha256_hex(data)
     with db.session() as session:
         existing = session.scalar(
@@ -136,6 +146,83 @@ def get_document(db: Database, document_id: str) -> tuple[Document, str]:
         if row is None:
             raise NotFound(f"Document {document_id!r} does not exist.")
         return row[0], row[1]
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    items: list[Document]
+    total: int
+
+
+def list_documents(
+    db: Database, collection_name: str, status: str | None, limit: int, offset: int
+) -> DocumentPage:
+    collection = get_collection(db, collection_name)
+    where = [Document.collection_id == collection.id]
+    if status is not None:
+        where.append(Document.status == status)
+    with db.session() as session:
+        total = session.scalar(select(func.count()).select_from(Document).where(*where)) or 0
+        items = session.scalars(
+            select(Document)
+            .where(*where)
+            .order_by(Document.created_at, Document.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return DocumentPage(items=list(items), total=total)
+
+
+def delete_document(db: Database, retriever: HybridRetriever, document_id: str) -> None:
+    """Chunks leave both indexes first, then the row (chunk rows cascade), then the blob if unshared.
+
+    A worker still indexing this document finds the row gone at commit and removes what it wrote.
+    """
+    document, _ = get_document(db, document_id)
+    with db.session() as session:
+        collection = session.get(Collection, document.collection_id)
+        assert collection is not None
+        index = collection.index_name
+    retriever.delete_document(index, document_id)
+    with db.session() as session:
+        session.execute(sql_delete(Chunk).where(Chunk.document_id == document_id))
+        session.execute(sql_delete(Document).where(Document.id == document_id))
+        shared = session.scalar(
+            select(func.count()).select_from(Document).where(Document.sha256 == document.sha256)
+        )
+    if not shared:
+        Path(document.blob_path).unlink(missing_ok=True)
+
+
+def delete_collection(db: Database, retriever: HybridRetriever, name: str) -> None:
+    collection = get_collection(db, name)
+    with db.session() as session:
+        documents = list(session.scalars(select(Document).where(Document.collection_id == collection.id)))
+    retriever.drop_index(collection.index_name)
+    with db.session() as session:
+        session.execute(sql_delete(Collection).where(Collection.id == collection.id))
+    remove_unshared_blobs(db, documents)
+
+
+def remove_unshared_blobs(db: Database, documents: list[Document]) -> None:
+    """Originals are content-addressed and may be shared across collections: remove only orphans."""
+    with db.session() as session:
+        for document in documents:
+            same_bytes = select(func.count()).select_from(Document).where(Document.sha256 == document.sha256)
+            if not session.scalar(same_bytes):
+                Path(document.blob_path).unlink(missing_ok=True)
+
+
+def same_name_documents(db: Database, collection_name: str, filename: str) -> list[str]:
+    collection = get_collection(db, collection_name)
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(Document.id).where(
+                    Document.collection_id == collection.id, Document.filename == safe_filename(filename)
+                )
+            )
+        )
 
 
 def unfinished_document_ids(db: Database) -> list[str]:

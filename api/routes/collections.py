@@ -1,23 +1,35 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
-from api.deps import DbDep
+from api.deps import DbDep, PrincipalDep, ServicesDep
 from api.schemas import CollectionIn, CollectionOut
+from core.models import Role
 from ingest import service
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_collection(body: CollectionIn, db: DbDep) -> CollectionOut:
+def create_collection(body: CollectionIn, db: DbDep, principal: PrincipalDep) -> CollectionOut:
+    principal.require(Role.admin)
     c = service.create_collection(db, body.name)
     return CollectionOut(name=c.name, index_version=c.index_version, documents=0, created_at=c.created_at)
 
 
 @router.get("")
-def list_collections(db: DbDep) -> list[CollectionOut]:
+def list_collections(db: DbDep, principal: PrincipalDep) -> list[CollectionOut]:
+    """The collections this key may read."""
     return [
         CollectionOut(name=c.name, index_version=c.index_version, documents=n, created_at=c.created_at)
         for c, n in service.list_collections(db)
+        if principal.can(Role.reader, c.name)
     ]
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_collection(name: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Drops the collection, its documents, their originals and both indexes."""
+    principal.require(Role.admin, name)
+    service.delete_collection(services.db, services.retriever, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,17 +1,26 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import DbDep, EnqueueDep, SettingsDep
-from api.schemas import DocumentOut
+from api.deps import DbDep, EnqueueDep, LimitsDep, PrincipalDep, ServicesDep, identity
+from api.schemas import DocumentOut, DocumentPageOut
+from core.config import Settings
+from core.db import Database
 from core.errors import BadInput, TooLarge
-from core.models import Document
+from core.models import Document, Role
 from ingest import service
+from retrieval.retriever import HybridRetriever
 
 router = APIRouter(tags=["documents"])
+
+MetadataForm = Annotated[str | None, Form(description='JSON object, e.g. {"tags": ["a"]}')]
+ReplaceForm = Annotated[
+    bool, Form(description="Replace documents of the same filename in this collection by this upload.")
+]
 
 
 def document_out(document: Document, collection: str, duplicate: bool = False) -> DocumentOut:
@@ -52,8 +61,33 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
 async def read_limited(upload: UploadFile, limit: int) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise TooLarge(f"The file is larger than the {limit / 1024 / 1024:g} MB limit (RAG_MAX_UPLOAD_MB).")
+        raise TooLarge(
+            f"{upload.filename or 'The file'} is larger than the {limit / 1024 / 1024:g} MB limit "
+            "(RAG_MAX_UPLOAD_MB)."
+        )
     return data
+
+
+def submit(
+    db: Database,
+    settings: Settings,
+    retriever: HybridRetriever,
+    enqueue: Any,
+    collection: str,
+    upload: UploadFile,
+    data: bytes,
+    metadata: dict[str, Any],
+    replace: bool,
+) -> DocumentOut:
+    """Replacing removes same-named documents with other bytes once the new one is accepted."""
+    previous = service.same_name_documents(db, collection, upload.filename or "") if replace else []
+    submission = service.submit_document(
+        db, settings, collection, upload.filename, data, metadata, enqueue, upload.content_type
+    )
+    for document_id in previous:
+        if document_id != submission.document.id:
+            service.delete_document(db, retriever, document_id)
+    return document_out(submission.document, collection, duplicate=not submission.created)
 
 
 @router.post(
@@ -63,23 +97,87 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
 )
 async def upload_document(
     name: str,
-    db: DbDep,
-    settings: SettingsDep,
+    request: Request,
+    services: ServicesDep,
     enqueue: EnqueueDep,
+    limits: LimitsDep,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="PDF, plain text, Markdown or HTML")],
-    metadata: Annotated[str | None, Form(description='JSON object, e.g. {"tags": ["a"]}')] = None,
+    metadata: MetadataForm = None,
+    replace: ReplaceForm = False,
 ) -> DocumentOut:
+    principal.require(Role.writer, name)
+    limits.hit("upload", identity(principal, request))
+    settings = services.settings
     data = await read_limited(file, settings.max_upload_bytes)
     meta = parse_metadata(metadata)
-    from starlette.concurrency import run_in_threadpool
-
-    submission = await run_in_threadpool(
-        service.submit_document, db, settings, name, file.filename, data, meta, enqueue, file.content_type
+    return await run_in_threadpool(
+        submit, services.db, settings, services.retriever, enqueue, name, file, data, meta, replace
     )
-    return document_out(submission.document, name, duplicate=not submission.created)
+
+
+@router.post("/v1/collections/{name}/documents/batch", status_code=status.HTTP_202_ACCEPTED)
+async def upload_documents(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    enqueue: EnqueueDep,
+    limits: LimitsDep,
+    principal: PrincipalDep,
+    files: Annotated[list[UploadFile], File(description="Several files in one request")],
+    metadata: MetadataForm = None,
+    replace: ReplaceForm = False,
+) -> list[DocumentOut]:
+    """All files are checked before any is stored, so one bad file rejects the request as a whole."""
+    principal.require(Role.writer, name)
+    settings = services.settings
+    if len(files) > settings.max_files_per_request:
+        raise BadInput(
+            f"{len(files)} files in one request; the limit is {settings.max_files_per_request} "
+            "(RAG_MAX_FILES_PER_REQUEST)."
+        )
+    limits.hit("upload", identity(principal, request), cost=len(files))
+    meta = parse_metadata(metadata)
+    contents = [await read_limited(f, settings.max_upload_bytes) for f in files]
+    for upload, data in zip(files, contents, strict=True):
+        await run_in_threadpool(service.validate_upload, settings, upload.filename, data, upload.content_type)
+    return [
+        await run_in_threadpool(
+            submit, services.db, settings, services.retriever, enqueue, name, f, data, meta, replace
+        )
+        for f, data in zip(files, contents, strict=True)
+    ]
+
+
+@router.get("/v1/collections/{name}/documents")
+def list_documents(
+    name: str,
+    db: DbDep,
+    principal: PrincipalDep,
+    status_: Annotated[
+        Literal["queued", "processing", "indexed", "failed"] | None, Query(alias="status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentPageOut:
+    principal.require(Role.reader, name)
+    page = service.list_documents(db, name, status_, limit, offset)
+    return DocumentPageOut(
+        items=[document_out(d, name) for d in page.items], total=page.total, limit=limit, offset=offset
+    )
 
 
 @router.get("/v1/documents/{document_id}")
-def get_document(document_id: str, db: DbDep) -> DocumentOut:
+def get_document(document_id: str, db: DbDep, principal: PrincipalDep) -> DocumentOut:
     document, collection = service.get_document(db, document_id)
+    principal.require(Role.reader, collection)
     return document_out(document, collection)
+
+
+@router.delete("/v1/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_document(document_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Its chunks leave both indexes, its row and (unless shared) its original are removed."""
+    _, collection = service.get_document(services.db, document_id)
+    principal.require(Role.writer, collection)
+    service.delete_document(services.db, services.retriever, document_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,12 +5,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sse_starlette.sse import EventSourceResponse
 
-from api.deps import DbDep, QueriesDep, SettingsDep
+from api.deps import DbDep, LimitsDep, PrincipalDep, QueriesDep, SettingsDep, identity
 from api.schemas import QueryIn, QueryLogOut, QueryOut
 from core.errors import BadInput
+from core.models import Role
 from generation.query_service import QueryRequest, get_query_log
 
 router = APIRouter(tags=["query"])
@@ -31,10 +32,20 @@ async def drain_in_thread(events: Iterator[dict[str, Any]]) -> AsyncIterator[dic
 
 
 @router.post("/v1/collections/{name}/query", response_model=QueryOut)
-def query(name: str, body: QueryIn, queries: QueriesDep, settings: SettingsDep) -> Any:
+def query(
+    name: str,
+    body: QueryIn,
+    request: Request,
+    queries: QueriesDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    principal: PrincipalDep,
+) -> Any:
+    principal.require(Role.reader, name)
+    limits.hit("query", identity(principal, request))
     if len(body.query) > settings.max_query_chars:
         raise BadInput(f"The query is {len(body.query)} characters; the limit is {settings.max_query_chars}.")
-    request = QueryRequest(
+    ask = QueryRequest(
         query=body.query,
         top_k=body.top_k,
         mode=body.mode,
@@ -44,10 +55,12 @@ def query(name: str, body: QueryIn, queries: QueriesDep, settings: SettingsDep) 
     if body.stream:
         if not body.generate:
             raise BadInput('"stream": true needs "generate": true.')
-        return EventSourceResponse(drain_in_thread(queries.stream(name, request)))
-    return queries.query(name, request).to_dict()
+        return EventSourceResponse(drain_in_thread(queries.stream(name, ask)))
+    return queries.query(name, ask).to_dict()
 
 
 @router.get("/v1/queries/{query_id}")
-def query_log(query_id: str, db: DbDep) -> QueryLogOut:
+def query_log(query_id: str, db: DbDep, principal: PrincipalDep) -> QueryLogOut:
+    """Query logs hold users' questions: admins only."""
+    principal.require(Role.admin)
     return QueryLogOut.model_validate(get_query_log(db, query_id))

@@ -1,0 +1,110 @@
+"""API keys: created once (shown once), stored as SHA-256 hashes, scoped by role and collections.
+
+Keys are 192-bit random tokens, so a plain SHA-256 is enough at rest (no password stretching needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from core.db import Database
+from core.errors import BadInput, Forbidden, NotFound
+from core.models import ROLE_RANK, ApiKey, Role
+
+KEY_PREFIX = "rag_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a role and the collections it may touch (``None`` = all)."""
+
+    key_id: str | None
+    role: Role
+    collections: frozenset[str] | None = None
+
+    def can(self, role: Role, collection: str | None = None) -> bool:
+        if ROLE_RANK[self.role] < ROLE_RANK[role]:
+            return False
+        return collection is None or self.collections is None or collection in self.collections
+
+    def require(self, role: Role, collection: str | None = None) -> None:
+        if ROLE_RANK[self.role] < ROLE_RANK[role]:
+            raise Forbidden(f"This key has the {self.role.value} role; this needs {role.value}.")
+        if collection is not None and self.collections is not None and collection not in self.collections:
+            raise Forbidden(f"This key is not allowed to use collection {collection!r}.")
+
+    def require_unscoped(self, role: Role) -> None:
+        """For acts over the whole platform (minting keys), which a collection-scoped key must not do."""
+        self.require(role)
+        if self.collections is not None:
+            raise Forbidden("This needs a key that is not limited to some collections.")
+
+
+ROOT = Principal(key_id=None, role=Role.admin, collections=None)
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: str
+    record: ApiKey
+
+
+def create_key(db: Database, name: str, role: str, collections: list[str] | None) -> CreatedKey:
+    try:
+        parsed_role = Role(role)
+    except ValueError as exc:
+        raise BadInput(f"role must be one of {', '.join(r.value for r in Role)}.") from exc
+    key = generate_key()
+    with db.session() as session:
+        record = ApiKey(
+            name=name,
+            key_hash=hash_key(key),
+            prefix=key[:8],
+            role=parsed_role.value,
+            collections=sorted(set(collections)) if collections else None,
+        )
+        session.add(record)
+    return CreatedKey(key=key, record=record)
+
+
+def list_keys(db: Database) -> list[ApiKey]:
+    with db.session() as session:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+def revoke_key(db: Database, key_id: str) -> ApiKey:
+    with db.session() as session:
+        record = session.get(ApiKey, key_id)
+        if record is None:
+            raise NotFound(f"API key {key_id!r} does not exist.")
+        if record.revoked_at is None:
+            record.revoked_at = datetime.now(UTC)
+        return record
+
+
+def principal_for(db: Database, key: str) -> Principal | None:
+    """The principal of an active stored key, or ``None``."""
+    with db.session() as session:
+        record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+        if record is None or record.revoked_at is not None:
+            return None
+        scope = frozenset(record.collections) if record.collections else None
+        return Principal(key_id=record.id, role=Role(record.role), collections=scope)
+
+
+def any_keys(db: Database) -> bool:
+    with db.session() as session:
+        return session.scalar(select(ApiKey.id).limit(1)) is not None
