@@ -15,22 +15,12 @@ from api.limits import RateLimits
 from api.routes import admin, collections, documents, health, query
 from core.config import Settings
 from core.errors import RagError, RateLimited
-from ingest.service import unfinished_document_ids
-from workers.app import ingest_enqueuer, make_celery
+from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
 from workers.embedded import EmbeddedWorker
+from workers.recovery import requeue_unfinished
 from workers.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def recover_unfinished(services: Services, enqueue) -> int:  # type: ignore[no-untyped-def]
-    """Re-queue documents a crash left ``queued``/``processing``; tasks are idempotent, so this is safe."""
-    ids = unfinished_document_ids(services.db)
-    for document_id in ids:
-        enqueue(document_id)
-    if ids:
-        log.info("re-queued unfinished documents", extra={"count": len(ids)})
-    return len(ids)
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> FastAPI:
@@ -45,6 +35,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         celery.services = services  # type: ignore[attr-defined]
         app.state.services = services
         app.state.enqueue = ingest_enqueuer(celery)
+        app.state.enqueue_reindex = reindex_enqueuer(celery)
         app.state.limits = RateLimits(settings)
         services.db  # noqa: B018 - create the schema before the first request
         if settings.reranker_model:
@@ -52,7 +43,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         worker = EmbeddedWorker(celery) if in_process else None
         if worker is not None:
             worker.start()
-            recover_unfinished(services, app.state.enqueue)
+            requeue_unfinished(services, celery)
         try:
             yield
         finally:
@@ -79,8 +70,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 

@@ -48,9 +48,7 @@ EnqueueDep = Annotated[Callable[[str], None], Depends(get_enqueue)]
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 
 
-def get_principal(
-    settings: SettingsDep, db: DbDep, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
+def get_principal(settings: SettingsDep, db: DbDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
     return authenticate(settings.api_key, db, authorization)
 
 

@@ -150,3 +150,30 @@ class KeyOut(BaseModel):
 
 class CreatedKeyOut(KeyOut):
     key: str = Field(description="Shown once; only its hash is stored.")
+
+
+class ReindexIn(BaseModel):
+    """New ingest settings for the collection; omitted ones keep their current values."""
+
+    model_config = ConfigDict(extra="forbid")
+    chunk_size_tokens: int | None = Field(None, ge=16, le=2048)
+    chunk_overlap_tokens: int | None = Field(None, ge=0, le=1024)
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ReindexJobOut(BaseModel):
+    id: str
+    collection: str
+    status: Literal["queued", "running", "done", "failed"]
+    source_version: int
+    target_version: int
+    options: dict[str, Any]
+    total: int
+    done: int
+    errors: list[Any]
+    eta_s: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

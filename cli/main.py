@@ -84,8 +84,8 @@ def worker(
     from celery.signals import worker_shutdown
 
     from core.telemetry import configure_logging
-    from ingest.service import unfinished_document_ids
-    from workers.app import ingest_enqueuer, make_celery
+    from workers.app import make_celery
+    from workers.recovery import requeue_unfinished
     from workers.services import Services
 
     settings = Settings()
@@ -97,9 +97,7 @@ def worker(
     celery = make_celery(settings)
     celery.services = services  # type: ignore[attr-defined]
     worker_shutdown.connect(lambda **_: services.close(), weak=False)
-    enqueue = ingest_enqueuer(celery)
-    for document_id in unfinished_document_ids(services.db):
-        enqueue(document_id)
+    requeue_unfinished(services, celery)
     celery.worker_main(
         [
             "worker",
@@ -225,6 +223,45 @@ def query(
     typer.echo(f"query_id={result['query_id']} timings_ms={result['timings_ms']}")
 
 
+@app.command()
+def reindex(
+    name: Annotated[str, typer.Argument(help="Collection to re-index.")],
+    chunk_size: Annotated[int | None, typer.Option(help="New chunk size in tokens.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="New chunk overlap in tokens.")] = None,
+) -> None:
+    """Rebuild a collection's indexes from the stored originals in this process, then switch to them."""
+    from tqdm import tqdm
+
+    from ingest import reindex as reindexing
+    from workers.services import Services
+
+    options = {k: v for k, v in {"chunk_size_tokens": chunk_size, "chunk_overlap_tokens": chunk_overlap}.items() if v}
+    services = Services(Settings())
+    jobs: list[str] = []
+    try:
+        reindexing.start_reindex(services.db, services.settings, name, options, jobs.append)
+        with tqdm(desc=f"re-indexing {name}", unit="doc") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            status = reindexing.run_reindex(
+                services.db, services.retriever, services.settings, jobs[0], services.retriever.drop_index, progress
+            )
+        view = reindexing.get_job(services.db, jobs[0])
+    except RagError as exc:
+        fail(exc)
+        return
+    finally:
+        services.close()
+    if status != "done":
+        typer.secho(f"re-index failed: {view.job.errors}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name} now serves index version {view.job.target_version} ({view.job.done} documents).")
+
+
 keys_app = typer.Typer(help="API keys: create, list, revoke (stored hashed; shown once).")
 app.add_typer(keys_app, name="keys")
 
@@ -251,9 +288,7 @@ def keys_create(
         fail(exc)
         return
     scope = ", ".join(created.record.collections or ["all collections"])
-    typer.echo(
-        f"{created.key}\n(id {created.record.id}, role {created.record.role}, {scope}; shown only once)"
-    )
+    typer.echo(f"{created.key}\n(id {created.record.id}, role {created.record.role}, {scope}; shown only once)")
 
 
 @keys_app.command("list")

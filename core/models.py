@@ -36,12 +36,19 @@ class Collection(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     index_version: Mapped[int] = mapped_column(Integer, default=1)
+    options: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, doc="Per-collection overrides of ingest settings, set by a re-index."
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     @property
     def index_name(self) -> str:
         """Physical name of the serving index version in both stores."""
-        return f"{self.name}__v{self.index_version}"
+        return index_name(self.name, self.index_version)
+
+
+def index_name(collection: str, version: int) -> str:
+    return f"{collection}__v{version}"
 
 
 class Document(Base):
@@ -70,14 +77,45 @@ class Document(Base):
 
 
 class Chunk(Base):
+    """A chunk of one index version; a re-index writes the next version's rows beside the serving ones."""
+
     __tablename__ = "chunks"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    index_version: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     ordinal: Mapped[int] = mapped_column(Integer)
     page: Mapped[int | None] = mapped_column(Integer, default=None)
     token_count: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+
+
+class JobStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+ACTIVE_JOB = (JobStatus.queued, JobStatus.running)
+
+
+class ReindexJob(Base):
+    __tablename__ = "reindex_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    source_version: Mapped[int] = mapped_column(Integer)
+    target_version: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class QueryLog(Base):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete
 
@@ -22,7 +23,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import DocumentUnreadable, RagError
 from core.ids import chunk_id
-from core.models import Chunk, Collection, Document, DocumentStatus
+from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
 from ingest.parsers import parse_document
@@ -30,17 +31,33 @@ from retrieval.retriever import HybridRetriever
 
 log = logging.getLogger(__name__)
 
+SKIPPED = "skipped"
+STALE = "stale"
+# Settings a collection (through a re-index) may override for its own documents.
+COLLECTION_OPTIONS = ("chunk_size_tokens", "chunk_overlap_tokens")
+
 
 @dataclass
 class Prepared:
-    """A parsed and chunked document, ready to embed."""
+    """A parsed and chunked document, ready to embed into one index version."""
 
     document: Document
-    index: str
+    collection: str
+    version: int
+    follow_serving: bool  # an upload follows the serving version; a re-index writes a fixed one
     drafts: list[ChunkDraft]
     records: list[ChunkRecord]
     texts: list[str]
     page_count: int | None
+
+    @property
+    def index(self) -> str:
+        return index_name(self.collection, self.version)
+
+
+def effective_settings(settings: Settings, options: dict[str, Any] | None) -> Settings:
+    overrides = {k: v for k, v in (options or {}).items() if k in COLLECTION_OPTIONS}
+    return Settings.model_validate({**settings.model_dump(), **overrides}) if overrides else settings
 
 
 def chunk_records(document: Document, drafts: Sequence[ChunkDraft]) -> list[ChunkRecord]:
@@ -72,7 +89,38 @@ def embedding_text(draft: ChunkDraft, title: str | None) -> str:
     return f"{context}\n{draft.text}" if context else draft.text
 
 
-def claim(db: Database, document_id: str) -> tuple[Document, str] | None:
+def build(
+    document: Document,
+    collection: str,
+    version: int,
+    settings: Settings,
+    count_tokens: Callable[[str], int],
+    follow_serving: bool,
+) -> Prepared:
+    """Parse and chunk one stored original. Raises ``DocumentUnreadable`` for files without usable text."""
+    try:
+        data = Path(document.blob_path).read_bytes()
+    except FileNotFoundError as exc:
+        raise DocumentUnreadable("The stored original is missing; upload the file again.") from exc
+    parsed = parse_document(data, document.content_type, max_pages=settings.max_pdf_pages)
+    drafts = chunk_sections(
+        parsed.sections, count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens
+    )
+    if not drafts:
+        raise DocumentUnreadable(f"{document.filename} contains no text to index.")
+    return Prepared(
+        document=document,
+        collection=collection,
+        version=version,
+        follow_serving=follow_serving,
+        drafts=drafts,
+        records=chunk_records(document, drafts),
+        texts=[embedding_text(d, parsed.title) for d in drafts],
+        page_count=parsed.page_count,
+    )
+
+
+def claim(db: Database, document_id: str) -> tuple[Document, Collection] | None:
     """Mark the document ``processing``; ``None`` when it is gone or already finished (a duplicate task)."""
     with db.session() as session:
         document = session.get(Document, document_id)
@@ -85,7 +133,8 @@ def claim(db: Database, document_id: str) -> tuple[Document, str] | None:
         document.started_at = datetime.now(UTC)
         session.flush()
         session.expunge(document)
-        return document, collection.index_name
+        session.expunge(collection)
+        return document, collection
 
 
 def mark_failed(db: Database, document_id: str, message: str) -> None:
@@ -97,124 +146,129 @@ def mark_failed(db: Database, document_id: str, message: str) -> None:
             document.finished_at = datetime.now(UTC)
 
 
-SKIPPED = "skipped"
-
-
-def prepare(
-    db: Database, retriever: HybridRetriever, settings: Settings, document_id: str, index: str | None
-) -> Prepared | str:
-    """Claim, parse and chunk. Returns a status instead when there is nothing to embed: ``skipped``
-    (gone or already finished: a duplicate task) or ``failed`` (the file cannot be read; recorded)."""
+def prepare(db: Database, retriever: HybridRetriever, settings: Settings, document_id: str) -> Prepared | str:
+    """Claim, parse and chunk for the serving version. Returns a status instead when there is nothing to
+    embed: ``skipped`` (gone or already finished: a duplicate task) or ``failed`` (unreadable; recorded)."""
     claimed = claim(db, document_id)
     if claimed is None:
         return SKIPPED
-    document, serving_index = claimed
+    document, collection = claimed
     try:
-        data = Path(document.blob_path).read_bytes()
-        parsed = parse_document(data, document.content_type, max_pages=settings.max_pdf_pages)
-        drafts = chunk_sections(
-            parsed.sections,
+        return build(
+            document,
+            collection.name,
+            collection.index_version,
+            effective_settings(settings, collection.options),
             retriever.embedder.count_tokens,
-            settings.chunk_size_tokens,
-            settings.chunk_overlap_tokens,
+            follow_serving=True,
         )
-        if not drafts:
-            raise DocumentUnreadable(f"{document.filename} contains no text to index.")
-    except FileNotFoundError:
-        mark_failed(db, document_id, "The stored original is missing; upload the file again.")
-        return DocumentStatus.failed
     except RagError as exc:
         if exc.status_code >= 500:
             raise
         mark_failed(db, document_id, exc.message)
         return DocumentStatus.failed
-    return Prepared(
-        document=document,
-        index=index or serving_index,
-        drafts=drafts,
-        records=chunk_records(document, drafts),
-        texts=[embedding_text(d, parsed.title) for d in drafts],
-        page_count=parsed.page_count,
+
+
+def write_indexes(retriever: HybridRetriever, items: Sequence[Prepared]) -> None:
+    """Embed every item's chunks in shared batches and write both indexes, one index version at a time."""
+    by_index: dict[str, list[Prepared]] = {}
+    for item in items:
+        by_index.setdefault(item.index, []).append(item)
+    for target, group in by_index.items():
+        for item in group:
+            retriever.delete_document(target, item.document.id)
+        retriever.index_records(
+            target, [r for item in group for r in item.records], [t for item in group for t in item.texts]
+        )
+
+
+def store_chunks(session: Any, item: Prepared) -> None:
+    session.execute(
+        delete(Chunk).where(Chunk.document_id == item.document.id, Chunk.index_version == item.version)
+    )
+    session.add_all(
+        Chunk(
+            id=record.id,
+            index_version=item.version,
+            document_id=item.document.id,
+            ordinal=draft.ordinal,
+            page=draft.page,
+            token_count=draft.token_count,
+            text=draft.text,
+        )
+        for record, draft in zip(item.records, item.drafts, strict=True)
     )
 
 
-def commit_indexed(db: Database, item: Prepared) -> bool:
-    """Chunk rows and the ``indexed`` status land in one transaction: never half-indexed and ``indexed``.
+def commit_indexed(db: Database, item: Prepared) -> str:
+    """Chunk rows and ``indexed`` land in one transaction: a document is never half-indexed and ``indexed``.
 
-    Returns ``False`` when the document was deleted meanwhile (the caller takes its chunks back out).
+    Returns ``skipped`` when the document was deleted meanwhile and ``stale`` when a re-index switched the
+    serving version while this upload was embedding (the caller indexes it again, into the new version).
     """
-    document_id = item.document.id
     with db.session() as session:
-        row = session.get(Document, document_id)
+        row = session.get(Document, item.document.id)
         if row is None:
-            return False
-        session.execute(delete(Chunk).where(Chunk.document_id == document_id))
-        session.add_all(
-            Chunk(
-                id=record.id,
-                document_id=document_id,
-                ordinal=draft.ordinal,
-                page=draft.page,
-                token_count=draft.token_count,
-                text=draft.text,
-            )
-            for record, draft in zip(item.records, item.drafts, strict=True)
-        )
+            return SKIPPED
+        collection = session.get(Collection, row.collection_id)
+        if item.follow_serving and (collection is None or collection.index_version != item.version):
+            return STALE
+        store_chunks(session, item)
         row.status = DocumentStatus.indexed
         row.error = None
         row.chunk_count = len(item.records)
         row.page_count = item.page_count
         row.finished_at = datetime.now(UTC)
-    return True
+    return DocumentStatus.indexed
 
 
 def index_documents(
-    db: Database,
-    retriever: HybridRetriever,
-    settings: Settings,
-    document_ids: Sequence[str],
-    index: str | None = None,
+    db: Database, retriever: HybridRetriever, settings: Settings, document_ids: Sequence[str]
 ) -> dict[str, str]:
-    """Index several documents, embedding their chunks together. Returns each one's final status."""
+    """Index documents into their collection's serving version, embedding their chunks together.
+
+    Returns each document's final status (``indexed``, ``failed`` or ``skipped``).
+    """
     started = time.perf_counter()
     statuses: dict[str, str] = {}
-    batch: list[Prepared] = []
-    for document_id in document_ids:
-        item = prepare(db, retriever, settings, document_id, index)
-        if isinstance(item, str):
-            statuses[document_id] = item
-        else:
-            batch.append(item)
-    by_index: dict[str, list[Prepared]] = {}
-    for item in batch:
-        by_index.setdefault(item.index, []).append(item)
-    for target, items in by_index.items():
-        for item in items:
-            retriever.delete_document(target, item.document.id)
-        retriever.index_records(
-            target,
-            [r for item in items for r in item.records],
-            [t for item in items for t in item.texts],
-        )
-        for item in items:
-            if commit_indexed(db, item):
-                statuses[item.document.id] = DocumentStatus.indexed
+    pending = list(document_ids)
+    chunks = 0
+    for _ in range(3):  # a re-index switch during the run makes items stale at most once or twice
+        batch: list[Prepared] = []
+        for document_id in pending:
+            item = prepare(db, retriever, settings, document_id)
+            if isinstance(item, str):
+                statuses[document_id] = item
             else:
-                retriever.delete_document(target, item.document.id)
-                statuses[item.document.id] = SKIPPED
+                batch.append(item)
+        write_indexes(retriever, batch)
+        pending = []
+        for item in batch:
+            outcome = commit_indexed(db, item)
+            if outcome == DocumentStatus.indexed:
+                chunks += len(item.records)
+            else:
+                retriever.delete_document(item.index, item.document.id)
+            if outcome == STALE:
+                pending.append(item.document.id)
+            else:
+                statuses[item.document.id] = outcome
+        if not pending:
+            break
+    for document_id in pending:
+        mark_failed(db, document_id, "The collection was re-indexed repeatedly meanwhile; upload it again.")
+        statuses[document_id] = DocumentStatus.failed
     log.info(
         "documents indexed",
         extra={
             "documents": len(document_ids),
-            "chunks": sum(len(i.records) for i in batch),
+            "chunks": chunks,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
     return statuses
 
 
-def index_document(
-    db: Database, retriever: HybridRetriever, settings: Settings, document_id: str, index: str | None = None
-) -> str:
+def index_document(db: Database, retriever: HybridRetriever, settings: Settings, document_id: str) -> str:
     """Index one document (the worker task's body). Raises only for errors worth a retry."""
-    return index_documents(db, retriever, settings, [document_id], index)[document_id]
+    return index_documents(db, retriever, settings, [document_id])[document_id]

@@ -22,8 +22,9 @@ from core.config import Settings
 from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge
 from core.ids import sha256_hex
-from core.models import UNFINISHED, Chunk, Collection, Document
+from core.models import UNFINISHED, Chunk, Collection, Document, index_name
 from ingest.parsers.detect import detect_kind
+from ingest.reindex import live_versions
 from retrieval.retriever import HybridRetriever
 
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -174,31 +175,25 @@ def list_documents(
 
 
 def delete_document(db: Database, retriever: HybridRetriever, document_id: str) -> None:
-    """Chunks leave both indexes first, then the row (chunk rows cascade), then the blob if unshared.
+    """Chunks leave every live index version first, then the row (chunk rows cascade), then the blob.
 
     A worker still indexing this document finds the row gone at commit and removes what it wrote.
     """
-    document, _ = get_document(db, document_id)
-    with db.session() as session:
-        collection = session.get(Collection, document.collection_id)
-        assert collection is not None
-        index = collection.index_name
-    retriever.delete_document(index, document_id)
+    document, collection_name = get_document(db, document_id)
+    for version in live_versions(db, document.collection_id):
+        retriever.delete_document(index_name(collection_name, version), document_id)
     with db.session() as session:
         session.execute(sql_delete(Chunk).where(Chunk.document_id == document_id))
         session.execute(sql_delete(Document).where(Document.id == document_id))
-        shared = session.scalar(
-            select(func.count()).select_from(Document).where(Document.sha256 == document.sha256)
-        )
-    if not shared:
-        Path(document.blob_path).unlink(missing_ok=True)
+    remove_unshared_blobs(db, [document])
 
 
 def delete_collection(db: Database, retriever: HybridRetriever, name: str) -> None:
     collection = get_collection(db, name)
     with db.session() as session:
         documents = list(session.scalars(select(Document).where(Document.collection_id == collection.id)))
-    retriever.drop_index(collection.index_name)
+    for version in live_versions(db, collection.id):
+        retriever.drop_index(index_name(name, version))
     with db.session() as session:
         session.execute(sql_delete(Collection).where(Collection.id == collection.id))
     remove_unshared_blobs(db, documents)

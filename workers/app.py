@@ -25,6 +25,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=INGEST_QUEUE,
+        # Re-index jobs get their own queue so a long one never starves uploads.
         task_routes={"rag.reindex_*": {"queue": REINDEX_QUEUE}},
         task_time_limit=TASK_TIME_LIMIT_S,
         task_soft_time_limit=TASK_TIME_LIMIT_S - 60,
@@ -41,11 +42,22 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def ingest_enqueuer(app: Celery) -> Callable[[str], None]:
-    """The ``enqueue`` callable the ingest service calls after committing a document row."""
-    from workers.tasks import INGEST_TASK
+def enqueuer(app: Celery, task_name: str) -> Callable[[str], None]:
+    """An ``enqueue(id)`` callable for the services, which call it only after committing the row."""
 
-    def enqueue(document_id: str) -> None:
-        app.send_task(INGEST_TASK, args=[document_id])
+    def enqueue(item_id: str) -> None:
+        app.send_task(task_name, args=[item_id])
 
     return enqueue
+
+
+def ingest_enqueuer(app: Celery) -> Callable[[str], None]:
+    from workers.tasks import INGEST_TASK
+
+    return enqueuer(app, INGEST_TASK)
+
+
+def reindex_enqueuer(app: Celery) -> Callable[[str], None]:
+    from workers.tasks import REINDEX_TASK
+
+    return enqueuer(app, REINDEX_TASK)

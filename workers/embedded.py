@@ -1,9 +1,10 @@
 """The in-process Celery worker used by ``ragctl serve`` on embedded defaults (no broker server).
 
-A ``WorkController`` with the threads pool consumes the same tasks from the ``memory://`` broker in a
-thread of the API process, so the API and the worker share one set of stores (Qdrant Edge and the BM25
-files lock their folders to one process). Messages in memory die with the process; the SQL job state
-does not, and start-up recovery re-queues what was left unfinished.
+A ``WorkController`` with the threads pool (two threads, so a re-index never blocks uploads) consumes
+the same tasks from the ``memory://`` broker in a thread of the API process, so the API and the worker
+share one set of stores (Qdrant Edge and the BM25 files lock their folders to one process). Messages in
+memory die with the process; the SQL job state does not, and start-up recovery re-queues what was left
+unfinished.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import threading
 
 from celery import Celery
 
+from workers.app import INGEST_QUEUE, REINDEX_QUEUE
+
 log = logging.getLogger(__name__)
 
 
 class EmbeddedWorker:
-    def __init__(self, app: Celery, concurrency: int = 1) -> None:
+    def __init__(self, app: Celery, concurrency: int = 2) -> None:
         self.app = app
         self.concurrency = concurrency
         self._controller = None
@@ -32,6 +35,7 @@ class EmbeddedWorker:
             without_mingle=True,
             without_gossip=True,
             hostname="embedded@localhost",
+            queues=[INGEST_QUEUE, REINDEX_QUEUE],
         )
         self._thread = threading.Thread(target=self._controller.start, name="embedded-worker", daemon=True)
         self._thread.start()

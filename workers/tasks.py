@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from core.errors import RagError
 from core.models import DocumentStatus
 from ingest.pipeline import index_document, mark_failed
+from ingest.reindex import run_reindex
 
 if TYPE_CHECKING:
     from workers.services import Services
@@ -18,8 +19,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INGEST_TASK = "rag.ingest_document"
+REINDEX_TASK = "rag.reindex_collection"
+DROP_INDEX_TASK = "rag.reindex_drop_index"
 MAX_RETRIES = 5
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+# Queries that resolved the old version just before a switch finish within this grace period.
+DROP_GRACE_S = 30
 
 
 def services_of(task: Task) -> Services:
@@ -36,9 +41,7 @@ def ingest_document(task: Task, document_id: str) -> str | None:
     except (*TRANSIENT, RagError) as exc:
         if task.request.retries >= MAX_RETRIES:
             mark_failed(
-                services.db,
-                document_id,
-                "Indexing kept failing on an unavailable store; upload it again later.",
+                services.db, document_id, "Indexing kept failing on an unavailable store; upload it again later."
             )
             return DocumentStatus.failed
         log.warning("ingest retry", extra={"document_id": document_id, "error": type(exc).__name__})
@@ -53,5 +56,20 @@ def ingest_document(task: Task, document_id: str) -> str | None:
         return DocumentStatus.failed
 
 
+def reindex_collection(task: Task, job_id: str) -> str:
+    services = services_of(task)
+
+    def drop_later(index: str) -> None:
+        task.app.send_task(DROP_INDEX_TASK, args=[index], countdown=DROP_GRACE_S)
+
+    return run_reindex(services.db, services.retriever, services.settings, job_id, drop_later)
+
+
+def drop_index(task: Task, index: str) -> None:
+    services_of(task).retriever.drop_index(index)
+
+
 def register_tasks(app: Celery) -> None:
     app.task(name=INGEST_TASK, bind=True, acks_late=True)(ingest_document)
+    app.task(name=REINDEX_TASK, bind=True, acks_late=True)(reindex_collection)
+    app.task(name=DROP_INDEX_TASK, bind=True, acks_late=True)(drop_index)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
 
-from api.deps import DbDep, PrincipalDep
-from api.schemas import CreatedKeyOut, KeyIn, KeyOut
+from fastapi import APIRouter, Body, Request, status
+
+from api.deps import DbDep, PrincipalDep, SettingsDep
+from api.schemas import CreatedKeyOut, KeyIn, KeyOut, ReindexIn, ReindexJobOut
 from core import keys
 from core.models import ApiKey, Role
+from ingest import reindex
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -39,3 +42,45 @@ def list_keys(db: DbDep, principal: PrincipalDep) -> list[KeyOut]:
 def revoke_key(key_id: str, db: DbDep, principal: PrincipalDep) -> KeyOut:
     principal.require_unscoped(Role.admin)
     return key_out(keys.revoke_key(db, key_id))
+
+
+def job_out(view: reindex.JobView) -> ReindexJobOut:
+    job = view.job
+    return ReindexJobOut(
+        id=job.id,
+        collection=view.collection,
+        status=job.status,  # type: ignore[arg-type]
+        source_version=job.source_version,
+        target_version=job.target_version,
+        options=job.options or {},
+        total=job.total,
+        done=job.done,
+        errors=job.errors or [],
+        eta_s=view.eta_s,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+@router.post("/collections/{name}/reindex", status_code=status.HTTP_202_ACCEPTED)
+def start_reindex(
+    name: str,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    body: Annotated[ReindexIn | None, Body()] = None,
+) -> ReindexJobOut:
+    """Builds a new index version from the stored originals while the current one keeps serving."""
+    principal.require(Role.admin, name)
+    options = body.options() if body else {}
+    job = reindex.start_reindex(db, settings, name, options, request.app.state.enqueue_reindex)
+    return job_out(reindex.get_job(db, job.id))
+
+
+@router.get("/reindex/{job_id}")
+def reindex_status(job_id: str, db: DbDep, principal: PrincipalDep) -> ReindexJobOut:
+    view = reindex.get_job(db, job_id)
+    principal.require(Role.admin, view.collection)
+    return job_out(view)

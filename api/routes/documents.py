@@ -62,8 +62,7 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(
-            f"{upload.filename or 'The file'} is larger than the {limit / 1024 / 1024:g} MB limit "
-            "(RAG_MAX_UPLOAD_MB)."
+            f"{upload.filename or 'The file'} is larger than the {limit / 1024 / 1024:g} MB limit (RAG_MAX_UPLOAD_MB)."
         )
     return data
 
@@ -154,9 +153,7 @@ def list_documents(
     name: str,
     db: DbDep,
     principal: PrincipalDep,
-    status_: Annotated[
-        Literal["queued", "processing", "indexed", "failed"] | None, Query(alias="status")
-    ] = None,
+    status_: Annotated[Literal["queued", "processing", "indexed", "failed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DocumentPageOut:

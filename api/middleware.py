@@ -1,0 +1,89 @@
+"""Per-request context: a request id, one structured log line and one latency observation per request.
+
+Pure ASGI rather than ``BaseHTTPMiddleware`` so response bodies pass through untouched: an SSE stream is
+forwarded message by message, never buffered, and its duration is measured to the last byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.metrics import REQUEST_LATENCY
+from core.telemetry import REQUEST_ID
+
+log = logging.getLogger("api.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Ids from a proxy or client are echoed into logs and headers: only short, plain tokens are trusted.
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+
+
+def request_id_from(headers: Headers) -> str:
+    incoming = headers.get(REQUEST_ID_HEADER, "")
+    return incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's template (``/v1/documents/{document_id}``); raw paths would grow without bound."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or UNMATCHED
+
+
+def method_label(method: str) -> str:
+    return method if method in _METHODS else "OTHER"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(Headers(scope=scope))
+        token = REQUEST_ID.set(request_id)
+        start = time.perf_counter()
+        status = 500
+        first_byte_s: float | None = None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, first_byte_s
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                first_byte_s = time.perf_counter() - start
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        failed = True
+        try:
+            await self.app(scope, receive, send_with_id)
+            failed = False
+        finally:
+            duration_s = time.perf_counter() - start
+            method, route = method_label(scope["method"]), route_label(scope)
+            REQUEST_LATENCY.labels(method, route, str(status)).observe(duration_s)
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(duration_s * 1000, 2),
+                    "first_byte_ms": None if first_byte_s is None else round(first_byte_s * 1000, 2),
+                    "request_id": request_id,
+                },
+            )
+            # On an unhandled error the id stays set: the app's 500 handler runs next in this same task
+            # and its log line should carry it too.
+            if not failed:
+                REQUEST_ID.reset(token)

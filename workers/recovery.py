@@ -1,0 +1,31 @@
+"""Start-up recovery: the SQL job state is the truth, so whatever it says is unfinished is queued again.
+
+Tasks are idempotent (deterministic chunk ids, re-index restarts into a dropped target), so queueing a
+task that is in fact still queued somewhere costs a little work and never corrupts anything.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from ingest.reindex import unfinished_job_ids
+from ingest.service import unfinished_document_ids
+from workers.app import ingest_enqueuer, reindex_enqueuer
+from workers.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def requeue_unfinished(services: Services, celery: Celery) -> tuple[int, int]:
+    documents = unfinished_document_ids(services.db)
+    jobs = unfinished_job_ids(services.db)
+    enqueue_ingest, enqueue_reindex = ingest_enqueuer(celery), reindex_enqueuer(celery)
+    for document_id in documents:
+        enqueue_ingest(document_id)
+    for job_id in jobs:
+        enqueue_reindex(job_id)
+    if documents or jobs:
+        log.info("re-queued unfinished work", extra={"documents": len(documents), "reindex_jobs": len(jobs)})
+    return len(documents), len(jobs)
