@@ -68,6 +68,7 @@ class QueryIn(BaseModel):
     generate: bool = True
     stream: bool = Field(False, description="Server-Sent Events: retrieval, token..., done.")
     filters: FiltersIn | None = None
+    cache: bool = Field(True, description="false bypasses the answer cache for this request.")
 
     @field_validator("query")
     @classmethod
@@ -100,6 +101,7 @@ class QueryOut(BaseModel):
     model: str | None
     backend: str | None
     events: list[dict[str, Any]]
+    cache: dict[str, Any] = Field(description='{"hit": false} or {"hit": true, "kind": "exact"|"semantic", ...}')
 
 
 class QueryLogOut(BaseModel):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.errors import NotFound
@@ -15,3 +16,12 @@ def get_collection(db: Database, name: str) -> Collection:
         if collection is None:
             raise NotFound(f"Collection {name!r} does not exist; create it with POST /v1/collections.")
         return collection
+
+
+def bump_content_version(session: Session, collection_id: str) -> None:
+    """Every change of a collection's content invalidates its cached answers (the version is in the key)."""
+    session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id)
+        .values(content_version=Collection.content_version + 1)
+    )

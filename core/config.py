@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     llm_context_window: int = Field(2048, description="Tokens the model sees: prompt + answer.")
     llm_threads: int | None = Field(None, description="llama.cpp threads; unset = all cores.")
 
+    # --- answer cache ------------------------------------------------------------------------
+    cache_exact: bool = Field(False, description="Reuse answers to the same normalized question.")
+    cache_semantic: bool = Field(False, description="Reuse answers to near-identical questions (cosine).")
+    cache_semantic_threshold: float = Field(0.95, description="Cosine similarity a semantic hit needs.")
+    cache_ttl_s: float = 3600.0
+    cache_max_entries: int = 10_000
+    cache_url: str | None = Field(None, description="redis://... to share the cache; unset = in-process.")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:

@@ -36,6 +36,9 @@ class Collection(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     index_version: Mapped[int] = mapped_column(Integer, default=1)
+    content_version: Mapped[int] = mapped_column(
+        Integer, default=0, doc="Bumped by every change of content; part of every answer-cache key."
+    )
     options: Mapped[dict[str, Any]] = mapped_column(
         JSON, default=dict, doc="Per-collection overrides of ingest settings, set by a re-index."
     )

@@ -1,7 +1,8 @@
 """The query path shared by the API, the CLI and the evaluation runner.
 
-retrieve (hybrid / vector / keyword) -> optionally generate a cited answer -> one ``QueryLog`` row and one
-structured log line with the ids of every stage. The log row is written whether or not generation fails.
+(cache lookup) -> retrieve (hybrid / vector / keyword) -> optionally generate a cited answer -> one
+``QueryLog`` row and one structured log line with the ids of every stage. The log row is written whether
+the query succeeds, fails over, hits the cache or the client goes away.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+import numpy as np
 
 from core.collections import get_collection
 from core.config import Settings
@@ -21,7 +24,8 @@ from core.models import Collection, QueryLog
 from core.types import Hit, SearchFilter
 from generation.answer import Answer, generate_answer, stream_answer
 from generation.backends.base import LLMBackend
-from generation.prompt import Source
+from generation.cache import AnswerCache, CacheHit, CacheScope
+from generation.prompt import PROMPT_VERSION, Source
 from retrieval.retriever import HybridRetriever, RetrievalResult
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ class QueryRequest:
     mode: Mode = "hybrid"
     generate: bool = True
     filters: SearchFilter = field(default_factory=SearchFilter)
+    use_cache: bool = True
 
 
 @dataclass
@@ -53,6 +58,7 @@ class QueryResult:
     model: str | None = None
     backend: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=lambda: {"hit": False})
     hits: list[Hit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,10 +66,22 @@ class QueryResult:
         body.pop("hits")
         return body
 
+    @classmethod
+    def from_cached(cls, value: dict[str, Any], hit: CacheHit, elapsed_ms: float) -> QueryResult:
+        known = {f.name for f in fields(cls)} - {"query_id", "hits", "cache", "timings_ms", "events"}
+        return cls(
+            query_id=new_id(),
+            timings_ms={"cache": elapsed_ms},
+            events=[{"type": "cache_hit", "kind": hit.kind, "similarity": hit.similarity}],
+            cache={"hit": True, "kind": hit.kind, "similarity": hit.similarity},
+            **{k: v for k, v in value.items() if k in known},
+        )
+
 
 def hit_citation(hit: Hit) -> dict[str, Any]:
     p = hit.payload
     return {
+        "number": None,
         "chunk_id": hit.id,
         "document_id": p.get("document_id"),
         "filename": p.get("filename"),
@@ -93,16 +111,28 @@ def filters_to_json(flt: SearchFilter) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in body.items()}
 
 
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
 class QueryService:
-    """Built once per process; holds the retriever and the (lazy) LLM backend."""
+    """Built once per process; holds the retriever, the (lazy) LLM backend and the answer cache."""
 
     def __init__(
-        self, db: Database, retriever: HybridRetriever, llm: LLMBackend | None, settings: Settings
+        self,
+        db: Database,
+        retriever: HybridRetriever,
+        llm: LLMBackend | None,
+        settings: Settings,
+        cache: AnswerCache | None = None,
     ) -> None:
         self.db = db
         self.retriever = retriever
         self.llm = llm
         self.settings = settings
+        self.cache = cache
+
+    # --- pieces -----------------------------------------------------------------------------
 
     def retrieve(self, collection: Collection, request: QueryRequest) -> RetrievalResult:
         return self.retriever.retrieve(
@@ -147,28 +177,69 @@ class QueryService:
 
     def _require_llm(self) -> LLMBackend:
         if self.llm is None:
-            raise Unavailable(
-                'No LLM backend is configured (RAG_LLM_BACKEND=none); query with "generate": false.'
-            )
+            raise Unavailable('No LLM backend is configured (RAG_LLM_BACKEND=none); query with "generate": false.')
         return self.llm
+
+    # --- cache ------------------------------------------------------------------------------
+
+    def _cache_scope(self, collection: Collection, request: QueryRequest) -> CacheScope:
+        params = {
+            "mode": request.mode,
+            "top_k": request.top_k,
+            "generate": request.generate,
+            "filters": filters_to_json(request.filters),
+            "model": self.llm.model if request.generate and self.llm is not None else None,
+            "prompt": PROMPT_VERSION,
+        }
+        return CacheScope(collection.name, collection.index_version, collection.content_version, params)
+
+    def _cache_lookup(
+        self, collection: Collection, request: QueryRequest
+    ) -> tuple[CacheScope, np.ndarray | None, QueryResult | None] | None:
+        if self.cache is None or not self.cache.enabled or not request.use_cache:
+            return None
+        started = time.perf_counter()
+        scope = self._cache_scope(collection, request)
+        vector = self.retriever.embedder.embed_query(request.query) if self.cache.semantic else None
+        hit = self.cache.lookup(scope, request.query, vector)
+        cached = QueryResult.from_cached(hit.value, hit, _ms(started)) if hit else None
+        return scope, vector, cached
+
+    def _cache_store(
+        self, lookup: tuple[CacheScope, np.ndarray | None, Any] | None, request: QueryRequest, result: QueryResult
+    ) -> None:
+        if lookup is None or self.cache is None:
+            return
+        scope, vector, _ = lookup
+        value = result.to_dict()
+        for volatile in ("query_id", "timings_ms", "events", "cache"):
+            value.pop(volatile)
+        self.cache.put(scope, request.query, vector, value)
+
+    # --- entry points -----------------------------------------------------------------------
 
     def query(self, collection_name: str, request: QueryRequest) -> QueryResult:
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
+        lookup = self._cache_lookup(collection, request)
+        if lookup is not None and lookup[2] is not None:
+            result = lookup[2]
+            result.timings_ms["total"] = _ms(started)
+            self.record(result, request, None)
+            return result
         result = self._base_result(collection, self.retrieve(collection, request))
         error: str | None = None
         try:
             if request.generate:
-                answer = generate_answer(
-                    self._require_llm(), request.query, result.hits, **self._generation_kwargs()
-                )
+                answer = generate_answer(self._require_llm(), request.query, result.hits, **self._generation_kwargs())
                 self._apply_answer(result, answer)
         except Unavailable as exc:
             error = exc.message
             raise
         finally:
-            result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+            result.timings_ms["total"] = _ms(started)
             self.record(result, request, error)
+        self._cache_store(lookup, request, result)
         return result
 
     def stream(self, collection_name: str, request: QueryRequest) -> Iterator[dict[str, Any]]:
@@ -180,11 +251,26 @@ class QueryService:
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
         llm = self._require_llm()
+        lookup = self._cache_lookup(collection, request)
+        if lookup is not None and lookup[2] is not None:
+            return self._cached_events(lookup[2], request, started)
         result = self._base_result(collection, self.retrieve(collection, request))
-        return self._events(llm, request, result, started)
+        return self._events(llm, request, result, started, lookup)
+
+    def _cached_events(self, result: QueryResult, request: QueryRequest, started: float) -> Iterator[dict[str, Any]]:
+        result.timings_ms["total"] = _ms(started)
+        self.record(result, request, None)
+        yield {
+            "type": "retrieval",
+            "query_id": result.query_id,
+            "retrieval": result.retrieval,
+            "candidates": result.citations,
+        }
+        yield {"type": "token", "text": result.answer or ""}
+        yield {"type": "done", **result.to_dict()}
 
     def _events(
-        self, llm: LLMBackend, request: QueryRequest, result: QueryResult, started: float
+        self, llm: LLMBackend, request: QueryRequest, result: QueryResult, started: float, lookup: Any
     ) -> Iterator[dict[str, Any]]:
         yield {
             "type": "retrieval",
@@ -197,7 +283,7 @@ class QueryService:
             for event in stream_answer(llm, request.query, result.hits, **self._generation_kwargs()):
                 if event["type"] == "token":
                     yield event
-                else:
+                elif event["type"] == "done":
                     self._apply_answer(result, event["answer"])
         except Unavailable as exc:
             error = exc.message
@@ -205,10 +291,12 @@ class QueryService:
             return
         except GeneratorExit:
             error = "client disconnected; generation stopped"
+            result.events.append({"type": "client_disconnected"})
             raise
         finally:
-            result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+            result.timings_ms["total"] = _ms(started)
             self.record(result, request, error)
+        self._cache_store(lookup, request, result)
         yield {"type": "done", **result.to_dict()}
 
     def record(self, result: QueryResult, request: QueryRequest, error: str | None) -> None:
@@ -246,6 +334,7 @@ class QueryService:
                 "backend": result.backend,
                 "usage": result.usage,
                 "timings_ms": result.timings_ms,
+                "cache": result.cache,
                 "events": result.events,
                 "error": error,
             },

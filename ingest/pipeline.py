@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
+from core.collections import bump_content_version
 from core.config import Settings
 from core.db import Database
 from core.errors import DocumentUnreadable, RagError
@@ -214,6 +215,7 @@ def commit_indexed(db: Database, item: Prepared) -> str:
         if item.follow_serving and (collection is None or collection.index_version != item.version):
             return STALE
         store_chunks(session, item)
+        bump_content_version(session, row.collection_id)
         row.status = DocumentStatus.indexed
         row.error = None
         row.chunk_count = len(item.records)

@@ -208,6 +208,7 @@ def _switch(db: Database, job: ReindexJob, collection_id: str, done: set[str]) -
         if indexed - done:
             return False
         collection.index_version = job.target_version
+        collection.content_version += 1
         collection.options = job.options
         document_ids = select(Document.id).where(Document.collection_id == collection_id)
         session.execute(

@@ -17,7 +17,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from core.collections import get_collection
+from core.collections import bump_content_version, get_collection
 from core.config import Settings
 from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge
@@ -185,6 +185,7 @@ def delete_document(db: Database, retriever: HybridRetriever, document_id: str) 
     with db.session() as session:
         session.execute(sql_delete(Chunk).where(Chunk.document_id == document_id))
         session.execute(sql_delete(Document).where(Document.id == document_id))
+        bump_content_version(session, document.collection_id)
     remove_unshared_blobs(db, [document])
 
 

@@ -15,6 +15,7 @@ from core.config import Settings
 from core.db import Database
 from generation.backends import make_llm
 from generation.backends.base import LLMBackend
+from generation.cache import AnswerCache, make_cache
 from generation.query_service import QueryService
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
@@ -92,8 +93,12 @@ class Services:
         return make_llm(self.settings)
 
     @cached_property
+    def cache(self) -> AnswerCache:
+        return make_cache(self.settings)
+
+    @cached_property
     def queries(self) -> QueryService:
-        return QueryService(self.db, self.retriever, self.llm, self.settings)
+        return QueryService(self.db, self.retriever, self.llm, self.settings, self.cache)
 
     def close(self) -> None:
         """Persist and release the stores (they lock their folders to one process)."""

@@ -51,6 +51,7 @@ def query(
         mode=body.mode,
         generate=body.generate,
         filters=body.filters.to_filter() if body.filters else QueryRequest().filters,
+        use_cache=body.cache,
     )
     if body.stream:
         if not body.generate:

@@ -76,9 +76,7 @@ def test_bad_inputs_get_clear_client_errors(client: TestClient, pdf_dir: Path) -
     cases = [
         (client.post("/v1/collections/nope/documents", files={"file": ("a.txt", b"hello")}), 404),
         (
-            client.post(
-                "/v1/collections/bad/documents", files={"file": ("a.png", png)}
-            ),
+            client.post("/v1/collections/bad/documents", files={"file": ("a.png", png)}),
             415,
         ),
         (client.post("/v1/collections/bad/documents", files={"file": ("big.txt", b"a " * 600_000)}), 413),

@@ -1,0 +1,121 @@
+"""Each role against each endpoint, collection scopes, key lifecycle and rate limits, over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.config import Settings
+
+ROOT_KEY = "root-key-for-tests"
+
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("acl") / "data",
+        llm_backend="none",
+        api_key=ROOT_KEY,
+        rate_limit_query="1000/minute",
+        _env_file=None,
+    )
+    with TestClient(create_app(settings)) as client:
+        root = {"Authorization": f"Bearer {ROOT_KEY}"}
+        for name in ("alpha", "beta"):
+            assert client.post("/v1/collections", json={"name": name}, headers=root).status_code == 201
+        yield client
+
+
+def mint(client: TestClient, role: str, collections: list[str] | None = None) -> str:
+    response = client.post(
+        "/v1/admin/keys",
+        json={"name": f"{role}-key", "role": role, "collections": collections},
+        headers={"Authorization": f"Bearer {ROOT_KEY}"},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+# (method, path, json body or upload, expected status per role: admin, writer, reader, reader scoped to beta)
+ENDPOINTS = [
+    ("GET", "/v1/collections", None, (200, 200, 200, 200)),
+    ("POST", "/v1/collections", {"name": "gamma-{role}"}, (201, 403, 403, 403)),
+    ("POST", "/v1/collections/alpha/documents", "upload", (202, 202, 403, 403)),
+    ("GET", "/v1/collections/alpha/documents", None, (200, 200, 200, 403)),
+    ("POST", "/v1/collections/alpha/query", {"query": "hello", "generate": False}, (200, 200, 200, 403)),
+    ("POST", "/v1/collections/beta/query", {"query": "hello", "generate": False}, (200, 200, 200, 200)),
+    ("GET", "/v1/admin/keys", None, (200, 403, 403, 403)),
+    ("POST", "/v1/admin/collections/alpha/reindex", {}, (202, 403, 403, 403)),
+    ("DELETE", "/v1/collections/gamma-admin", None, (204, 403, 403, 403)),
+]
+ROLES = ("admin", "writer", "reader", "scoped")
+
+
+@pytest.mark.parametrize("role_index, role", list(enumerate(ROLES)))
+def test_role_table(app_client: TestClient, role_index: int, role: str) -> None:
+    key = mint(app_client, "reader", ["beta"]) if role == "scoped" else mint(app_client, role)
+    headers = {"Authorization": f"Bearer {key}"}
+    for method, path, body, expected in ENDPOINTS:
+        if body == "upload":
+            response = app_client.post(
+                path, files={"file": (f"{role}.txt", f"Notes written by the {role} key.".encode())}, headers=headers
+            )
+        elif isinstance(body, dict):
+            payload = {k: v.format(role=role) if isinstance(v, str) else v for k, v in body.items()}
+            response = app_client.request(method, path, json=payload, headers=headers)
+        else:
+            response = app_client.request(method, path, headers=headers)
+        assert response.status_code == expected[role_index], (role, method, path, response.text)
+
+
+def test_scoped_key_sees_only_its_collections(app_client: TestClient) -> None:
+    key = mint(app_client, "reader", ["beta"])
+    names = [c["name"] for c in app_client.get("/v1/collections", headers={"Authorization": f"Bearer {key}"}).json()]
+    assert names == ["beta"]
+
+
+def test_missing_invalid_and_revoked_keys_get_401(app_client: TestClient) -> None:
+    assert app_client.get("/v1/collections").status_code == 401
+    assert app_client.get("/v1/collections", headers={"Authorization": "Bearer nope"}).status_code == 401
+    created = app_client.post(
+        "/v1/admin/keys",
+        json={"name": "temp", "role": "reader"},
+        headers={"Authorization": f"Bearer {ROOT_KEY}"},
+    ).json()
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    assert app_client.get("/v1/collections", headers=headers).status_code == 200
+    revoked = app_client.delete(f"/v1/admin/keys/{created['id']}", headers={"Authorization": f"Bearer {ROOT_KEY}"})
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert app_client.get("/v1/collections", headers=headers).status_code == 401
+
+
+def test_keys_are_stored_hashed_and_listed_without_secret(app_client: TestClient) -> None:
+    key = mint(app_client, "writer")
+    listed = app_client.get("/v1/admin/keys", headers={"Authorization": f"Bearer {ROOT_KEY}"}).json()
+    assert all("key" not in k for k in listed)
+    assert any(key.startswith(k["prefix"]) for k in listed)
+    db = app_client.app.state.services.db  # type: ignore[attr-defined]
+    from sqlalchemy import text
+
+    with db.session() as session:
+        stored = [row[0] for row in session.execute(text("SELECT key_hash FROM api_keys"))]
+    assert key not in stored and all(len(h) == 64 for h in stored)
+
+
+def test_rate_limit_returns_429_with_retry_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        data_dir=tmp_path / "data", llm_backend="none", api_key=None, rate_limit_query="3/minute", _env_file=None
+    )
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/collections", json={"name": "limited"})
+        codes = [
+            client.post("/v1/collections/limited/query", json={"query": "hi", "generate": False}).status_code
+            for _ in range(4)
+        ]
+        assert codes == [200, 200, 200, 429]
+        blocked = client.post("/v1/collections/limited/query", json={"query": "hi", "generate": False})
+        assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
+        assert "Rate limit" in blocked.json()["detail"]
