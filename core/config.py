@@ -74,6 +74,16 @@ class Settings(BaseSettings):
     cache_max_entries: int = 10_000
     cache_url: str | None = Field(None, description="redis://... to share the cache; unset = in-process.")
 
+    # --- privacy -------------------------------------------------------------------------------
+    redact_logs: bool = Field(True, description="Mask e-mails, phones, IBANs, cards and keys in log lines.")
+    redact_prompts: bool = Field(False, description="Mask the same in text sent to an external LLM backend.")
+    log_query_text: Literal["plain", "hash", "none"] = Field(
+        "plain", description="How query logs keep the question: as is, as a SHA-256, or not at all."
+    )
+    retention_days: float | None = Field(
+        None, description="Query logs and conversations older than this are purged daily; unset = kept."
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:

@@ -8,10 +8,27 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from core.redaction import redact_text
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+def scrub(value: Any) -> Any:
+    """Redact every string inside a log field, however nested."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self, redact: bool = True) -> None:
+        super().__init__()
+        self.redact = redact
+
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -22,12 +39,14 @@ class JsonFormatter(logging.Formatter):
         body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
+        if self.redact:
+            body = scrub(body)
         return json.dumps(body, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", redact: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(redact=redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,8 +19,9 @@ from core.collections import get_collection
 from core.config import Settings
 from core.db import Database
 from core.errors import NotFound, Unavailable
-from core.ids import new_id
+from core.ids import new_id, sha256_hex
 from core.models import Collection, QueryLog
+from core.redaction import redact_text
 from core.types import Hit, SearchFilter
 from generation.answer import Answer, generate_answer, stream_answer
 from generation.backends.base import LLMBackend
@@ -109,6 +110,15 @@ def filters_to_json(flt: SearchFilter) -> dict[str, Any]:
         if key in body:
             body[key] = body[key].isoformat()
     return {k: list(v) if isinstance(v, tuple) else v for k, v in body.items()}
+
+
+def logged_query_text(query: str, settings: Settings) -> str:
+    """What the query log keeps of the question (``RAG_LOG_QUERY_TEXT``), redacted when logs are."""
+    if settings.log_query_text == "none":
+        return ""
+    if settings.log_query_text == "hash":
+        return "sha256:" + sha256_hex(query.encode())
+    return redact_text(query) if settings.redact_logs else query
 
 
 def _ms(since: float) -> float:
@@ -306,12 +316,12 @@ class QueryService:
                     id=result.query_id,
                     collection=result.collection,
                     index_version=result.index_version,
-                    query=request.query,
+                    query=logged_query_text(request.query, self.settings),
                     mode=request.mode,
                     top_k=request.top_k,
                     filters=filters_to_json(request.filters),
                     retrieval=result.retrieval,
-                    answer=result.answer,
+                    answer=redact_text(result.answer) if result.answer and self.settings.redact_logs else result.answer,
                     citations=[{k: v for k, v in c.items() if k != "text"} for c in result.citations],
                     model=result.model,
                     backend=result.backend,
