@@ -70,7 +70,7 @@ def serve(
     settings = settings.model_copy(update={"api_key": key})
     host = host or settings.host
     port = port or settings.port
-    configure_logging()
+    configure_logging(redact=settings.redact_logs)
     typer.echo(banner(f"http://{host}:{port}", key, created))
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
@@ -79,6 +79,9 @@ def serve(
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once in this process.")] = 1,
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "ingest,reindex",
+    beat: Annotated[
+        bool, typer.Option(help="Also run the periodic tasks (retention purge); one per deployment.")
+    ] = False,
 ) -> None:
     """Run a Celery worker process against RAG_BROKER_URL (Redis or RabbitMQ)."""
     from celery.signals import worker_shutdown
@@ -92,7 +95,7 @@ def worker(
     if not settings.broker_url:
         typer.secho("RAG_BROKER_URL is not set; `ragctl serve` runs the worker in-process.", err=True)
         raise typer.Exit(2)
-    configure_logging()
+    configure_logging(redact=settings.redact_logs)
     services = Services(settings)
     celery = make_celery(settings)
     celery.services = services  # type: ignore[attr-defined]
@@ -107,6 +110,7 @@ def worker(
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
+            *(["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"] if beat else []),
         ]
     )
 

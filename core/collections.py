@@ -21,7 +21,5 @@ def get_collection(db: Database, name: str) -> Collection:
 def bump_content_version(session: Session, collection_id: str) -> None:
     """Every change of a collection's content invalidates its cached answers (the version is in the key)."""
     session.execute(
-        update(Collection)
-        .where(Collection.id == collection_id)
-        .values(content_version=Collection.content_version + 1)
+        update(Collection).where(Collection.id == collection_id).values(content_version=Collection.content_version + 1)
     )

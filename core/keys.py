@@ -46,6 +46,11 @@ class Principal:
         if collection is not None and self.collections is not None and collection not in self.collections:
             raise Forbidden(f"This key is not allowed to use collection {collection!r}.")
 
+    @property
+    def owner(self) -> str:
+        """Whose data this is: the key id, or "root" for the bootstrap key and the open local mode."""
+        return self.key_id or "root"
+
     def require_unscoped(self, role: Role) -> None:
         """For acts over the whole platform (minting keys), which a collection-scoped key must not do."""
         self.require(role)

@@ -140,6 +140,6 @@ def scrape(extra: Sequence[Collector] = ()) -> tuple[bytes, str]:
     return generate_latest(_Union([base, *extra])), CONTENT_TYPE_LATEST
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other containers
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # all interfaces: scraped from other containers
     """Expose this process's metrics on a side port, for processes without the API (Celery workers)."""
     start_http_server(port, addr=addr)

@@ -127,6 +127,7 @@ class QueryLog(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     collection: Mapped[str] = mapped_column(String(64), index=True)
     index_version: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     query: Mapped[str] = mapped_column(Text)
     mode: Mapped[str] = mapped_column(String(16))
     top_k: Mapped[int] = mapped_column(Integer)
@@ -166,3 +167,46 @@ class ApiKey(Base):
     collections: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Conversation(Base):
+    """Conversation state lives here, never in the model: turns, and one stored summary of older turns."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True, doc="API key id, or 'root'.")
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    summarized_turns: Mapped[int] = mapped_column(Integer, default=0, doc="Oldest turns folded into summary.")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("conversation_id", "ordinal", name="uq_turn_ordinal"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    rewritten_query: Mapped[str] = mapped_column(Text)
+    rewrite_method: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    citations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    query_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Memory(Base):
+    """Long-term preferences of one API key (its user), applied to every prompt of that key."""
+
+    __tablename__ = "memories"
+    __table_args__ = (UniqueConstraint("owner", "key", name="uq_memory_owner_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -18,9 +18,7 @@ class SearchFilter:
     uploaded_before: datetime | None = None
 
     def is_empty(self) -> bool:
-        return not (
-            self.document_ids or self.filenames or self.tags or self.uploaded_after or self.uploaded_before
-        )
+        return not (self.document_ids or self.filenames or self.tags or self.uploaded_after or self.uploaded_before)
 
     def matches(self, payload: dict[str, Any]) -> bool:
         """Reference semantics of the filter on a chunk payload (backends must agree with it)."""
@@ -31,13 +29,10 @@ class SearchFilter:
         if self.tags and not set(self.tags) & set(payload.get("tags") or ()):
             return False
         uploaded = payload.get("uploaded_at")
-        if self.uploaded_after is not None and (
-            uploaded is None or uploaded < self.uploaded_after.timestamp()
-        ):
+        if self.uploaded_after is not None and (uploaded is None or uploaded < self.uploaded_after.timestamp()):
             return False
         return not (
-            self.uploaded_before is not None
-            and (uploaded is None or uploaded > self.uploaded_before.timestamp())
+            self.uploaded_before is not None and (uploaded is None or uploaded > self.uploaded_before.timestamp())
         )
 
 

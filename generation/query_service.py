@@ -43,6 +43,7 @@ class QueryRequest:
     generate: bool = True
     filters: SearchFilter = field(default_factory=SearchFilter)
     use_cache: bool = True
+    owner: str | None = None  # the API key id ("root" for the bootstrap key), for per-user data deletion
 
 
 @dataclass
@@ -316,6 +317,7 @@ class QueryService:
                     id=result.query_id,
                     collection=result.collection,
                     index_version=result.index_version,
+                    owner=request.owner,
                     query=logged_query_text(request.query, self.settings),
                     mode=request.mode,
                     top_k=request.top_k,

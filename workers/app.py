@@ -14,6 +14,7 @@ REINDEX_QUEUE = "reindex"
 # or Redis would hand the same task to a second worker while the first still runs it.
 TASK_TIME_LIMIT_S = 1800
 VISIBILITY_TIMEOUT_S = 2 * TASK_TIME_LIMIT_S
+PURGE_EVERY_S = 24 * 3600
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -36,8 +37,10 @@ def make_celery(settings: Settings) -> Celery:
             {"polling_interval": 0.05} if embedded else {"visibility_timeout": VISIBILITY_TIMEOUT_S}
         ),
     )
-    from workers.tasks import register_tasks
+    from workers.tasks import PURGE_TASK, register_tasks
 
+    # Run by `ragctl worker --beat` (one process per deployment) or the embedded worker's scheduler.
+    app.conf.beat_schedule = {"purge-expired": {"task": PURGE_TASK, "schedule": PURGE_EVERY_S}}
     register_tasks(app)
     return app
 

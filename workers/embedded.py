@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 
@@ -25,6 +26,20 @@ class EmbeddedWorker:
         self.concurrency = concurrency
         self._controller = None
         self._thread: threading.Thread | None = None
+        self._scheduler: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def _schedule(self) -> None:
+        """Celery beat needs its own process, which cannot reach a ``memory://`` broker: send the beat
+        schedule's tasks from a thread instead."""
+        entries = self.app.conf.beat_schedule or {}
+        last = {name: 0.0 for name in entries}
+        while not self._stopping.wait(1.0):
+            now = time.monotonic()
+            for name, entry in entries.items():
+                if now - last[name] >= float(entry["schedule"]):
+                    last[name] = now
+                    self.app.send_task(entry["task"])
 
     def start(self) -> None:
         self._controller = self.app.WorkController(
@@ -39,10 +54,14 @@ class EmbeddedWorker:
         )
         self._thread = threading.Thread(target=self._controller.start, name="embedded-worker", daemon=True)
         self._thread.start()
+        self._stopping.clear()
+        self._scheduler = threading.Thread(target=self._schedule, name="embedded-beat", daemon=True)
+        self._scheduler.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._controller is None:
             return
+        self._stopping.set()
         self._controller.stop(in_sighandler=False)
         if self._thread is not None:
             self._thread.join(timeout)

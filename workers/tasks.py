@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.errors import RagError
 from core.models import DocumentStatus
+from core.retention import purge_expired
 from ingest.pipeline import index_document, mark_failed
 from ingest.reindex import run_reindex
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 INGEST_TASK = "rag.ingest_document"
 REINDEX_TASK = "rag.reindex_collection"
 DROP_INDEX_TASK = "rag.reindex_drop_index"
+PURGE_TASK = "rag.purge_expired"
 MAX_RETRIES = 5
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 # Queries that resolved the old version just before a switch finish within this grace period.
@@ -69,7 +71,16 @@ def drop_index(task: Task, index: str) -> None:
     services_of(task).retriever.drop_index(index)
 
 
+def purge_expired_data(task: Task) -> dict[str, int]:
+    services = services_of(task)
+    purged = purge_expired(services.db, services.settings.retention_days)
+    if purged.query_logs or purged.conversations:
+        log.info("retention purge", extra={"query_logs": purged.query_logs, "conversations": purged.conversations})
+    return {"query_logs": purged.query_logs, "conversations": purged.conversations}
+
+
 def register_tasks(app: Celery) -> None:
     app.task(name=INGEST_TASK, bind=True, acks_late=True)(ingest_document)
     app.task(name=REINDEX_TASK, bind=True, acks_late=True)(reindex_collection)
     app.task(name=DROP_INDEX_TASK, bind=True, acks_late=True)(drop_index)
+    app.task(name=PURGE_TASK, bind=True)(purge_expired_data)

@@ -52,6 +52,7 @@ def query(
         generate=body.generate,
         filters=body.filters.to_filter() if body.filters else QueryRequest().filters,
         use_cache=body.cache,
+        owner=principal.owner,
     )
     if body.stream:
         if not body.generate:

@@ -1,0 +1,89 @@
+"""``ragctl eval``: score a collection on an evaluation set, optionally gated on a baseline report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.config import Settings
+from core.errors import RagError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def eval_command(
+    dataset: Annotated[Path, typer.Option(help="Eval set folder (BEIR or RAG layout, see eval_sets/).")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to ingest into / reuse.")],
+    mode: Annotated[str, typer.Option(help="hybrid, vector, keyword, all, or a list like vector,hybrid.")] = ("hybrid"),
+    generate: Annotated[bool, typer.Option(help="Also generate answers and score them.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Compare with this report; exit 1 on regression."),
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="Largest allowed drop of a score (absolute).")] = 0.01,
+    relative_tolerance: Annotated[
+        float, typer.Option(help="Largest allowed growth of latency, tokens or cost (share of baseline).")
+    ] = 0.25,
+    split: Annotated[str, typer.Option(help="BEIR qrels file to use (qrels/<split>.tsv).")] = "test",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions (quick runs).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Hits given to the LLM when generating.")] = 5,
+    judge: Annotated[bool, typer.Option(help="LLM-as-judge faithfulness through the configured LLM.")] = False,
+    consistency: Annotated[int, typer.Option(help="Questions asked twice to measure consistency.")] = 10,
+    price_prompt_per_1k: Annotated[float, typer.Option(help="Price of 1,000 prompt tokens.")] = 0.0,
+    price_completion_per_1k: Annotated[float, typer.Option(help="Price of 1,000 completion tokens.")] = 0.0,
+) -> None:
+    """Ingest an eval set through the real pipeline (or reuse it), ask every question, print the scores."""
+    from evaluation.datasets import load_dataset
+    from evaluation.report import compare, format_comparison, format_report
+    from evaluation.runner import EvalOptions, parse_modes, run_eval
+    from workers.services import Services
+
+    try:
+        modes = parse_modes(mode)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--mode") from exc
+    baseline_report = json.loads(baseline.read_text()) if baseline else None
+    # A cached answer would be measured instead of the pipeline, and would make consistency trivially 1.
+    settings = Settings().model_copy(update={"cache_exact": False, "cache_semantic": False})
+    options = EvalOptions(
+        modes=modes,
+        generate=generate,
+        top_k=top_k,
+        consistency_questions=consistency if generate else 0,
+        judge=judge,
+        price_prompt_per_1k=price_prompt_per_1k,
+        price_completion_per_1k=price_completion_per_1k,
+    )
+    services = Services(settings)
+    try:
+        report = run_eval(services, load_dataset(dataset, split=split, limit=limit), collection, options)
+    except RagError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        services.close()
+    typer.echo(format_report(report))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        typer.echo(f"\nreport written to {out}")
+    failed = False
+    if report["errors"]:
+        typer.secho(f"\n{len(report['errors'])} question(s) failed; first: {report['errors'][0]}", err=True)
+        failed = True
+    if baseline_report is not None:
+        comparison = compare(report, baseline_report, tolerance, relative_tolerance)
+        typer.echo(f"\ncompared with {baseline}:\n{format_comparison(comparison)}")
+        failed = failed or not comparison.passed
+    if failed:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    typer.run(eval_command)
