@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.limits import RateLimits
-from api.routes import admin, collections, documents, health, query
+from api.routes import admin, collections, conversations, documents, health, query
 from core.config import Settings
 from core.errors import RagError, RateLimited
 from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
@@ -83,6 +83,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             status_code=500,
         )
 
-    for module in (health, collections, documents, query, admin):
+    for module in (health, collections, documents, query, conversations, admin):
         app.include_router(module.router)
     return app

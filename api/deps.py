@@ -12,6 +12,7 @@ from api.limits import RateLimits
 from core.config import Settings
 from core.db import Database
 from core.keys import Principal
+from generation.conversation import ConversationService
 from generation.query_service import QueryService
 from workers.services import Services
 
@@ -32,6 +33,10 @@ def get_queries(request: Request) -> QueryService:
     return request.app.state.services.queries
 
 
+def get_conversations(request: Request) -> ConversationService:
+    return request.app.state.services.conversations
+
+
 def get_enqueue(request: Request) -> Callable[[str], None]:
     return request.app.state.enqueue
 
@@ -44,6 +49,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
 QueriesDep = Annotated[QueryService, Depends(get_queries)]
+ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
 EnqueueDep = Annotated[Callable[[str], None], Depends(get_enqueue)]
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 

@@ -179,3 +179,53 @@ class ReindexJobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class MessageIn(BaseModel):
+    """A conversation turn: the same options as a query, with ``message`` as the follow-up question."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(min_length=1, examples=["And what about its side effects?"])
+    top_k: int = Field(5, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    generate: bool = True
+    stream: bool = False
+    filters: FiltersIn | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must contain text")
+        return value.strip()
+
+
+class TurnOut(BaseModel):
+    ordinal: int
+    question: str
+    rewritten_query: str
+    rewrite_method: str
+    answer: str | None
+    citations: list[dict[str, Any]]
+    query_id: str | None
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: str
+    collection: str
+    summary: str | None
+    summarized_turns: int
+    created_at: datetime
+    turns: list[TurnOut]
+
+
+class MessageOut(QueryOut):
+    conversation_id: str
+    turn: int
+    rewritten_query: str
+
+
+class MemoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(min_length=1, max_length=500, examples=["French"])

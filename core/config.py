@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_context_window: int = Field(2048, description="Tokens the model sees: prompt + answer.")
     llm_threads: int | None = Field(None, description="llama.cpp threads; unset = all cores.")
+    llm_fallback_retrieval_only: bool = Field(
+        True, description="When every LLM backend is down, answer with the sources only (else 503)."
+    )
+
+    # --- conversations -------------------------------------------------------------------------
+    history_budget_share: float = Field(
+        0.25, ge=0.0, le=0.9, description="Share of the prompt budget for conversation history (rest: sources)."
+    )
+    history_recent_turns: int = Field(3, description="Most recent turns kept verbatim; older ones are summarized.")
+    rewrite_with_llm: bool = Field(True, description="Rewrite follow-ups with the LLM (else: previous + new question).")
 
     # --- answer cache ------------------------------------------------------------------------
     cache_exact: bool = Field(False, description="Reuse answers to the same normalized question.")

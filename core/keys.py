@@ -90,6 +90,14 @@ def list_keys(db: Database) -> list[ApiKey]:
         return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
 
+def get_key(db: Database, key_id: str) -> ApiKey:
+    with db.session() as session:
+        record = session.get(ApiKey, key_id)
+        if record is None:
+            raise NotFound(f"API key {key_id!r} does not exist.")
+        return record
+
+
 def revoke_key(db: Database, key_id: str) -> ApiKey:
     with db.session() as session:
         record = session.get(ApiKey, key_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +23,7 @@ from core.ids import new_id, sha256_hex
 from core.models import Collection, QueryLog
 from core.redaction import redact_text
 from core.types import Hit, SearchFilter
-from generation.answer import Answer, generate_answer, stream_answer
+from generation.answer import NO_CONTEXT, Answer, PromptContext, generate_answer, stream_answer
 from generation.backends.base import LLMBackend
 from generation.cache import AnswerCache, CacheHit, CacheScope
 from generation.prompt import PROMPT_VERSION, Source
@@ -229,7 +229,26 @@ class QueryService:
 
     # --- entry points -----------------------------------------------------------------------
 
-    def query(self, collection_name: str, request: QueryRequest) -> QueryResult:
+    def prompt_context(self, context: PromptContext) -> PromptContext:
+        """Redaction applies to prompts that leave the machine (RAG_REDACT_PROMPTS with an external backend)."""
+        external = self.settings.llm_backend == "openai"
+        return replace(context, redact=self.settings.redact_prompts and external)
+
+    def _retrieval_only(self, result: QueryResult, exc: Unavailable) -> None:
+        """The last link of the fallback chain: sources without an answer, said plainly."""
+        result.backend = "retrieval_only"
+        result.events.append({"type": "generation_unavailable", "detail": exc.message})
+
+    def query(
+        self,
+        collection_name: str,
+        request: QueryRequest,
+        *,
+        question: str | None = None,
+        context: PromptContext = NO_CONTEXT,
+        events: list[dict[str, Any]] | None = None,
+    ) -> QueryResult:
+        """``request.query`` drives retrieval; ``question`` (default: the same) is what the model answers."""
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
         lookup = self._cache_lookup(collection, request)
@@ -239,21 +258,39 @@ class QueryService:
             self.record(result, request, None)
             return result
         result = self._base_result(collection, self.retrieve(collection, request))
+        result.events.extend(events or [])
         error: str | None = None
         try:
             if request.generate:
-                answer = generate_answer(self._require_llm(), request.query, result.hits, **self._generation_kwargs())
+                answer = generate_answer(
+                    self._require_llm(),
+                    question or request.query,
+                    result.hits,
+                    context=self.prompt_context(context),
+                    **self._generation_kwargs(),
+                )
                 self._apply_answer(result, answer)
         except Unavailable as exc:
             error = exc.message
-            raise
+            if not (self.settings.llm_fallback_retrieval_only and self.llm is not None):
+                raise
+            self._retrieval_only(result, exc)
         finally:
             result.timings_ms["total"] = _ms(started)
             self.record(result, request, error)
-        self._cache_store(lookup, request, result)
+        if error is None:
+            self._cache_store(lookup, request, result)
         return result
 
-    def stream(self, collection_name: str, request: QueryRequest) -> Iterator[dict[str, Any]]:
+    def stream(
+        self,
+        collection_name: str,
+        request: QueryRequest,
+        *,
+        question: str | None = None,
+        context: PromptContext = NO_CONTEXT,
+        events: list[dict[str, Any]] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Events: ``retrieval`` first, then ``token`` pieces, then ``done`` with the full result.
 
         Lookup, retrieval and the backend check run before the first event, so their errors surface as
@@ -266,7 +303,8 @@ class QueryService:
         if lookup is not None and lookup[2] is not None:
             return self._cached_events(lookup[2], request, started)
         result = self._base_result(collection, self.retrieve(collection, request))
-        return self._events(llm, request, result, started, lookup)
+        result.events.extend(events or [])
+        return self._events(llm, request, result, started, lookup, question or request.query, context)
 
     def _cached_events(self, result: QueryResult, request: QueryRequest, started: float) -> Iterator[dict[str, Any]]:
         result.timings_ms["total"] = _ms(started)
@@ -281,7 +319,14 @@ class QueryService:
         yield {"type": "done", **result.to_dict()}
 
     def _events(
-        self, llm: LLMBackend, request: QueryRequest, result: QueryResult, started: float, lookup: Any
+        self,
+        llm: LLMBackend,
+        request: QueryRequest,
+        result: QueryResult,
+        started: float,
+        lookup: Any,
+        question: str,
+        context: PromptContext,
     ) -> Iterator[dict[str, Any]]:
         yield {
             "type": "retrieval",
@@ -291,7 +336,10 @@ class QueryService:
         }
         error: str | None = None
         try:
-            for event in stream_answer(llm, request.query, result.hits, **self._generation_kwargs()):
+            answer_events = stream_answer(
+                llm, question, result.hits, context=self.prompt_context(context), **self._generation_kwargs()
+            )
+            for event in answer_events:
                 if event["type"] == "token":
                     yield event
                 elif event["type"] == "done":

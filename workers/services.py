@@ -16,6 +16,7 @@ from core.db import Database
 from generation.backends import make_llm
 from generation.backends.base import LLMBackend
 from generation.cache import AnswerCache, make_cache
+from generation.conversation import ConversationService
 from generation.query_service import QueryService
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
@@ -100,6 +101,10 @@ class Services:
     def queries(self) -> QueryService:
         return QueryService(self.db, self.retriever, self.llm, self.settings, self.cache)
 
+    @cached_property
+    def conversations(self) -> ConversationService:
+        return ConversationService(self.db, self.queries)
+
     def close(self) -> None:
         """Persist and release the stores (they lock their folders to one process)."""
         for name in ("keywords", "vectors"):
@@ -108,5 +113,6 @@ class Services:
                 del self.__dict__[name]
         self.__dict__.pop("retriever", None)
         self.__dict__.pop("queries", None)
+        self.__dict__.pop("conversations", None)
         if "db" in self.__dict__:
             self.db.dispose()

@@ -8,6 +8,7 @@ from api.deps import DbDep, PrincipalDep, SettingsDep
 from api.schemas import CreatedKeyOut, KeyIn, KeyOut, ReindexIn, ReindexJobOut
 from core import keys
 from core.models import ApiKey, Role
+from core.retention import forget_owner
 from ingest import reindex
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -42,6 +43,13 @@ def list_keys(db: DbDep, principal: PrincipalDep) -> list[KeyOut]:
 def revoke_key(key_id: str, db: DbDep, principal: PrincipalDep) -> KeyOut:
     principal.require_unscoped(Role.admin)
     return key_out(keys.revoke_key(db, key_id))
+
+
+@router.delete("/keys/{key_id}/data")
+def forget_key_data(key_id: str, db: DbDep, principal: PrincipalDep) -> dict[str, int]:
+    """Remove what a key's user left behind: conversations, memory and query-log texts (ids and metrics stay)."""
+    principal.require_unscoped(Role.admin)
+    return forget_owner(db, "root" if key_id == "root" else keys.get_key(db, key_id).id)
 
 
 def job_out(view: reindex.JobView) -> ReindexJobOut:
