@@ -98,6 +98,7 @@ def worker(
     configure_logging(redact=settings.redact_logs)
     services = Services(settings)
     celery = make_celery(settings)
+    celery.set_default()  # the only app of this process: pool threads must resolve it
     celery.services = services  # type: ignore[attr-defined]
     worker_shutdown.connect(lambda **_: services.close(), weak=False)
     requeue_unfinished(services, celery)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from celery import Celery
@@ -17,17 +18,24 @@ VISIBILITY_TIMEOUT_S = 2 * TASK_TIME_LIMIT_S
 PURGE_EVERY_S = 24 * 3600
 
 
+def queue_names(app: Celery) -> tuple[str, str]:
+    """(ingest queue, re-index queue) of this app."""
+    return app.conf.task_default_queue, app.conf.task_routes["rag.reindex_*"]["queue"]
+
+
 def make_celery(settings: Settings) -> Celery:
     embedded = settings.broker_url is None
     app = Celery("hybrid_rag", broker=settings.broker_url or "memory://", set_as_current=False)
+    # The memory transport's queues are global to the process: give each embedded app its own names.
+    suffix = f".{uuid.uuid4().hex[:8]}" if embedded else ""
     app.conf.update(
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=INGEST_QUEUE,
+        task_default_queue=INGEST_QUEUE + suffix,
         # Re-index jobs get their own queue so a long one never starves uploads.
-        task_routes={"rag.reindex_*": {"queue": REINDEX_QUEUE}},
+        task_routes={"rag.reindex_*": {"queue": REINDEX_QUEUE + suffix}},
         task_time_limit=TASK_TIME_LIMIT_S,
         task_soft_time_limit=TASK_TIME_LIMIT_S - 60,
         broker_connection_retry_on_startup=True,

@@ -15,7 +15,8 @@ import time
 
 from celery import Celery
 
-from workers.app import INGEST_QUEUE, REINDEX_QUEUE
+from workers.app import queue_names
+from workers.pool import AppThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,14 @@ class EmbeddedWorker:
 
     def start(self) -> None:
         self._controller = self.app.WorkController(
-            pool_cls="threads",
+            pool_cls=AppThreadPool,
             concurrency=self.concurrency,
             loglevel="WARNING",
             without_heartbeat=True,
             without_mingle=True,
             without_gossip=True,
             hostname="embedded@localhost",
-            queues=[INGEST_QUEUE, REINDEX_QUEUE],
+            queues=list(queue_names(self.app)),
         )
         self._thread = threading.Thread(target=self._controller.start, name="embedded-worker", daemon=True)
         self._thread.start()

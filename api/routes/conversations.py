@@ -11,6 +11,7 @@ from api.schemas import ConversationOut, MemoryIn, MessageIn, MessageOut, TurnOu
 from core.errors import BadInput, NotFound
 from core.keys import Principal
 from core.models import Conversation, Role, Turn
+from core.types import SearchFilter
 from generation.conversation import delete_memory, preferences_of, set_memory
 from generation.query_service import QueryRequest
 
@@ -87,7 +88,7 @@ def post_message(
         top_k=body.top_k,
         mode=body.mode,
         generate=body.generate,
-        filters=body.filters.to_filter() if body.filters else QueryRequest().filters,
+        filters=body.filters.to_filter() if body.filters else SearchFilter(),
         owner=principal.owner,
     )
     if body.stream:

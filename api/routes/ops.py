@@ -28,8 +28,8 @@ from workers.services import Services
 router = APIRouter(tags=["operations"])
 
 CHECK_TIMEOUT_S = 3.0
-# A name no collection can have (collection names are validated), used to make a cheap real call.
-PROBE_INDEX = "__ready_probe__"
+# A valid index name that no collection's index can have (those end in "__v<version>"): a real, cheap call.
+PROBE_INDEX = "ready.probe"
 FILE_KEYWORD_BACKENDS = frozenset({"bm25s", "rank_bm25"})
 Status = Literal["ok", "disabled", "error"]
 Check = tuple[Status, str]

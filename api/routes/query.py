@@ -12,6 +12,7 @@ from api.deps import DbDep, LimitsDep, PrincipalDep, QueriesDep, SettingsDep, id
 from api.schemas import QueryIn, QueryLogOut, QueryOut
 from core.errors import BadInput
 from core.models import Role
+from core.types import SearchFilter
 from generation.query_service import QueryRequest, get_query_log
 
 router = APIRouter(tags=["query"])
@@ -50,7 +51,7 @@ def query(
         top_k=body.top_k,
         mode=body.mode,
         generate=body.generate,
-        filters=body.filters.to_filter() if body.filters else QueryRequest().filters,
+        filters=body.filters.to_filter() if body.filters else SearchFilter(),
         use_cache=body.cache,
         owner=principal.owner,
     )
