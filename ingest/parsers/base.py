@@ -1,0 +1,58 @@
+"""What every parser returns, and the text clean-up they share so chunks look alike whatever the source."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.errors import DocumentUnreadable
+
+# Joins a heading and its ancestors ("Install > Linux"), so a chunk's heading says where it sits.
+HEADING_SEPARATOR = " > "
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text under one heading on one page: the unit a chunk never crosses."""
+
+    text: str
+    page: int | None
+    heading: str | None
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    sections: list[Section]
+    page_count: int | None
+    title: str | None
+
+
+# C0/C1 controls carry no text (PDF fonts map glyphs to them, latin-1 decodes junk to them); tab, newline,
+# vertical tab and form feed are layout and handled as whitespace below.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b\ufeff]")
+_INLINE_SPACE = re.compile(r"[^\S\n]+")
+
+
+def tidy(text: str) -> str:
+    """Collapse layout whitespace but keep structure: lines stay lines, blank lines become paragraph breaks.
+
+    The chunker splits on blank lines first, so one blank line between paragraphs is all that must survive.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n\n")
+    text = _CONTROL.sub("", text)
+    paragraphs: list[list[str]] = [[]]
+    for raw in text.split("\n"):
+        line = _INLINE_SPACE.sub(" ", raw).strip()
+        if line:
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return "\n\n".join("\n".join(lines) for lines in paragraphs if lines)
+
+
+def require_text(sections: list[Section], what: str) -> list[Section]:
+    """Drop empty sections; a document left with none is refused, since indexing it would find nothing."""
+    kept = [section for section in sections if section.text.strip()]
+    if not kept:
+        raise DocumentUnreadable(f"{what} contains no text.")
+    return kept

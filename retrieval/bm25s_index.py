@@ -1,0 +1,347 @@
+"""In-process BM25 keyword index on ``bm25s``, plus the token corpus every BM25 backend shares.
+
+Each index keeps, per chunk, its analyzed terms as vocabulary ids, so adding or deleting chunks
+never re-tokenizes the rest: after a change the score matrix is rebuilt from the stored ids on
+the next search (BM25 weights depend on corpus-wide statistics, so every change touches every
+row). Layout under ``root/<index>/``:
+
+    corpus.npz          ids, payloads, vocabulary, term ids; replaced atomically on each write
+    bm25s-<version>/    the bm25s score matrix built from that corpus version (a cache)
+    .lock               flock taken by writers, so worker processes never interleave writes
+
+Readers compare ``corpus.npz``'s inode/mtime/size with what they loaded and reload when another
+process wrote it.
+
+Scoring is Lucene's BM25 (bm25s's default, k1=1.5, b=0.75): the configuration of the measured
+baseline, and its idf never goes negative, so one-chunk collections still match their words.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.qdrant_edge import check_index_name, chunk_payload
+from retrieval.text_analysis import tokenize, tokenize_many
+
+K1 = 1.5
+B = 0.75
+_CORPUS = "corpus.npz"
+_LOCK = ".lock"
+_MATRIX_PREFIX = "bm25s-"
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class KeywordCorpus:
+    """One index's chunks in insertion order: ids, payloads and term ids over a growing vocabulary.
+
+    Row positions are what scorers rank; ties go to the earlier row, the same in every backend.
+    """
+
+    def __init__(self) -> None:
+        self.version = ""
+        self.ids: list[str] = []
+        self.payloads: list[dict[str, Any]] = []
+        self.terms: list[np.ndarray] = []
+        self.vocab: dict[str, int] = {}
+        self._positions: dict[str, int] = {}
+        self._columns: _FilterColumns | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, records: Sequence[ChunkRecord], tokens: Sequence[Sequence[str]]) -> None:
+        """Insert or overwrite by id; an overwritten chunk keeps its row."""
+        for record, words in zip(records, tokens, strict=True):
+            term_ids = np.fromiter(
+                (self.vocab.setdefault(word, len(self.vocab)) for word in words), dtype=np.int32, count=len(words)
+            )
+            row = self._positions.get(record.id)
+            if row is None:
+                self._positions[record.id] = len(self.ids)
+                self.ids.append(record.id)
+                self.payloads.append(chunk_payload(record))
+                self.terms.append(term_ids)
+            else:
+                self.payloads[row] = chunk_payload(record)
+                self.terms[row] = term_ids
+        self._columns = None
+
+    def delete_document(self, document_id: str) -> bool:
+        keep = [row for row, payload in enumerate(self.payloads) if payload.get("document_id") != document_id]
+        if len(keep) == len(self.ids):
+            return False
+        self.ids = [self.ids[row] for row in keep]
+        self.payloads = [self.payloads[row] for row in keep]
+        self.terms = [self.terms[row] for row in keep]
+        self._positions = {chunk: row for row, chunk in enumerate(self.ids)}
+        self._columns = None
+        return True
+
+    def query_terms(self, query: str) -> list[int]:
+        """Vocabulary ids of the query's terms, repeats kept (BM25 counts them); unknown terms dropped."""
+        return [self.vocab[word] for word in tokenize(query) if word in self.vocab]
+
+    def filter_mask(self, flt: SearchFilter | None) -> np.ndarray | None:
+        """Rows ``flt`` admits (same semantics as ``SearchFilter.matches``); None means all rows."""
+        if flt is None or flt.is_empty():
+            return None
+        if self._columns is None:
+            self._columns = _FilterColumns(self.payloads)
+        return self._columns.mask(flt, len(self.ids))
+
+    def save(self, path: Path) -> None:
+        """Write atomically: readers in other processes see the old file or the new one, never half."""
+        self.version = uuid.uuid4().hex
+        offsets = np.zeros(len(self.terms) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in self.terms], out=offsets[1:])
+        terms = np.concatenate(self.terms) if self.terms else np.zeros(0, dtype=np.int32)
+        vocab = sorted(self.vocab, key=self.vocab.__getitem__)
+        meta = json.dumps({"version": self.version, "ids": self.ids, "payloads": self.payloads, "vocab": vocab})
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".corpus-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, terms=terms, offsets=offsets, meta=np.frombuffer(meta.encode(), dtype=np.uint8))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> KeywordCorpus:
+        corpus = cls()
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(data["meta"].tobytes())
+            terms, offsets = data["terms"], data["offsets"]
+        corpus.version = meta["version"]
+        corpus.ids = meta["ids"]
+        corpus.payloads = meta["payloads"]
+        corpus.vocab = {word: i for i, word in enumerate(meta["vocab"])}
+        corpus.terms = [terms[offsets[i] : offsets[i + 1]] for i in range(len(corpus.ids))]
+        corpus._positions = {chunk: row for row, chunk in enumerate(corpus.ids)}
+        return corpus
+
+
+class _FilterColumns:
+    """Inverted lists of the filterable payload fields, so a filter costs its matches, not a scan."""
+
+    def __init__(self, payloads: Sequence[dict[str, Any]]) -> None:
+        self.by_field: dict[str, dict[str, list[int]]] = {"document_id": {}, "filename": {}, "tags": {}}
+        self.uploaded = np.full(len(payloads), np.nan)
+        for row, payload in enumerate(payloads):
+            for field in ("document_id", "filename"):
+                value = payload.get(field)
+                if value is not None:
+                    self.by_field[field].setdefault(value, []).append(row)
+            for tag in set(payload.get("tags") or ()):
+                self.by_field["tags"].setdefault(tag, []).append(row)
+            uploaded = payload.get("uploaded_at")
+            if isinstance(uploaded, int | float) and not isinstance(uploaded, bool):
+                self.uploaded[row] = uploaded
+
+    def mask(self, flt: SearchFilter, n: int) -> np.ndarray:
+        mask = np.ones(n, dtype=bool)
+        for field, wanted in (("document_id", flt.document_ids), ("filename", flt.filenames), ("tags", flt.tags)):
+            if wanted:
+                admitted = np.zeros(n, dtype=bool)
+                for value in wanted:
+                    admitted[self.by_field[field].get(value, [])] = True
+                mask &= admitted
+        # NaN (no upload time) fails both comparisons, as in SearchFilter.matches.
+        with np.errstate(invalid="ignore"):
+            if flt.uploaded_after is not None:
+                mask &= self.uploaded >= flt.uploaded_after.timestamp()
+            if flt.uploaded_before is not None:
+                mask &= self.uploaded <= flt.uploaded_before.timestamp()
+        return mask
+
+
+def top_positive(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Rows of the ``limit`` best positive scores, best first, ties to the earlier row."""
+    rows = np.flatnonzero(scores > 0)
+    if rows.size > limit:
+        kth = np.partition(scores[rows], rows.size - limit)[rows.size - limit]
+        rows = rows[scores[rows] >= kth]
+    return rows[np.lexsort((rows, -scores[rows]))][:limit]
+
+
+class _IndexState:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.corpus: KeywordCorpus | None = None
+        self.stamp: tuple[int, int, int] | None = None
+        self.scorer: Any = None
+        self.scorer_version = ""
+
+
+class CorpusBackedIndex(ABC):
+    """A ``KeywordIndex`` over ``KeywordCorpus`` files; subclasses only build and apply a scorer."""
+
+    name: str
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._states: dict[str, _IndexState] = {}
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> Any:
+        """A scorer for ``corpus`` (at least one row)."""
+
+    @abstractmethod
+    def _scores(self, scorer: Any, term_ids: list[int]) -> np.ndarray:
+        """BM25 score of every row for the query's term ids."""
+
+    def _folder(self, index: str) -> Path:
+        return self._root / check_index_name(index)
+
+    def _state(self, index: str) -> _IndexState:
+        with self._lock:
+            return self._states.setdefault(index, _IndexState())
+
+    def _fresh(self, index: str, state: _IndexState) -> KeywordCorpus | None:
+        """The corpus as on disk now, reloaded if any process replaced it since we read it."""
+        path = self._folder(index) / _CORPUS
+        stamp = _stamp(path)
+        if stamp != state.stamp:
+            state.corpus = KeywordCorpus.load(path) if stamp is not None else None
+            state.stamp = stamp
+        return state.corpus
+
+    def _write(self, index: str, change: Callable[[KeywordCorpus], bool]) -> None:
+        """Load-modify-save under this process's lock and a cross-process flock.
+
+        ``change`` edits the corpus in place and says whether anything changed (else no rewrite).
+        """
+        folder = self._folder(index)
+        state = self._state(index)
+        with state.lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / _LOCK, "a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                loaded = self._fresh(index, state)
+                corpus = loaded if loaded is not None else KeywordCorpus()
+                try:
+                    if change(corpus):
+                        corpus.save(folder / _CORPUS)
+                except BaseException:
+                    state.corpus, state.stamp = None, None  # memory may be ahead of disk: reread
+                    raise
+                state.corpus, state.stamp = corpus, _stamp(folder / _CORPUS)
+
+    def add(self, index: str, records: Sequence[ChunkRecord]) -> None:
+        if not records:
+            return
+        tokens = tokenize_many([record.text for record in records])  # outside the locks: the slow part
+
+        def change(corpus: KeywordCorpus) -> bool:
+            corpus.add(records, tokens)
+            return True
+
+        self._write(index, change)
+
+    def delete_document(self, index: str, document_id: str) -> None:
+        if (self._folder(index) / _CORPUS).exists():
+            self._write(index, lambda corpus: corpus.delete_document(document_id))
+
+    def search(self, index: str, query: str, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+        if limit < 1:
+            return []
+        state = self._state(index)
+        with state.lock:
+            corpus = self._fresh(index, state)
+            if corpus is None or not len(corpus):
+                return []
+            term_ids = corpus.query_terms(query)
+            mask = corpus.filter_mask(flt)
+            if not term_ids or (mask is not None and not mask.any()):
+                return []
+            if state.scorer_version != corpus.version:
+                state.scorer = self._build_scorer(corpus, self._folder(index))
+                state.scorer_version = corpus.version
+            scores = self._scores(state.scorer, term_ids)
+            if mask is not None:
+                scores = np.where(mask, scores, 0.0)
+            return [
+                Hit(id=corpus.ids[row], score=float(scores[row]), payload=dict(corpus.payloads[row]))
+                for row in top_positive(scores, limit)
+            ]
+
+    def count(self, index: str) -> int:
+        state = self._state(index)
+        with state.lock:
+            corpus = self._fresh(index, state)
+            return len(corpus) if corpus is not None else 0
+
+    def drop(self, index: str) -> None:
+        folder = self._folder(index)
+        state = self._state(index)
+        with state.lock:
+            if folder.exists():
+                with open(folder / _LOCK, "a") as lock_file:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX)
+                    shutil.rmtree(folder)
+            state.corpus, state.stamp, state.scorer, state.scorer_version = None, None, None, ""
+
+    def close(self) -> None:
+        """Nothing is pending: every write is saved when it happens. Frees the in-memory copies."""
+        with self._lock:
+            self._states.clear()
+
+
+class Bm25sIndex(CorpusBackedIndex):
+    """bm25s (Lucene BM25) over the shared corpus; its score matrix is cached on disk per version."""
+
+    name = "bm25s"
+
+    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> bm25s.BM25:
+        cached = folder / f"{_MATRIX_PREFIX}{corpus.version}"
+        if cached.is_dir():
+            try:
+                return bm25s.BM25.load(str(cached), show_progress=False)
+            except (OSError, ValueError):
+                pass  # half-removed by another process: rebuild below
+        model = bm25s.BM25(k1=K1, b=B, method="lucene")
+        model.index(([t.tolist() for t in corpus.terms], corpus.vocab), create_empty_token=False, show_progress=False)
+        self._save_matrix(model, folder, cached)
+        return model
+
+    @staticmethod
+    def _save_matrix(model: bm25s.BM25, folder: Path, target: Path) -> None:
+        """Cache the matrix so a restart loads it in a fraction of a second instead of re-scoring."""
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".bm25s-"))
+        try:
+            model.save(str(tmp), show_progress=False)
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another process cached this version first
+            return
+        for stale in folder.glob(f"{_MATRIX_PREFIX}*"):
+            if stale != target:
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _scores(self, scorer: bm25s.BM25, term_ids: list[int]) -> np.ndarray:
+        return scorer.get_scores_from_ids(term_ids)

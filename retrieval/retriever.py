@@ -1,0 +1,155 @@
+"""The hybrid retriever: embed -> vector search and keyword search -> weighted RRF -> rerank -> top-k.
+
+It is also the one writer of both indexes (``index_records``), so the vector store and the
+keyword index always receive the same chunk ids and payloads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from core.config import Settings
+from core.errors import BadInput
+from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.cross_encoder import make_reranker
+from retrieval.embedding import Embedder
+from retrieval.fusion import rrf
+from retrieval.keyword import KeywordIndex, make_keyword_index
+from retrieval.rerank import Reranker
+from retrieval.vector_store import VectorStore, make_vector_store
+
+MODES: tuple[str, ...] = ("hybrid", "vector", "keyword")
+STAGES: tuple[str, ...] = ("vector", "keyword", "fused", "reranked")
+
+
+@dataclass
+class RetrievalResult:
+    """Every stage's hits (a stage not run is empty), the final hits and per-stage timings."""
+
+    stages: dict[str, list[Hit]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
+    hits: list[Hit] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = (time.perf_counter() - start) * 1000.0
+
+
+class HybridRetriever:
+    def __init__(
+        self,
+        embedder: Embedder,
+        vectors: VectorStore,
+        keywords: KeywordIndex,
+        reranker: Reranker | None = None,
+        *,
+        candidates: int = 100,
+        rrf_k: int = 60,
+        vector_weight: float = 1.0,
+        keyword_weight: float = 1.0,
+        rerank_top_m: int = 20,
+    ) -> None:
+        if candidates < 1 or rerank_top_m < 1:
+            raise ValueError("candidates and rerank_top_m must be at least 1")
+        self.embedder = embedder
+        self.vectors = vectors
+        self.keywords = keywords
+        self.reranker = reranker
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+        self.weights = (vector_weight, keyword_weight)
+        self.rerank_top_m = rerank_top_m
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HybridRetriever:
+        """Every swappable part picked by settings (the reranker loads now; the embedder on first use)."""
+        return cls(
+            Embedder.from_settings(settings),
+            make_vector_store(settings),
+            make_keyword_index(settings),
+            make_reranker(settings),
+            candidates=settings.candidates,
+            rrf_k=settings.rrf_k,
+            vector_weight=settings.vector_weight,
+            keyword_weight=settings.keyword_weight,
+            rerank_top_m=settings.rerank_top_m,
+        )
+
+    def retrieve(
+        self, index: str, query: str, *, mode: str = "hybrid", top_k: int = 5, flt: SearchFilter | None = None
+    ) -> RetrievalResult:
+        """Both searches apply ``flt`` inside the search, so fusion only sees admissible chunks.
+
+        Vector or keyword mode skips the other search and fusion ("fused" is that one list).
+        With a reranker, the first ``rerank_top_m`` fused hits are re-scored and put first; any
+        further fused hits follow in fused order when ``top_k`` asks for more.
+        """
+        if mode not in MODES:
+            raise BadInput(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
+        if top_k < 1:
+            raise BadInput("top_k must be at least 1")
+        result = RetrievalResult()
+        stages, timings = result.stages, result.timings_ms
+        if mode in ("hybrid", "vector"):
+            with _timed(timings, "embed"):
+                query_vector = self.embedder.embed_query(query)
+            with _timed(timings, "vector"):
+                stages["vector"] = self.vectors.search(index, query_vector, self.candidates, flt)
+        if mode in ("hybrid", "keyword"):
+            with _timed(timings, "keyword"):
+                stages["keyword"] = self.keywords.search(index, query, self.candidates, flt)
+        if mode == "hybrid":
+            with _timed(timings, "fuse"):
+                stages["fused"] = self._fuse(stages["vector"], stages["keyword"])
+        else:
+            stages["fused"] = list(stages[mode])
+        ranked = stages["fused"]
+        if self.reranker is not None and ranked:
+            with _timed(timings, "rerank"):
+                stages["reranked"] = self.reranker.rerank(query, ranked[: self.rerank_top_m])
+            ranked = stages["reranked"] + ranked[self.rerank_top_m :]
+        result.hits = ranked[:top_k]
+        return result
+
+    def _fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
+        payloads = {hit.id: hit.payload for hit in keyword_hits}
+        payloads.update((hit.id, hit.payload) for hit in vector_hits)
+        fused = rrf([[h.id for h in vector_hits], [h.id for h in keyword_hits]], k=self.rrf_k, weights=self.weights)
+        return [Hit(id=chunk, score=score, payload=payloads[chunk]) for chunk, score in fused]
+
+    def index_records(
+        self, index: str, records: Sequence[ChunkRecord], texts_for_embedding: Sequence[str] | None = None
+    ) -> None:
+        """Embed and write ``records`` to both indexes under the same ids (idempotent by id).
+
+        ``texts_for_embedding`` lets the caller embed a variant of each chunk (say, with its
+        heading prepended) while the keyword index and the payload keep the chunk text itself.
+        """
+        if not records:
+            return
+        texts = [record.text for record in records] if texts_for_embedding is None else list(texts_for_embedding)
+        if len(texts) != len(records):
+            raise BadInput(f"got {len(texts)} texts to embed for {len(records)} records")
+        vectors = self.embedder.embed_documents(texts)
+        if not self.vectors.exists(index):
+            self.vectors.create(index, self.embedder.dim)
+        self.vectors.upsert(index, records, vectors)
+        self.keywords.add(index, records)
+
+    def delete_document(self, index: str, document_id: str) -> None:
+        self.vectors.delete_document(index, document_id)
+        self.keywords.delete_document(index, document_id)
+
+    def drop_index(self, index: str) -> None:
+        self.vectors.drop(index)
+        self.keywords.drop(index)
+
+    def close(self) -> None:
+        self.vectors.close()
+        self.keywords.close()

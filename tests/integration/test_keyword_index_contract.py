@@ -1,0 +1,225 @@
+"""One contract for every KeywordIndex (bm25s, rank-bm25), and rank-bm25 as the oracle for bm25s."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from core.errors import BadInput
+from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.bm25s_index import Bm25sIndex
+from retrieval.keyword import KeywordIndex
+from retrieval.rank_bm25_index import RankBm25Index
+
+BACKENDS: dict[str, Callable[[Path], KeywordIndex]] = {"bm25s": Bm25sIndex, "rank_bm25": RankBm25Index}
+
+# (id, document, filename, tags, uploaded_at, text)
+CORPUS = [
+    ("c1", "d1", "cells.pdf", ["bio"], 1000.0, "Stem cells differentiate into many cell types in the bone marrow."),
+    ("c2", "d1", "cells.pdf", ["bio"], 1000.0, "Cell membranes regulate what enters and leaves the cell."),
+    ("c3", "d2", "stars.md", ["astro"], 2000.0, "Neutron stars are the collapsed cores of massive stars."),
+    ("c4", "d2", "stars.md", ["astro", "bio"], 2000.0, "Could life exist on planets orbiting neutron stars?"),
+    ("c5", "d3", "cooking.txt", [], 3000.0, "Bone broth simmers for hours; marrow adds flavour to the stock."),
+    ("c6", "d3", "cooking.txt", ["food"], None, "Baking bread needs flour, water, salt and yeast cells."),
+    ("c7", "d4", "notes.txt", [], 4000.0, "Meeting notes: budget, hiring, and the quarterly roadmap."),
+]
+QUERIES = ["stem cells in bone marrow", "neutron stars", "cell", "bread yeast", "life on planets", "marrow"]
+
+
+def record(cid: str, doc: str, filename: str, tags: list[str], uploaded: float | None, text: str) -> ChunkRecord:
+    payload: dict = {"document_id": doc, "filename": filename, "tags": tags}
+    if uploaded is not None:
+        payload["uploaded_at"] = uploaded
+    return ChunkRecord(id=cid, text=text, payload=payload)
+
+
+RECORDS = [record(*row) for row in CORPUS]
+PAYLOADS = {r.id: r.payload for r in RECORDS}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> Callable[[Path], KeywordIndex]:
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def index(backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> Iterator[KeywordIndex]:
+    kw = backend(tmp_path)
+    kw.add("idx", RECORDS)
+    yield kw
+    kw.close()
+
+
+def ids(hits: list[Hit]) -> list[str]:
+    return [h.id for h in hits]
+
+
+def test_search_ranks_matching_chunks_only(index: KeywordIndex) -> None:
+    assert index.count("idx") == len(CORPUS)
+    hits = index.search("idx", "neutron stars", 10)
+    assert ids(hits) == ["c3", "c4"]  # c3 says "stars" twice
+    assert all(h.score > 0 for h in hits)
+    assert hits[0].payload["text"] == CORPUS[2][5]
+    assert hits[0].payload["document_id"] == "d2"
+    assert ids(index.search("idx", "marrow", 1)) == ids(index.search("idx", "marrow", 10))[:1]
+
+
+def test_stemming_and_stopwords_apply_to_queries(index: KeywordIndex) -> None:
+    assert set(ids(index.search("idx", "CELLS", 10))) == {"c1", "c2", "c6"}
+    assert index.search("idx", "the and of", 10) == []
+    assert index.search("idx", "", 10) == []
+    assert index.search("idx", "zeppelin", 10) == []
+    assert index.search("idx", "cells", 0) == []
+
+
+def test_add_is_idempotent_and_overwrites_by_id(index: KeywordIndex) -> None:
+    index.add("idx", RECORDS)
+    assert index.count("idx") == len(CORPUS)
+    index.add("idx", [ChunkRecord(id="c7", text="zeppelin flights", payload={"document_id": "d4"})])
+    assert index.count("idx") == len(CORPUS)
+    assert ids(index.search("idx", "zeppelin", 10)) == ["c7"]
+    assert index.search("idx", "budget", 10) == []
+
+
+def test_incremental_add_equals_one_batch(backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> None:
+    one = backend(tmp_path / "one")
+    one.add("idx", RECORDS)
+    parts = backend(tmp_path / "parts")
+    for start in range(0, len(RECORDS), 3):
+        parts.add("idx", RECORDS[start : start + 3])
+        parts.search("idx", "cells", 10)  # forces a rebuild between additions
+    for query in QUERIES:
+        a, b = one.search("idx", query, 10), parts.search("idx", query, 10)
+        assert ids(a) == ids(b)
+        assert [h.score for h in a] == pytest.approx([h.score for h in b])
+
+
+def test_delete_document(index: KeywordIndex) -> None:
+    index.delete_document("idx", "d1")
+    assert index.count("idx") == len(CORPUS) - 2
+    assert ids(index.search("idx", "cells", 10)) == ["c6"]
+    index.delete_document("idx", "no-such-document")
+    index.delete_document("no-such-index", "d1")
+    assert index.count("idx") == len(CORPUS) - 2
+
+
+AFTER = datetime.fromtimestamp(1500, tz=UTC)
+BEFORE = datetime.fromtimestamp(3000, tz=UTC)
+FILTERS = {
+    "document_ids": SearchFilter(document_ids=("d1", "d3")),
+    "filenames": SearchFilter(filenames=("stars.md",)),
+    "tags_any_of": SearchFilter(tags=("bio", "food")),
+    "uploaded_after": SearchFilter(uploaded_after=AFTER),
+    "uploaded_before": SearchFilter(uploaded_before=BEFORE),
+    "uploaded_between": SearchFilter(uploaded_after=AFTER, uploaded_before=BEFORE),
+    "combined": SearchFilter(document_ids=("d1", "d2"), tags=("bio",)),
+    "matches_nothing": SearchFilter(filenames=("missing.pdf",)),
+}
+
+
+@pytest.mark.parametrize("flt", FILTERS.values(), ids=FILTERS.keys())
+def test_filters_restrict_before_ranking(index: KeywordIndex, flt: SearchFilter) -> None:
+    """Filtered results = the unfiltered ranking restricted to admitted chunks, scores unchanged."""
+    for query in QUERIES:
+        everything = index.search("idx", query, 100)
+        expected = [h for h in everything if flt.matches(PAYLOADS[h.id])]
+        got = index.search("idx", query, 100, flt)
+        assert ids(got) == ids(expected)
+        assert [h.score for h in got] == pytest.approx([h.score for h in expected])
+    # Before ranking, not after: with limit 1 the best admitted chunk still comes back.
+    admitted = [h for h in index.search("idx", "cells marrow stars bread", 100) if flt.matches(PAYLOADS[h.id])]
+    assert ids(index.search("idx", "cells marrow stars bread", 1, flt)) == ids(admitted[:1])
+
+
+def test_persists_and_reloads(backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> None:
+    first = backend(tmp_path)
+    first.add("idx", RECORDS)
+    first.delete_document("idx", "d4")
+    before = {q: first.search("idx", q, 10) for q in QUERIES}
+    first.close()
+    second = backend(tmp_path)
+    assert second.count("idx") == len(CORPUS) - 1
+    for query, hits in before.items():
+        assert second.search("idx", query, 10) == hits
+
+
+def test_sees_writes_from_another_process(backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> None:
+    """A second instance on the same folder stands in for a worker process: separate memory."""
+    api, worker = backend(tmp_path), backend(tmp_path)
+    api.add("idx", RECORDS)
+    assert ids(api.search("idx", "zeppelin", 10)) == []
+    worker.add("idx", [ChunkRecord(id="z1", text="zeppelin", payload={"document_id": "dz"})])
+    assert ids(api.search("idx", "zeppelin", 10)) == ["z1"]
+    assert api.count("idx") == len(CORPUS) + 1
+    worker.delete_document("idx", "d2")  # the worker also sees the api's writes before its own
+    assert api.count("idx") == len(CORPUS) - 1
+    assert api.search("idx", "neutron", 10) == []
+
+
+def test_drop_and_isolation(index: KeywordIndex) -> None:
+    index.add("other", [ChunkRecord(id="o1", text="neutron stars everywhere", payload={"document_id": "x"})])
+    assert ids(index.search("other", "neutron", 10)) == ["o1"]
+    index.drop("other")
+    assert index.count("other") == 0
+    assert index.search("other", "neutron", 10) == []
+    assert ids(index.search("idx", "neutron", 10)) == ["c3", "c4"]
+    index.drop("never-created")
+    with pytest.raises(BadInput):
+        index.add("../escape", RECORDS)
+
+
+def test_one_chunk_collection_still_matches(backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> None:
+    """Lucene idf stays positive where Robertson's (BM25Okapi's) would be zero or negative."""
+    kw = backend(tmp_path)
+    kw.add("tiny", RECORDS[:1])
+    assert ids(kw.search("tiny", "stem cells", 5)) == ["c1"]
+
+
+def test_bm25s_writes_its_matrix_cache(tmp_path: Path) -> None:
+    kw = Bm25sIndex(tmp_path)
+    kw.add("idx", RECORDS)
+    kw.search("idx", "cells", 5)
+    assert len(list((tmp_path / "idx").glob("bm25s-*"))) == 1
+    kw.add("idx", [ChunkRecord(id="n1", text="new chunk", payload={"document_id": "n"})])
+    kw.search("idx", "cells", 5)
+    assert len(list((tmp_path / "idx").glob("bm25s-*"))) == 1  # the stale version is removed
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("RAG_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+
+
+def oracle_fixture() -> tuple[list[ChunkRecord], list[str]]:
+    """200 SciFact abstracts and 25 of its queries when the data is present, else the built-in corpus."""
+    scifact = shared_data() / "scifact"
+    if not (scifact / "corpus.jsonl").exists():
+        return RECORDS, QUERIES
+    with open(scifact / "corpus.jsonl") as f:
+        docs = [json.loads(line) for line in itertools.islice(f, 200)]
+    with open(scifact / "queries.jsonl") as f:
+        queries = [json.loads(line)["text"] for line in itertools.islice(f, 25)]
+    recs = [
+        ChunkRecord(id=d["_id"], text=f"{d.get('title', '')} {d['text']}".strip(), payload={"document_id": d["_id"]})
+        for d in docs
+    ]
+    return recs, queries + QUERIES
+
+
+def test_bm25s_ranks_exactly_like_the_rank_bm25_oracle(tmp_path: Path) -> None:
+    recs, queries = oracle_fixture()
+    fast, oracle = Bm25sIndex(tmp_path / "fast"), RankBm25Index(tmp_path / "oracle")
+    fast.add("idx", recs)
+    oracle.add("idx", recs)
+    matched = 0
+    for query in queries:
+        a, b = fast.search("idx", query, 20), oracle.search("idx", query, 20)
+        assert ids(a) == ids(b), query
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=1e-5)
+        matched += bool(a)
+    assert matched >= len(queries) // 2

