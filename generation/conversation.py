@@ -67,9 +67,18 @@ def content_words(text: str) -> set[str]:
     return set(tokenize(text))
 
 
-def fallback_rewrite(previous_question: str | None, question: str) -> str:
-    """The deterministic rewrite: the last question gives the follow-up its subject."""
-    return f"{previous_question} {question}" if previous_question else question
+FALLBACK_CARRY_WORDS = 40
+
+
+def fallback_rewrite(previous_query: str | None, question: str) -> str:
+    """The deterministic rewrite: the previous turn's standalone query gives the follow-up its subject.
+
+    Carrying the previous *rewritten* query (not its raw question) keeps a subject named three turns ago;
+    its first words are kept, where the subject usually is, so queries do not grow without bound.
+    """
+    if not previous_query:
+        return question
+    return f"{' '.join(previous_query.split()[:FALLBACK_CARRY_WORDS])} {question}"
 
 
 def usable_rewrite(candidate: str, history_text: str, question: str) -> bool:
@@ -97,7 +106,7 @@ def rewrite_query(llm: LLMBackend | None, turns: list[Turn], question: str) -> t
             candidate = ""
         if usable_rewrite(candidate, history_text, question):
             return candidate, "llm"
-    return fallback_rewrite(turns[-1].question, question), "fallback"
+    return fallback_rewrite(turns[-1].rewritten_query, question), "fallback"
 
 
 def fallback_summary(previous: str | None, turns: list[Turn]) -> str:
