@@ -27,7 +27,7 @@ from core.ids import chunk_id
 from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
-from ingest.parsers import parse_document
+from ingest.sandbox import parse_isolated
 from retrieval.retriever import HybridRetriever
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,15 @@ def build(
         data = Path(document.blob_path).read_bytes()
     except FileNotFoundError as exc:
         raise DocumentUnreadable("The stored original is missing; upload the file again.") from exc
-    parsed = parse_document(data, document.content_type, max_pages=settings.max_pdf_pages)
-    drafts = chunk_sections(
-        parsed.sections, count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens
+    parsed = parse_isolated(
+        data,
+        document.content_type,
+        max_pages=settings.max_pdf_pages,
+        timeout_s=settings.parse_timeout_s,
+        memory_mb=settings.parse_memory_mb,
+        filename=document.filename,
     )
+    drafts = chunk_sections(parsed.sections, count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens)
     if not drafts:
         raise DocumentUnreadable(f"{document.filename} contains no text to index.")
     return Prepared(
@@ -184,9 +189,7 @@ def write_indexes(retriever: HybridRetriever, items: Sequence[Prepared]) -> None
 
 
 def store_chunks(session: Any, item: Prepared) -> None:
-    session.execute(
-        delete(Chunk).where(Chunk.document_id == item.document.id, Chunk.index_version == item.version)
-    )
+    session.execute(delete(Chunk).where(Chunk.document_id == item.document.id, Chunk.index_version == item.version))
     session.add_all(
         Chunk(
             id=record.id,

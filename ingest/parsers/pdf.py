@@ -45,6 +45,8 @@ def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
     reader = _open(data)
     try:
         page_count = len(reader.pages)
+    except MemoryError:  # the sandbox's memory limit: let it report as such
+        raise
     except Exception as exc:  # pypdf raises many error types on a broken page tree
         raise DocumentUnreadable(_DAMAGED) from exc
     if page_count > max_pages:
@@ -72,6 +74,8 @@ def _open(data: bytes) -> PdfReader:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         encrypted = reader.is_encrypted
+    except MemoryError:  # the sandbox's memory limit: let it report as such
+        raise
     except Exception as exc:  # pypdf raises many error types on malformed input
         raise DocumentUnreadable(_DAMAGED) from exc
     if not encrypted:
@@ -83,6 +87,8 @@ def _open(data: bytes) -> PdfReader:
         raise DocumentUnreadable(
             "This PDF is AES-encrypted and this server cannot decrypt it; upload a decrypted copy."
         ) from exc
+    except MemoryError:  # the sandbox's memory limit: let it report as such
+        raise
     except Exception as exc:  # same as above: a broken encryption dictionary
         raise DocumentUnreadable(_DAMAGED) from exc
     if opened == PasswordType.NOT_DECRYPTED:
@@ -107,6 +113,8 @@ def _page_text(page: PageObject, index: int) -> str | None:
 
     try:
         raw = page.extract_text(visitor_text=on_text)
+    except MemoryError:  # the sandbox's memory limit: let it report as such
+        raise
     except Exception:  # one bad content stream must not sink the whole document
         log.warning("pdf page %d: text extraction failed", index + 1, exc_info=True)
         return None
@@ -151,6 +159,8 @@ def _outline_by_page(reader: PdfReader) -> dict[int, list[HeadingPath]]:
             page = reader.get_destination_page_number(destination)
             if page is not None and page >= 0:
                 starts.setdefault(page, []).append(path)
+    except MemoryError:  # the sandbox's memory limit: let it report as such
+        raise
     except Exception:  # a broken outline costs headings, not the document
         log.warning("pdf outline unreadable; sections get no headings", exc_info=True)
         return {}
@@ -197,6 +207,8 @@ def _title(reader: PdfReader, outline: dict[int, list[HeadingPath]]) -> str | No
     try:
         metadata = reader.metadata
         title = _clean_title(metadata.title) if metadata else None
+    except MemoryError:  # the sandbox's memory limit: let it report as such
+        raise
     except Exception:  # broken Info dictionary
         title = None
     if title:
