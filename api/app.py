@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.limits import RateLimits
-from api.routes import admin, collections, conversations, documents, health, query
+from api.middleware import RequestContextMiddleware
+from api.routes import admin, collections, conversations, documents, health, ops, query
 from core.config import Settings
 from core.errors import RagError, RateLimited
 from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             status_code=500,
         )
 
-    for module in (health, collections, documents, query, conversations, admin):
+    for module in (health, ops, collections, documents, query, conversations, admin):
         app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware)
     return app

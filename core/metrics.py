@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,11 +57,15 @@ QUERIES = Counter("rag_queries", "Queries answered, by retrieval mode.", ["mode"
 EMPTY_RETRIEVALS = Counter("rag_retrieval_empty", "Queries whose retrieval returned no hit at all.", ["mode"])
 DOCUMENTS_INGESTED = Counter("rag_documents_ingested", "Documents that reached status indexed.")
 CHUNKS_INGESTED = Counter("rag_chunks_ingested", "Chunks written to both indexes.")
+INGEST_FAILURE_REASONS = ("unreadable", "unavailable", "error")
 INGEST_FAILURES = Counter(
     "rag_ingest_failures",
     "Documents that ended failed: reason is unreadable (the file), unavailable (a store), or error (a bug).",
     ["reason"],
 )
+# Series exist from the start, so rate() and increase() see a 0 rather than nothing.
+for _reason in INGEST_FAILURE_REASONS:
+    INGEST_FAILURES.labels(_reason)
 CACHE_HITS = Counter("rag_cache_hits", "Cache lookups answered from the cache.", ["cache"])
 CACHE_MISSES = Counter("rag_cache_misses", "Cache lookups that had to compute.", ["cache"])
 BACKEND_ERRORS = Counter("rag_backend_errors", "Calls to a backend that failed.", ["backend"])
@@ -107,12 +111,12 @@ class QueueDepthCollector(Collector):
 class ModelInfoCollector(Collector):
     """1 per (component, model) serving now; a new label set is how alerts see a model change."""
 
-    def __init__(self, models: Callable[[], Mapping[str, str]]) -> None:
-        self.models = models
+    def __init__(self, models: Mapping[str, str]) -> None:
+        self.models = dict(models)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(MODEL_INFO, "Models this process serves with.", labels=["component", "model"])
-        for component, model in sorted(self.models().items()):
+        for component, model in sorted(self.models.items()):
             family.add_metric([component, model], 1)
         yield family
 

@@ -1,14 +1,21 @@
-"""Structured logs: one JSON object per line, with whatever ``extra=`` fields the caller attached."""
+"""Structured logs: one JSON object per line, with whatever ``extra=`` fields the caller attached.
+
+``REQUEST_ID`` is set by the API middleware while a request is served, so every line logged for it
+(services included, not only the request line) carries the same ``request_id``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from core.redaction import redact_text
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -36,6 +43,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            body["request_id"] = request_id
         body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)

@@ -20,6 +20,15 @@ from core.config import Settings
 from core.db import Database
 from core.errors import NotFound, Unavailable
 from core.ids import new_id, sha256_hex
+from core.metrics import (
+    CACHE_HITS,
+    CACHE_MISSES,
+    EMPTY_RETRIEVALS,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    QUERIES,
+    observe_stages,
+)
 from core.models import Collection, QueryLog
 from core.redaction import redact_text
 from core.types import Hit, SearchFilter
@@ -359,6 +368,8 @@ class QueryService:
         yield {"type": "done", **result.to_dict()}
 
     def record(self, result: QueryResult, request: QueryRequest, error: str | None) -> None:
+        cache_used = self.cache is not None and self.cache.enabled and request.use_cache
+        observe_query(result, request.mode, cache_used)
         with self.db.session() as session:
             session.add(
                 QueryLog(
@@ -399,6 +410,23 @@ class QueryService:
                 "error": error,
             },
         )
+
+
+def observe_query(result: QueryResult, mode: str, cache_used: bool) -> None:
+    """The metrics side of ``QueryService.record``; a cached answer spent no tokens and ran no stage now."""
+    QUERIES.labels(mode).inc()
+    if not any(result.retrieval.values()):
+        EMPTY_RETRIEVALS.labels(mode).inc()
+    hit = bool(result.cache.get("hit"))
+    if cache_used:
+        (CACHE_HITS if hit else CACHE_MISSES).labels("answer").inc()
+    if hit:
+        return
+    observe_stages({stage: ms for stage, ms in result.timings_ms.items() if stage != "total"})
+    if result.backend and result.usage:
+        model = result.model or "unknown"
+        INPUT_TOKENS.labels(result.backend, model).inc(result.usage.get("prompt_tokens", 0))
+        OUTPUT_TOKENS.labels(result.backend, model).inc(result.usage.get("completion_tokens", 0))
 
 
 def get_query_log(db: Database, query_id: str) -> QueryLog:

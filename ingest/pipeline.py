@@ -24,6 +24,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import DocumentUnreadable, RagError
 from core.ids import chunk_id
+from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, INGEST_FAILURES
 from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
@@ -143,13 +144,16 @@ def claim(db: Database, document_id: str) -> tuple[Document, Collection] | None:
         return document, collection
 
 
-def mark_failed(db: Database, document_id: str, message: str) -> None:
+def mark_failed(db: Database, document_id: str, message: str, reason: str = "error") -> None:
+    """``reason`` labels the failure metric: unreadable (the file), unavailable (a store), error (a bug)."""
     with db.session() as session:
         document = session.get(Document, document_id)
         if document is not None:
             document.status = DocumentStatus.failed
             document.error = message
             document.finished_at = datetime.now(UTC)
+    if document is not None:
+        INGEST_FAILURES.labels(reason).inc()
 
 
 def prepare(db: Database, retriever: HybridRetriever, settings: Settings, document_id: str) -> Prepared | str:
@@ -171,7 +175,7 @@ def prepare(db: Database, retriever: HybridRetriever, settings: Settings, docume
     except RagError as exc:
         if exc.status_code >= 500:
             raise
-        mark_failed(db, document_id, exc.message)
+        mark_failed(db, document_id, exc.message, reason="unreadable")
         return DocumentStatus.failed
 
 
@@ -261,8 +265,11 @@ def index_documents(
         if not pending:
             break
     for document_id in pending:
-        mark_failed(db, document_id, "The collection was re-indexed repeatedly meanwhile; upload it again.")
+        message = "The collection was re-indexed repeatedly meanwhile; upload it again."
+        mark_failed(db, document_id, message, reason="unavailable")
         statuses[document_id] = DocumentStatus.failed
+    DOCUMENTS_INGESTED.inc(sum(status == DocumentStatus.indexed for status in statuses.values()))
+    CHUNKS_INGESTED.inc(chunks)
     log.info(
         "documents indexed",
         extra={

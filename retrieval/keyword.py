@@ -42,9 +42,21 @@ def _rank_bm25(settings: Settings) -> KeywordIndex:
     return RankBm25Index(settings.keyword_dir)
 
 
+def _qdrant_sparse(settings: Settings) -> KeywordIndex:
+    from qdrant_client import QdrantClient
+
+    from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
+
+    if not settings.qdrant_url:
+        raise ValueError("RAG_KEYWORD_BACKEND=qdrant_sparse needs RAG_QDRANT_URL (a Qdrant server)")
+    client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    return QdrantSparseIndex(client, avg_len=estimated_avg_len(settings.chunk_size_tokens))
+
+
 KEYWORD_INDEXES: dict[str, Callable[[Settings], KeywordIndex]] = {
     "bm25s": _bm25s,
     "rank_bm25": _rank_bm25,
+    "qdrant_sparse": _qdrant_sparse,
 }
 
 

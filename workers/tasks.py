@@ -43,7 +43,10 @@ def ingest_document(task: Task, document_id: str) -> str | None:
     except (*TRANSIENT, RagError) as exc:
         if task.request.retries >= MAX_RETRIES:
             mark_failed(
-                services.db, document_id, "Indexing kept failing on an unavailable store; upload it again later."
+                services.db,
+                document_id,
+                "Indexing kept failing on an unavailable store; upload it again later.",
+                reason="unavailable",
             )
             return DocumentStatus.failed
         log.warning("ingest retry", extra={"document_id": document_id, "error": type(exc).__name__})

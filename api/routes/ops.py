@@ -35,22 +35,20 @@ Status = Literal["ok", "disabled", "error"]
 Check = tuple[Status, str]
 
 
-def serving_models(services: Services) -> dict[str, str]:
-    """Model names from settings, or from the loaded backend when this process has one (no loading here)."""
-    s = services.settings
-    models = {"embedding": s.embedding_model}
-    if s.reranker_model:
-        models["reranker"] = s.reranker_model
-    if s.llm_backend != "none":
-        loaded = services.__dict__.get("llm")
-        models["llm"] = f"{s.llm_backend}:{loaded.model if loaded else s.llm_model or 'bundled'}"
+def serving_models(settings: Settings) -> dict[str, str]:
+    """The configured models; from settings only, so loading a model later never looks like a change."""
+    models = {"embedding": settings.embedding_model}
+    if settings.reranker_model:
+        models["reranker"] = settings.reranker_model
+    if settings.llm_backend != "none":
+        models["llm"] = f"{settings.llm_backend}:{settings.llm_model or 'bundled'}"
     return models
 
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(services: ServicesDep) -> Response:
     body, content_type = scrape(
-        [QueueDepthCollector(services.db), ModelInfoCollector(lambda: serving_models(services))]
+        [QueueDepthCollector(services.db), ModelInfoCollector(serving_models(services.settings))]
     )
     return Response(body, media_type=content_type)
 

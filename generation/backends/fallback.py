@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.errors import Unavailable
+from core.metrics import BACKEND_ERRORS, BACKEND_FALLBACKS
 from generation.backends.base import Completion, LLMBackend, Message
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,9 @@ class FallbackChain:
             "breaker": self.breakers[index].state,
         }
         events.append(event)
+        BACKEND_ERRORS.labels(backend.name).inc()
+        if index + 1 < len(self.backends):
+            BACKEND_FALLBACKS.labels(backend.name).inc()
         log.warning("llm backend %s failed during %s: %s", backend.name, during, error)
 
     def _skipped(self, events: list[dict[str, Any]], index: int) -> None:

@@ -121,6 +121,41 @@ def test_request_id_is_echoed_or_generated(client: TestClient, caplog: pytest.Lo
     assert {"method", "route", "status", "duration_ms", "request_id"} <= set(line)
 
 
+class JsonLines(logging.Handler):
+    """Formats at emit time, as the production stderr handler does (the request id is read then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+def test_an_unhandled_error_is_logged_as_500_under_the_request_id(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = wired(settings)
+
+    def boom() -> None:
+        raise RuntimeError("broken on purpose")
+
+    app.add_api_route("/boom", boom)
+    handler, root = JsonLines(), logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO), TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get("/boom", headers={REQUEST_ID_HEADER: "req-500"})
+    finally:
+        root.removeHandler(handler)
+    assert response.status_code == 500
+    request_line = next(line for line in handler.lines if line["logger"] == "api.request")
+    assert (request_line["route"], request_line["status"], request_line["request_id"]) == ("/boom", 500, "req-500")
+    error_line = next(line for line in handler.lines if line["msg"] == "unhandled error")
+    assert error_line["request_id"] == "req-500"
+
+
 def test_log_lines_inside_a_request_carry_its_id() -> None:
     record = logging.LogRecord("ingest", logging.INFO, __file__, 1, "step done", (), None)
     token = REQUEST_ID.set("req-7")

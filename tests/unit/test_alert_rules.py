@@ -40,7 +40,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every sample name a scrape can show: registered metrics plus the scrape-time collectors."""
     db = Database(f"sqlite:///{tmp_path_factory.mktemp('db') / 'rag.db'}")
     db.create_schema()
-    collectors = [REGISTRY, QueueDepthCollector(db), ModelInfoCollector(lambda: {"llm": "m"})]
+    collectors = [REGISTRY, QueueDepthCollector(db), ModelInfoCollector({"llm": "m"})]
     try:
         return {name for c in collectors for family in c.collect() for name in sample_names(family)}
     finally:

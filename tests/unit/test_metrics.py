@@ -94,7 +94,7 @@ def test_queue_depth_skips_an_unreachable_database(tmp_path: Path) -> None:
 
 
 def test_model_info_reports_each_component() -> None:
-    collector = ModelInfoCollector(lambda: {"embedding": "all-MiniLM-L6-v2", "llm": "openai:qwen"})
+    collector = ModelInfoCollector({"embedding": "all-MiniLM-L6-v2", "llm": "openai:qwen"})
     found = samples(scrape([collector])[0])
     assert found[(MODEL_INFO, (("component", "embedding"), ("model", "all-MiniLM-L6-v2")))] == 1
     assert found[(MODEL_INFO, (("component", "llm"), ("model", "openai:qwen")))] == 1
