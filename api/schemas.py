@@ -229,3 +229,10 @@ class MessageOut(QueryOut):
 class MemoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     value: str = Field(min_length=1, max_length=500, examples=["French"])
+
+
+class QueryLogPageOut(BaseModel):
+    items: list[QueryLogOut]
+    total: int
+    limit: int
+    offset: int

@@ -11,9 +11,11 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
+from sqlalchemy import func, select
 
 from core.collections import get_collection
 from core.config import Settings
@@ -427,6 +429,39 @@ def observe_query(result: QueryResult, mode: str, cache_used: bool) -> None:
         model = result.model or "unknown"
         INPUT_TOKENS.labels(result.backend, model).inc(result.usage.get("prompt_tokens", 0))
         OUTPUT_TOKENS.labels(result.backend, model).inc(result.usage.get("completion_tokens", 0))
+
+
+@dataclass(frozen=True)
+class QueryLogFilter:
+    collection: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    min_latency_ms: float | None = None
+    errors_only: bool = False
+    backend: str | None = None
+
+
+def list_query_logs(db: Database, flt: QueryLogFilter, limit: int, offset: int) -> tuple[list[QueryLog], int]:
+    """Newest first; the total counts every match, for pagination."""
+    where = []
+    if flt.collection is not None:
+        where.append(QueryLog.collection == flt.collection)
+    if flt.since is not None:
+        where.append(QueryLog.created_at >= flt.since)
+    if flt.until is not None:
+        where.append(QueryLog.created_at <= flt.until)
+    if flt.min_latency_ms is not None:
+        where.append(QueryLog.latency_ms >= flt.min_latency_ms)
+    if flt.errors_only:
+        where.append(QueryLog.error.is_not(None))
+    if flt.backend is not None:
+        where.append(QueryLog.backend == flt.backend)
+    with db.session() as session:
+        total = session.scalar(select(func.count()).select_from(QueryLog).where(*where)) or 0
+        rows = session.scalars(
+            select(QueryLog).where(*where).order_by(QueryLog.created_at.desc()).limit(limit).offset(offset)
+        ).all()
+        return list(rows), total
 
 
 def get_query_log(db: Database, query_id: str) -> QueryLog:

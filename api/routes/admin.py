@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, status
+from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import DbDep, PrincipalDep, SettingsDep
-from api.schemas import CreatedKeyOut, KeyIn, KeyOut, ReindexIn, ReindexJobOut
+from api.schemas import CreatedKeyOut, KeyIn, KeyOut, QueryLogOut, QueryLogPageOut, ReindexIn, ReindexJobOut
 from core import keys
 from core.models import ApiKey, Role
 from core.retention import forget_owner
+from generation.query_service import QueryLogFilter, list_query_logs
 from ingest import reindex
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -92,3 +94,26 @@ def reindex_status(job_id: str, db: DbDep, principal: PrincipalDep) -> ReindexJo
     view = reindex.get_job(db, job_id)
     principal.require(Role.admin, view.collection)
     return job_out(view)
+
+
+@router.get("/queries")
+def query_logs(
+    db: DbDep,
+    principal: PrincipalDep,
+    collection: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    min_latency_ms: Annotated[float | None, Query(ge=0)] = None,
+    errors: Annotated[bool, Query(description="Only queries that failed or fell back.")] = False,
+    backend: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> QueryLogPageOut:
+    """The query log, newest first: what was asked, what each stage returned, which model answered, how fast."""
+    if collection is None:
+        principal.require_unscoped(Role.admin)
+    else:
+        principal.require(Role.admin, collection)
+    flt = QueryLogFilter(collection, since, until, min_latency_ms, errors, backend)
+    rows, total = list_query_logs(db, flt, limit, offset)
+    return QueryLogPageOut(items=[QueryLogOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -119,3 +119,18 @@ def test_rate_limit_returns_429_with_retry_after(tmp_path) -> None:  # type: ign
         blocked = client.post("/v1/collections/limited/query", json={"query": "hi", "generate": False})
         assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
         assert "Rate limit" in blocked.json()["detail"]
+
+
+def test_admin_query_log_filters(app_client: TestClient) -> None:
+    root = {"Authorization": f"Bearer {ROOT_KEY}"}
+    for q in ("first question", "second question"):
+        app_client.post("/v1/collections/beta/query", json={"query": q, "generate": False}, headers=root)
+    page = app_client.get("/v1/admin/queries", params={"collection": "beta", "limit": 1}, headers=root).json()
+    assert page["total"] >= 2 and len(page["items"]) == 1
+    assert page["items"][0]["query"] == "second question"  # newest first
+    assert app_client.get("/v1/admin/queries", params={"errors": True}, headers=root).json()["total"] == 0
+    slow = app_client.get("/v1/admin/queries", params={"min_latency_ms": 10**9}, headers=root).json()
+    assert slow["total"] == 0
+    reader = mint(app_client, "reader")
+    response = app_client.get("/v1/admin/queries", headers={"Authorization": f"Bearer {reader}"})
+    assert response.status_code == 403
