@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import Unavailable
 from core.models import Base
 
 
@@ -39,10 +41,16 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """Commits on success, rolls back on error; an unreachable database becomes a retryable 503."""
         session = self._factory()
         try:
             yield session
             session.commit()
+        except (OperationalError, InterfaceError) as exc:
+            session.rollback()
+            if exc.connection_invalidated or _is_connection_error(exc):
+                raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
+            raise
         except BaseException:
             session.rollback()
             raise
@@ -51,3 +59,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _is_connection_error(exc: OperationalError | InterfaceError) -> bool:
+    """Connection failures, as opposed to e.g. a locked SQLite file or a bad statement."""
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in ("connection", "could not connect", "server closed", "timeout expired"))

@@ -12,10 +12,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import httpx
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
 
-from core.errors import BadInput, Conflict, NotFound
+from core.errors import BadInput, Conflict, NotFound, Unavailable
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.qdrant_edge import check_index_name, chunk_payload
 
@@ -62,8 +64,12 @@ class QdrantServerStore:
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        with self._lock if self._local else nullcontext():
-            yield
+        """Serialize local mode; turn a server that cannot be reached into a 503 the client may retry."""
+        try:
+            with self._lock if self._local else nullcontext():
+                yield
+        except (ResponseHandlingException, httpx.TransportError, ConnectionError) as exc:
+            raise Unavailable("The vector store (Qdrant) is unreachable; retry in a few seconds.") from exc
 
     def create(self, index: str, dim: int) -> None:
         check_index_name(index)
