@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     chunk_size_tokens: int = Field(200, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(40, description="Tokens shared by neighbouring chunks.")
     embed_batch_size: int = 32
+    redrive_after_s: float = Field(
+        300.0, description="A document queued this long without starting gets its task sent again."
+    )
+    redrive_every_s: float = Field(60.0, description="How often the periodic re-drive looks for such documents.")
     parse_timeout_s: float = Field(120.0, description="A PDF parse running longer fails the document.")
     parse_memory_mb: int = Field(2048, description="Address-space limit of the PDF parsing process.")
     max_pdf_pages: int = Field(2000, description="PDFs with more pages are refused (PDF bombs).")

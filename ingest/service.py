@@ -10,11 +10,12 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.collections import bump_content_version, get_collection
@@ -34,8 +35,7 @@ Enqueue = Callable[[str], None]
 def create_collection(db: Database, name: str) -> Collection:
     if not COLLECTION_NAME.match(name):
         raise BadInput(
-            "Collection names use 1-63 lowercase letters, digits, '-' or '_', "
-            "starting with a letter or digit."
+            "Collection names use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit."
         )
     try:
         with db.session() as session:
@@ -51,9 +51,7 @@ def list_collections(db: Database) -> list[tuple[Collection, int]]:
     """Collections with their document counts."""
     with db.session() as session:
         counts = dict(
-            session.execute(
-                select(Document.collection_id, func.count()).group_by(Document.collection_id)
-            ).all()
+            session.execute(select(Document.collection_id, func.count()).group_by(Document.collection_id)).all()
         )
         collections = session.scalars(select(Collection).order_by(Collection.name)).all()
         return [(c, counts.get(c.id, 0)) for c in collections]
@@ -72,8 +70,7 @@ def validate_upload(
     """Size and sniffed type, before anything is stored. Returns the safe filename and the parser kind."""
     if len(data) > settings.max_upload_bytes:
         raise TooLarge(
-            f"The file is {len(data) / 1e6:.1f} MB; "
-            f"the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
+            f"The file is {len(data) / 1e6:.1f} MB; the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
         )
     name = safe_filename(filename)
     return name, detect_kind(data, name, declared_type)
@@ -155,9 +152,7 @@ class DocumentPage:
     total: int
 
 
-def list_documents(
-    db: Database, collection_name: str, status: str | None, limit: int, offset: int
-) -> DocumentPage:
+def list_documents(db: Database, collection_name: str, status: str | None, limit: int, offset: int) -> DocumentPage:
     collection = get_collection(db, collection_name)
     where = [Document.collection_id == collection.id]
     if status is not None:
@@ -165,11 +160,7 @@ def list_documents(
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(Document).where(*where)) or 0
         items = session.scalars(
-            select(Document)
-            .where(*where)
-            .order_by(Document.created_at, Document.id)
-            .limit(limit)
-            .offset(offset)
+            select(Document).where(*where).order_by(Document.created_at, Document.id).limit(limit).offset(offset)
         ).all()
         return DocumentPage(items=list(items), total=total)
 
@@ -221,11 +212,32 @@ def same_name_documents(db: Database, collection_name: str, filename: str) -> li
         )
 
 
+def stale_document_ids(db: Database, queued_for_s: float, processing_for_s: float) -> list[str]:
+    """Documents whose task was probably lost (a broker restart without persistence, a dead worker):
+    ``queued`` longer than ``queued_for_s`` since their task was sent, or ``processing`` longer than any task
+    may run. Their ``queued_at`` is bumped here, so one re-drive does not trigger the next."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        rows = session.scalars(
+            select(Document).where(
+                or_(
+                    and_(Document.status == "queued", Document.queued_at < now - timedelta(seconds=queued_for_s)),
+                    and_(
+                        Document.status == "processing",
+                        Document.started_at < now - timedelta(seconds=processing_for_s),
+                        Document.queued_at < now - timedelta(seconds=processing_for_s),
+                    ),
+                )
+            )
+        ).all()
+        for row in rows:
+            row.queued_at = now
+        return [row.id for row in rows]
+
+
 def unfinished_document_ids(db: Database) -> list[str]:
     """Documents a crash or restart left behind; the SQL state is the truth, so these get re-queued."""
     with db.session() as session:
         return list(
-            session.scalars(
-                select(Document.id).where(Document.status.in_(UNFINISHED)).order_by(Document.created_at)
-            )
+            session.scalars(select(Document.id).where(Document.status.in_(UNFINISHED)).order_by(Document.created_at))
         )

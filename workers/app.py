@@ -45,10 +45,13 @@ def make_celery(settings: Settings) -> Celery:
             {"polling_interval": 0.05} if embedded else {"visibility_timeout": VISIBILITY_TIMEOUT_S}
         ),
     )
-    from workers.tasks import PURGE_TASK, register_tasks
+    from workers.tasks import PURGE_TASK, REDRIVE_TASK, register_tasks
 
     # Run by `ragctl worker --beat` (one process per deployment) or the embedded worker's scheduler.
-    app.conf.beat_schedule = {"purge-expired": {"task": PURGE_TASK, "schedule": PURGE_EVERY_S}}
+    app.conf.beat_schedule = {
+        "purge-expired": {"task": PURGE_TASK, "schedule": PURGE_EVERY_S},
+        "redrive-stale": {"task": REDRIVE_TASK, "schedule": settings.redrive_every_s},
+    }
     register_tasks(app)
     return app
 

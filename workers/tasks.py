@@ -13,6 +13,8 @@ from core.models import DocumentStatus
 from core.retention import purge_expired
 from ingest.pipeline import index_document, mark_failed
 from ingest.reindex import run_reindex
+from ingest.service import stale_document_ids
+from workers.app import TASK_TIME_LIMIT_S
 
 if TYPE_CHECKING:
     from workers.services import Services
@@ -23,6 +25,7 @@ INGEST_TASK = "rag.ingest_document"
 REINDEX_TASK = "rag.reindex_collection"
 DROP_INDEX_TASK = "rag.reindex_drop_index"
 PURGE_TASK = "rag.purge_expired"
+REDRIVE_TASK = "rag.redrive_stale"
 MAX_RETRIES = 5
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 # Queries that resolved the old version just before a switch finish within this grace period.
@@ -82,8 +85,21 @@ def purge_expired_data(task: Task) -> dict[str, int]:
     return {"query_logs": purged.query_logs, "conversations": purged.conversations}
 
 
+def redrive_stale(task: Task) -> int:
+    """Re-send tasks for documents whose message was lost; duplicates are harmless (tasks are idempotent)."""
+    services = services_of(task)
+    settings = services.settings
+    ids = stale_document_ids(services.db, settings.redrive_after_s, TASK_TIME_LIMIT_S + 60)
+    for document_id in ids:
+        task.app.send_task(INGEST_TASK, args=[document_id])
+    if ids:
+        log.warning("re-drove stale documents", extra={"count": len(ids)})
+    return len(ids)
+
+
 def register_tasks(app: Celery) -> None:
     app.task(name=INGEST_TASK, bind=True, acks_late=True)(ingest_document)
     app.task(name=REINDEX_TASK, bind=True, acks_late=True)(reindex_collection)
     app.task(name=DROP_INDEX_TASK, bind=True, acks_late=True)(drop_index)
     app.task(name=PURGE_TASK, bind=True)(purge_expired_data)
+    app.task(name=REDRIVE_TASK, bind=True)(redrive_stale)
