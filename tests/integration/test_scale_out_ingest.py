@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,14 @@ import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from api.app import create_app
 from core.config import Settings
+from core.models import Chunk
+from ingest.service import get_document, submit_document
 from tests.e2e.helpers import wait_for_status
+from workers.services import Services
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -50,9 +55,9 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker"],
+        [sys.executable, "-m", "cli.main", "worker", *args],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -106,3 +111,100 @@ def test_ingest_through_redis_and_a_worker_process(tmp_path: Path, pg_url: str, 
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def scale_settings(tmp_path: Path, pg_url: str) -> tuple[Settings, dict[str, str]]:
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=pg_url, broker_url=REDIS_URL, llm_backend="none", _env_file=None
+    )
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(settings.data_dir),
+        "RAG_DATABASE_URL": pg_url,
+        "RAG_BROKER_URL": REDIS_URL,
+        "RAG_LLM_BACKEND": "none",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    return settings, env
+
+
+def wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+
+def assert_indexed_exactly_once(settings: Settings, document_id: str) -> None:
+    """Vector points, keyword entries, chunk rows and the document's count all agree: nothing doubled."""
+    services = Services(settings)
+    try:
+        document, collection = get_document(services.db, document_id)
+        with services.db.session() as session:
+            rows = session.scalar(select(func.count()).select_from(Chunk).where(Chunk.document_id == document_id))
+        index = f"{collection}__v1"
+        assert document.status == "indexed" and document.chunk_count > 0
+        assert rows == document.chunk_count
+        assert services.vectors.count(index) == document.chunk_count
+        assert services.keywords.count(index) == document.chunk_count
+    finally:
+        services.close()
+
+
+def test_worker_killed_mid_ingest_indexes_exactly_once_after_restart(
+    tmp_path: Path, pg_url: str, pdf_dir: Path
+) -> None:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    settings, env = scale_settings(tmp_path, pg_url)
+    worker = start_worker(env, tmp_path / "worker1.log")
+    try:
+        with TestClient(create_app(settings)) as client:
+            client.post("/v1/collections", json={"name": "kill"})
+            book = (pdf_dir / "GeoTopo-komprimiert.pdf").read_bytes()
+            document_id = client.post("/v1/collections/kill/documents", files={"file": ("book.pdf", book)}).json()["id"]
+            wait_for(lambda: client.get(f"/v1/documents/{document_id}").json()["status"] == "processing", 120)
+            time.sleep(1.5)  # parsing done, embedding under way
+            worker.kill()  # SIGKILL: no warm shutdown, the task is neither finished nor acknowledged
+            worker.wait(timeout=30)
+            assert client.get(f"/v1/documents/{document_id}").json()["status"] == "processing"
+
+            worker = start_worker(env, tmp_path / "worker2.log")  # start-up recovery re-queues it
+            done = wait_for_status(client, document_id, timeout=300)
+            assert done["status"] == "indexed", (tmp_path / "worker2.log").read_text()[-3000:]
+        stop(worker)
+        assert_indexed_exactly_once(settings, document_id)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def test_tasks_lost_by_the_broker_are_redriven_from_sql(tmp_path: Path, pg_url: str) -> None:
+    broker = redis.Redis.from_url(REDIS_URL)
+    broker.flushdb()
+    settings, env = scale_settings(tmp_path, pg_url)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/collections", json={"name": "lost"})
+        first = client.post("/v1/collections/lost/documents", files={"file": ("a.txt", b"Alpha notes.")}).json()
+        assert broker.llen("ingest") == 1
+        broker.flushdb()  # what a Redis restart without persistence does to queued tasks
+        redrive = {**env, "RAG_REDRIVE_AFTER_S": "1", "RAG_REDRIVE_EVERY_S": "1"}
+        worker = start_worker(redrive, tmp_path / "w.log", "--beat")
+        try:
+            assert wait_for_status(client, first["id"], timeout=120)["status"] == "indexed"  # start-up recovery
+            # a task lost while the worker runs (its message never reached the queue): the periodic re-drive
+            services = client.app.state.services  # type: ignore[attr-defined]
+            lost = submit_document(services.db, settings, "lost", "b.txt", b"Beta notes.", None, lambda _id: None)
+            assert wait_for_status(client, lost.document.id, timeout=120)["status"] == "indexed", (
+                tmp_path / "w.log"
+            ).read_text()[-3000:]
+        finally:
+            stop(worker)
