@@ -1,0 +1,96 @@
+"""A re-index killed halfway leaves the serving version untouched, and the next start finishes it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.config import Settings
+from core.models import JobStatus, ReindexJob
+from generation.query_service import QueryRequest
+from ingest import service
+from ingest.pipeline import index_documents
+from ingest.reindex import get_job, unfinished_job_ids
+from tests.conftest import REPO
+from workers.services import Services
+
+TOPICS = ["owls", "tides", "bread", "comets", "glaciers", "violins", "bees", "volcanoes", "coral", "lichen"]
+
+
+def seed(settings: Settings) -> None:
+    services = Services(settings)
+    try:
+        service.create_collection(services.db, "crash")
+        ids: list[str] = []
+        for n in range(40):
+            topic = TOPICS[n % len(TOPICS)]
+            text = f"Notes {n} about {topic}. " + f"The study of {topic} continues with observation number {n}. " * 40
+            service.submit_document(services.db, settings, "crash", f"{topic}-{n}.txt", text.encode(), None, ids.append)
+        index_documents(services.db, services.retriever, settings, ids)
+    finally:
+        services.close()
+
+
+def serving_version(settings: Settings) -> int:
+    services = Services(settings)
+    try:
+        return service.get_collection(services.db, "crash").index_version
+    finally:
+        services.db.dispose()
+
+
+def job_progress(settings: Settings) -> tuple[str, int] | None:
+    services = Services(settings)
+    try:
+        with services.db.session() as session:
+            job = session.query(ReindexJob).first()
+            return (job.status, job.done) if job else None
+    finally:
+        services.db.dispose()
+
+
+def test_reindex_killed_halfway_keeps_serving_and_resumes(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", llm_backend="none", _env_file=None)
+    seed(settings)
+    env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir), "RAG_LLM_BACKEND": "none", "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "reindex", "crash", "--chunk-size", "48", "--chunk-overlap", "8"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while (progress := job_progress(settings)) is None or progress[1] == 0:
+        assert child.poll() is None and time.monotonic() < deadline, "re-index finished or died before progress"
+        time.sleep(0.05)
+    child.kill()  # SIGKILL halfway through
+    child.wait()
+
+    assert serving_version(settings) == 1
+    services = Services(settings)
+    try:
+        assert unfinished_job_ids(services.db)  # left running: the next start resumes it
+        hits = services.queries.query("crash", QueryRequest(query="glaciers observation", generate=False)).hits
+        assert hits and hits[0].payload["filename"].startswith("glaciers")
+    finally:
+        services.close()
+
+    with TestClient(create_app(settings)) as client:  # start-up recovery re-queues the job
+        db = client.app.state.services.db  # type: ignore[attr-defined]
+        (job_id,) = unfinished_job_ids(db) or [None]
+        deadline = time.monotonic() + 300
+        while unfinished_job_ids(db):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        view = get_job(db, job_id)
+        assert view.job.status == JobStatus.done and view.job.attempts == 2
+        result = client.post("/v1/collections/crash/query", json={"query": "glaciers observation", "generate": False})
+        body = result.json()
+        assert body["index_version"] == 2 and body["citations"][0]["filename"].startswith("glaciers")
