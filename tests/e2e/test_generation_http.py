@@ -30,7 +30,7 @@ def server() -> Iterator[LlmServer]:
 
 
 def make_client(tmp: Path, **overrides: Any) -> TestClient:
-    settings = Settings(data_dir=tmp / "data", llm_max_tokens=32, _env_file=None, **overrides)
+    settings = Settings(data_dir=tmp / "data", _env_file=None, **{"llm_max_tokens": 32, **overrides})
     return TestClient(create_app(settings))
 
 
@@ -119,3 +119,35 @@ def test_no_backend_at_all_degrades_to_retrieval_only(tmp_path: Path) -> None:
         assert response.status_code == 503 and response.headers["Retry-After"]
         log_error = client.get(f"/v1/queries/{body['query_id']}").json()["error"]
         assert log_error
+
+
+def test_backend_dying_mid_stream_ends_the_stream_with_an_error_and_logs_it(tmp_path: Path) -> None:
+    with (
+        run_llm_server() as dying,
+        make_client(
+            tmp_path, llm_backend="openai", llm_base_url=dying.base_url, llm_max_tokens=400, llm_timeout_s=10
+        ) as client,
+    ):
+        seed(client)
+        events: list[tuple[str, dict]] = []
+        body = {"query": "Describe the Eiffel Tower in as much detail as you can.", "stream": True}
+        with client.stream("POST", "/v1/collections/facts/query", json=body) as response:
+            name = None
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    events.append((name, json.loads(line.split(":", 1)[1])))
+                    if name == "token" and sum(n == "token" for n, _ in events) == 1:
+                        dying.kill()  # the server dies after the first token
+        names = [n for n, _ in events]
+        assert names[0] == "retrieval" and "token" in names
+        log = client.get(f"/v1/queries/{events[0][1]['query_id']}").json()
+        # Either the stream ends with a 503-class error event, or (when the server died before its first
+        # token reached the chain) the embedded model answered instead; the log says which, every time.
+        if names[-1] == "error":
+            assert events[-1][1]["status"] == 503 and log["error"]
+        else:
+            assert names[-1] == "done" and events[-1][1]["backend"] == "llama_cpp"
+            assert log["backend"] == "llama_cpp"
+            assert any(e["type"] == "llm_backend_failed" and e["backend"] == "openai" for e in log["events"])
