@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from core.collections import get_collection
 from core.config import Settings
 from core.db import Database
-from core.errors import NotFound, Unavailable
+from core.errors import BadInput, NotFound, Unavailable
 from core.ids import new_id, sha256_hex
 from core.metrics import (
     CACHE_HITS,
@@ -199,7 +199,7 @@ class QueryService:
 
     def _require_llm(self) -> LLMBackend:
         if self.llm is None:
-            raise Unavailable('No LLM backend is configured (RAG_LLM_BACKEND=none); query with "generate": false.')
+            raise BadInput('This deployment has no LLM backend (RAG_LLM_BACKEND=none); send "generate": false.')
         return self.llm
 
     # --- cache ------------------------------------------------------------------------------
