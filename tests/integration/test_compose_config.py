@@ -17,8 +17,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
-SERVICES = {"api", "worker", "migrate", "postgres", "redis", "qdrant", "vllm"}
-LONG_RUNNING = SERVICES - {"migrate"}
+SERVICES = {"api", "worker", "scheduler", "migrate", "postgres", "redis", "qdrant", "vllm"}
+LONG_RUNNING = SERVICES - {"migrate", "scheduler"}
 
 pytestmark = pytest.mark.skipif(
     shutil.which("docker-compose") is None,
@@ -61,6 +61,7 @@ def test_services_and_health_checks(resolved: dict[str, Any]) -> None:
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert "container_name" not in services[name], "a fixed name would block --scale"
     assert "ports" not in services["worker"], "a fixed host port would block --scale worker=N"
+    assert "--beat" in services["scheduler"]["command"] and "--beat" not in services["worker"]["command"]
 
 
 def test_app_wiring(resolved: dict[str, Any]) -> None:
