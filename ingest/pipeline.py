@@ -24,7 +24,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import DocumentUnreadable, RagError
 from core.ids import chunk_id
-from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, INGEST_FAILURES
+from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, INGEST_FAILURES, observe_stages
 from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
@@ -100,6 +100,7 @@ def build(
     follow_serving: bool,
 ) -> Prepared:
     """Parse and chunk one stored original. Raises ``DocumentUnreadable`` for files without usable text."""
+    started = time.perf_counter()
     try:
         data = Path(document.blob_path).read_bytes()
     except FileNotFoundError as exc:
@@ -112,9 +113,22 @@ def build(
         memory_mb=settings.parse_memory_mb,
         filename=document.filename,
     )
+    parsed_at = time.perf_counter()
     drafts = chunk_sections(parsed.sections, count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens)
     if not drafts:
         raise DocumentUnreadable(f"{document.filename} contains no text to index.")
+    timings = {"parse": (parsed_at - started) * 1000, "chunk": (time.perf_counter() - parsed_at) * 1000}
+    observe_stages(timings)
+    log.info(
+        "document parsed",
+        extra={
+            "step": "parse+chunk",
+            "document_id": document.id,
+            "pages": parsed.page_count,
+            "chunks": len(drafts),
+            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+        },
+    )
     return Prepared(
         document=document,
         collection=collection,
@@ -185,10 +199,23 @@ def write_indexes(retriever: HybridRetriever, items: Sequence[Prepared]) -> None
     for item in items:
         by_index.setdefault(item.index, []).append(item)
     for target, group in by_index.items():
+        started = time.perf_counter()
         for item in group:
             retriever.delete_document(target, item.document.id)
         retriever.index_records(
             target, [r for item in group for r in item.records], [t for item in group for t in item.texts]
+        )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        observe_stages({"index": elapsed_ms})
+        log.info(
+            "chunks embedded and written",
+            extra={
+                "step": "embed+index",
+                "index": target,
+                "documents": len(group),
+                "chunks": sum(len(item.records) for item in group),
+                "duration_ms": round(elapsed_ms, 1),
+            },
         )
 
 
