@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     chunk_size_tokens: int = Field(200, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(40, description="Tokens shared by neighbouring chunks.")
     embed_batch_size: int = 32
+    ingest_batch_documents: int = Field(
+        16, description="Queued documents one ingest task takes together, to embed their chunks in full batches."
+    )
     redrive_after_s: float = Field(
         300.0, description="A document queued this long without starting gets its task sent again."
     )

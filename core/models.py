@@ -78,6 +78,9 @@ class Document(Base):
     queued_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, doc="When its task was last sent; the re-drive reads it."
     )
+    claim_token: Mapped[str | None] = mapped_column(
+        String(32), default=None, doc="The task run that holds it while processing; recovery clears it."
+    )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 

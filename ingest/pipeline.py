@@ -13,17 +13,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from core.collections import bump_content_version
 from core.config import Settings
 from core.db import Database
 from core.errors import DocumentUnreadable, RagError
-from core.ids import chunk_id
+from core.ids import chunk_id, new_id
 from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, INGEST_FAILURES, observe_stages
 from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
@@ -34,6 +35,8 @@ from retrieval.retriever import HybridRetriever
 log = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
+# A claim older than this is presumed dead (its worker crashed); the longest task may run this long.
+CLAIM_LEASE_S = 1860
 STALE = "stale"
 # Settings a collection (through a re-index) may override for its own documents.
 COLLECTION_OPTIONS = ("chunk_size_tokens", "chunk_overlap_tokens")
@@ -141,21 +144,80 @@ def build(
     )
 
 
-def claim(db: Database, document_id: str) -> tuple[Document, Collection] | None:
-    """Mark the document ``processing``; ``None`` when it is gone or already finished (a duplicate task)."""
+def held_elsewhere(document: Document, token: str) -> bool:
+    """Another live task run holds it: claimed under another token within the longest a task may run."""
+    if document.status != DocumentStatus.processing or document.claim_token in (None, token):
+        return False
+    started = document.started_at
+    if started is None:
+        return False
+    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    return datetime.now(UTC) - started < timedelta(seconds=CLAIM_LEASE_S)
+
+
+def claim(db: Database, document_id: str, token: str) -> tuple[Document, Collection] | None:
+    """Mark the document ``processing`` under ``token``; ``None`` when it is gone, finished, or held by
+    another task run (a duplicate or a peer taken into someone's batch)."""
     with db.session() as session:
         document = session.get(Document, document_id)
         if document is None or document.status in (DocumentStatus.indexed, DocumentStatus.failed):
             return None
+        if held_elsewhere(document, token):
+            return None
         collection = session.get(Collection, document.collection_id)
         assert collection is not None
         document.status = DocumentStatus.processing
+        document.claim_token = token
         document.attempts += 1
         document.started_at = datetime.now(UTC)
         session.flush()
         session.expunge(document)
         session.expunge(collection)
         return document, collection
+
+
+def claim_queued_peers(db: Database, document_id: str, limit: int, token: str) -> list[str]:
+    """Atomically take up to ``limit`` other queued documents, so one task embeds them all in shared batches.
+
+    Their own tasks still arrive later and find them finished (skipped). The conditional UPDATE makes two
+    workers never take the same document.
+    """
+    if limit <= 0:
+        return []
+    with db.session() as session:
+        candidates = session.scalars(
+            select(Document.id)
+            .where(Document.status == DocumentStatus.queued, Document.id != document_id)
+            .order_by(Document.created_at)
+            .limit(limit)
+        ).all()
+        if not candidates:
+            return []
+        taken = session.scalars(
+            update(Document)
+            .where(Document.id.in_(candidates), Document.status == DocumentStatus.queued)
+            .values(status=DocumentStatus.processing, started_at=datetime.now(UTC), claim_token=token)
+            .returning(Document.id)
+        ).all()
+        return list(taken)
+
+
+def release_claims(db: Database, document_ids: Sequence[str], token: str) -> list[str]:
+    """Hand documents this run still holds back to the queue (after a failed batch). Returns their ids."""
+    if not document_ids:
+        return []
+    with db.session() as session:
+        released = session.scalars(
+            update(Document)
+            .where(
+                Document.id.in_(document_ids),
+                Document.claim_token == token,
+                Document.status == DocumentStatus.processing,
+            )
+            .values(status=DocumentStatus.queued, claim_token=None, queued_at=datetime.now(UTC))
+            .returning(Document.id)
+        ).all()
+        return list(released)
 
 
 def mark_failed(db: Database, document_id: str, message: str, reason: str = "error") -> None:
@@ -170,10 +232,12 @@ def mark_failed(db: Database, document_id: str, message: str, reason: str = "err
         INGEST_FAILURES.labels(reason).inc()
 
 
-def prepare(db: Database, retriever: HybridRetriever, settings: Settings, document_id: str) -> Prepared | str:
+def prepare(
+    db: Database, retriever: HybridRetriever, settings: Settings, document_id: str, token: str
+) -> Prepared | str:
     """Claim, parse and chunk for the serving version. Returns a status instead when there is nothing to
     embed: ``skipped`` (gone or already finished: a duplicate task) or ``failed`` (unreadable; recorded)."""
-    claimed = claim(db, document_id)
+    claimed = claim(db, document_id, token)
     if claimed is None:
         return SKIPPED
     document, collection = claimed
@@ -238,41 +302,55 @@ def store_chunks(session: Any, item: Prepared) -> None:
 def commit_indexed(db: Database, item: Prepared) -> str:
     """Chunk rows and ``indexed`` land in one transaction: a document is never half-indexed and ``indexed``.
 
-    Returns ``skipped`` when the document was deleted meanwhile and ``stale`` when a re-index switched the
-    serving version while this upload was embedding (the caller indexes it again, into the new version).
+    Returns ``skipped`` when the document was deleted meanwhile or a concurrent run of it committed first
+    (same deterministic ids), and ``stale`` when a re-index switched the serving version while this upload
+    was embedding (the caller indexes it again, into the new version).
     """
-    with db.session() as session:
-        row = session.get(Document, item.document.id)
-        if row is None:
-            return SKIPPED
-        collection = session.get(Collection, row.collection_id)
-        if item.follow_serving and (collection is None or collection.index_version != item.version):
-            return STALE
-        store_chunks(session, item)
-        bump_content_version(session, row.collection_id)
-        row.status = DocumentStatus.indexed
-        row.error = None
-        row.chunk_count = len(item.records)
-        row.page_count = item.page_count
-        row.finished_at = datetime.now(UTC)
+    try:
+        with db.session() as session:
+            row = session.get(Document, item.document.id)
+            if row is None:
+                return SKIPPED
+            collection = session.get(Collection, row.collection_id)
+            if item.follow_serving and (collection is None or collection.index_version != item.version):
+                return STALE
+            store_chunks(session, item)
+            bump_content_version(session, row.collection_id)
+            row.status = DocumentStatus.indexed
+            row.error = None
+            row.claim_token = None
+            row.chunk_count = len(item.records)
+            row.page_count = item.page_count
+            row.finished_at = datetime.now(UTC)
+    except IntegrityError:
+        with db.session() as session:
+            row = session.get(Document, item.document.id)
+            if row is not None and row.status == DocumentStatus.indexed:
+                return SKIPPED
+        raise
     return DocumentStatus.indexed
 
 
 def index_documents(
-    db: Database, retriever: HybridRetriever, settings: Settings, document_ids: Sequence[str]
+    db: Database,
+    retriever: HybridRetriever,
+    settings: Settings,
+    document_ids: Sequence[str],
+    token: str | None = None,
 ) -> dict[str, str]:
     """Index documents into their collection's serving version, embedding their chunks together.
 
     Returns each document's final status (``indexed``, ``failed`` or ``skipped``).
     """
     started = time.perf_counter()
+    token = token or new_id()
     statuses: dict[str, str] = {}
     pending = list(document_ids)
     chunks = 0
     for _ in range(3):  # a re-index switch during the run makes items stale at most once or twice
         batch: list[Prepared] = []
         for document_id in pending:
-            item = prepare(db, retriever, settings, document_id)
+            item = prepare(db, retriever, settings, document_id, token)
             if isinstance(item, str):
                 statuses[document_id] = item
             else:

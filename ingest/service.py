@@ -232,6 +232,7 @@ def stale_document_ids(db: Database, queued_for_s: float, processing_for_s: floa
         ).all()
         for row in rows:
             row.queued_at = now
+            row.claim_token = None
         return [row.id for row in rows]
 
 

@@ -9,9 +9,10 @@ from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
 
 from core.errors import RagError
+from core.ids import new_id
 from core.models import DocumentStatus
 from core.retention import purge_expired
-from ingest.pipeline import index_document, mark_failed
+from ingest.pipeline import claim_queued_peers, index_documents, mark_failed, release_claims
 from ingest.reindex import run_reindex
 from ingest.service import stale_document_ids
 from workers.app import TASK_TIME_LIMIT_S
@@ -40,28 +41,36 @@ def services_of(task: Task) -> Services:
 
 
 def ingest_document(task: Task, document_id: str) -> str | None:
+    """Index ``document_id`` together with up to RAG_INGEST_BATCH_DOCUMENTS - 1 other queued documents."""
     services = services_of(task)
+    token = (task.request.id or new_id()).replace("-", "")[:32]  # stable across this task's retries
+    peers = claim_queued_peers(services.db, document_id, services.settings.ingest_batch_documents - 1, token)
     try:
-        return index_document(services.db, services.retriever, services.settings, document_id)
+        statuses = index_documents(services.db, services.retriever, services.settings, [document_id, *peers], token)
+        return statuses[document_id]
     except (*TRANSIENT, RagError) as exc:
+        requeue_peers(task, services, peers, token)
         if task.request.retries >= MAX_RETRIES:
-            mark_failed(
-                services.db,
-                document_id,
-                "Indexing kept failing on an unavailable store; upload it again later.",
-                reason="unavailable",
-            )
+            message = "Indexing kept failing on an unavailable store; upload it again later."
+            mark_failed(services.db, document_id, message, reason="unavailable")
             return DocumentStatus.failed
         log.warning("ingest retry", extra={"document_id": document_id, "error": type(exc).__name__})
         raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
     except Exception:
         log.exception("ingest crashed", extra={"document_id": document_id})
+        requeue_peers(task, services, peers, token)
         mark_failed(
             services.db,
             document_id,
             "The file could not be processed (an unexpected parser error); check that it opens correctly.",
         )
         return DocumentStatus.failed
+
+
+def requeue_peers(task: Task, services: Services, peers: list[str], token: str) -> None:
+    """Peers of a failed batch go back to the queue with a task of their own (theirs may be gone)."""
+    for peer in release_claims(services.db, peers, token):
+        task.app.send_task(INGEST_TASK, args=[peer])
 
 
 def reindex_collection(task: Task, job_id: str) -> str:
