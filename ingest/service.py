@@ -237,8 +237,17 @@ def stale_document_ids(db: Database, queued_for_s: float, processing_for_s: floa
 
 
 def unfinished_document_ids(db: Database) -> list[str]:
-    """Documents a crash or restart left behind; the SQL state is the truth, so these get re-queued."""
+    """Documents a crash or restart left behind; the SQL state is the truth, so these get re-queued.
+
+    Their claims are released: at start-up the claims' holders are presumed dead. (Should one still run in
+    another worker process, the document is indexed twice, which deterministic ids make harmless.)
+    """
+    now = datetime.now(UTC)
     with db.session() as session:
-        return list(
-            session.scalars(select(Document.id).where(Document.status.in_(UNFINISHED)).order_by(Document.created_at))
-        )
+        rows = session.scalars(
+            select(Document).where(Document.status.in_(UNFINISHED)).order_by(Document.created_at)
+        ).all()
+        for row in rows:
+            row.claim_token = None
+            row.queued_at = now
+        return [row.id for row in rows]
