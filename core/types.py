@@ -38,11 +38,20 @@ class SearchFilter:
 
 @dataclass(frozen=True)
 class ChunkRecord:
-    """One chunk as both indexes store it. ``payload`` holds what filters and citations need."""
+    """One chunk as both indexes store it. ``payload`` holds what filters and citations need.
+
+    ``index_text`` is what both searches match on (the chunk with its title and heading path); ``text``
+    stays what citations show. Unset, the chunk text is used for both.
+    """
 
     id: str
     text: str
     payload: dict[str, Any] = field(default_factory=dict)
+    index_text: str | None = None
+
+    @property
+    def searchable_text(self) -> str:
+        return self.index_text if self.index_text is not None else self.text
 
 
 @dataclass(frozen=True)

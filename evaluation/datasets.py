@@ -28,12 +28,13 @@ class EvalDocument:
     text: str
 
     def upload_text(self) -> str:
-        """The bytes the platform ingests: the title as the first line, so every index sees it."""
-        return f"{self.title}\n\n{self.text}" if self.title.strip() else self.text
+        """The bytes the platform ingests: Markdown with the title as its heading, so every chunk of the
+        document carries the title into both indexes (as a user's structured upload would)."""
+        return f"# {self.title.strip()}\n\n{self.text}" if self.title.strip() else self.text
 
     @property
     def filename(self) -> str:
-        return f"{self.id}.txt"
+        return f"{self.id}.md" if self.title.strip() else f"{self.id}.txt"
 
 
 @dataclass(frozen=True)

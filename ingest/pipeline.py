@@ -52,7 +52,6 @@ class Prepared:
     follow_serving: bool  # an upload follows the serving version; a re-index writes a fixed one
     drafts: list[ChunkDraft]
     records: list[ChunkRecord]
-    texts: list[str]
     page_count: int | None
 
     @property
@@ -65,14 +64,16 @@ def effective_settings(settings: Settings, options: dict[str, Any] | None) -> Se
     return Settings.model_validate({**settings.model_dump(), **overrides}) if overrides else settings
 
 
-def chunk_records(document: Document, drafts: Sequence[ChunkDraft]) -> list[ChunkRecord]:
-    """Payloads carry what filters (filename, tags, upload time) and citations (page, text) need."""
+def chunk_records(document: Document, drafts: Sequence[ChunkDraft], title: str | None) -> list[ChunkRecord]:
+    """Payloads carry what filters (filename, tags, upload time) and citations (page, text) need; both
+    searches match each chunk with its title and heading path (``index_text``)."""
     uploaded_at = document.created_at.timestamp()
     tags = list((document.metadata_ or {}).get("tags") or [])
     return [
         ChunkRecord(
             id=chunk_id(document.id, draft.ordinal),
             text=draft.text,
+            index_text=embedding_text(draft, title),
             payload={
                 "document_id": document.id,
                 "filename": document.filename,
@@ -89,8 +90,11 @@ def chunk_records(document: Document, drafts: Sequence[ChunkDraft]) -> list[Chun
 
 
 def embedding_text(draft: ChunkDraft, title: str | None) -> str:
-    """What both indexes see: the title and heading path give a chunk its context."""
-    context = " > ".join(part for part in (title, draft.heading) if part)
+    """What both searches match on: the title and heading path give a chunk its context."""
+    parts = [title] if title else []
+    if draft.heading and draft.heading != title:
+        parts.append(draft.heading)
+    context = " > ".join(parts)
     return f"{context}\n{draft.text}" if context else draft.text
 
 
@@ -138,8 +142,7 @@ def build(
         version=version,
         follow_serving=follow_serving,
         drafts=drafts,
-        records=chunk_records(document, drafts),
-        texts=[embedding_text(d, parsed.title) for d in drafts],
+        records=chunk_records(document, drafts, parsed.title),
         page_count=parsed.page_count,
     )
 
@@ -266,9 +269,7 @@ def write_indexes(retriever: HybridRetriever, items: Sequence[Prepared]) -> None
         started = time.perf_counter()
         for item in group:
             retriever.delete_document(target, item.document.id)
-        retriever.index_records(
-            target, [r for item in group for r in item.records], [t for item in group for t in item.texts]
-        )
+        retriever.index_records(target, [r for item in group for r in item.records])
         elapsed_ms = (time.perf_counter() - started) * 1000
         observe_stages({"index": elapsed_ms})
         log.info(

@@ -255,7 +255,7 @@ class CorpusBackedIndex(ABC):
     def add(self, index: str, records: Sequence[ChunkRecord]) -> None:
         if not records:
             return
-        tokens = tokenize_many([record.text for record in records])  # outside the locks: the slow part
+        tokens = tokenize_many([record.searchable_text for record in records])  # outside the locks: the slow part
 
         def change(corpus: KeywordCorpus) -> bool:
             corpus.add(records, tokens)

@@ -117,7 +117,7 @@ class QdrantSparseIndex:
             points = [
                 models.PointStruct(
                     id=record.id,
-                    vector={VECTOR: document_vector(tokenize(record.text), self.avg_len, self.k1, self.b)},
+                    vector={VECTOR: document_vector(tokenize(record.searchable_text), self.avg_len, self.k1, self.b)},
                     payload=chunk_payload(record),
                 )
                 for record in batch

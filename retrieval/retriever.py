@@ -123,20 +123,15 @@ class HybridRetriever:
         fused = rrf([[h.id for h in vector_hits], [h.id for h in keyword_hits]], k=self.rrf_k, weights=self.weights)
         return [Hit(id=chunk, score=score, payload=payloads[chunk]) for chunk, score in fused]
 
-    def index_records(
-        self, index: str, records: Sequence[ChunkRecord], texts_for_embedding: Sequence[str] | None = None
-    ) -> None:
+    def index_records(self, index: str, records: Sequence[ChunkRecord]) -> None:
         """Embed and write ``records`` to both indexes under the same ids (idempotent by id).
 
-        ``texts_for_embedding`` lets the caller embed a variant of each chunk (say, with its
-        heading prepended) while the keyword index and the payload keep the chunk text itself.
+        Both the embedder and the keyword index see each record's ``searchable_text`` (the chunk with its
+        title and heading path); the payload keeps the chunk text itself for citations.
         """
         if not records:
             return
-        texts = [record.text for record in records] if texts_for_embedding is None else list(texts_for_embedding)
-        if len(texts) != len(records):
-            raise BadInput(f"got {len(texts)} texts to embed for {len(records)} records")
-        vectors = self.embedder.embed_documents(texts)
+        vectors = self.embedder.embed_documents([record.searchable_text for record in records])
         if not self.vectors.exists(index):
             self.vectors.create(index, self.embedder.dim)
         self.vectors.upsert(index, records, vectors)

@@ -74,7 +74,7 @@ def test_a_second_run_reuses_the_collection(retrieval_report: dict[str, Any]) ->
 
 
 def test_generation_reports_answer_metrics(data_dir: Path) -> None:
-    settings = Settings(data_dir=data_dir, llm_backend="llama_cpp", llm_max_tokens=24, api_key=None, _env_file=None)
+    settings = Settings(data_dir=data_dir, llm_backend="llama_cpp", llm_max_tokens=16, api_key=None, _env_file=None)
     services = Services(settings)
     # Two sources and short answers keep the 135M model's work (and this test) small.
     options = EvalOptions(modes=("hybrid",), generate=True, top_k=2, consistency_questions=1, progress=False)

