@@ -8,6 +8,7 @@ worker thread.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +49,8 @@ class LlamaCppBackend:
         self.model_path = path
         self.model = path.stem
         self.context_window = context_window
-        self._threads = threads
+        # llama.cpp's own default is half the cores; generation is the slowest stage, so use them all.
+        self._threads = threads or os.cpu_count() or 1
         self._llama: Llama | None = None
         self._load_lock = threading.Lock()
         # One llama.cpp context holds one KV cache: concurrent generations would corrupt each other.
