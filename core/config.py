@@ -59,9 +59,14 @@ class Settings(BaseSettings):
         description="BM25 backend; defaults to qdrant_sparse (shared by every process) when RAG_QDRANT_URL is set.",
     )
     candidates: int = Field(100, description="Hits taken from each search before fusion.")
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="convex: weighted mix of min-max normalized scores; rrf: reciprocal rank fusion. "
+        "Chosen on SciFact train (bench/tune_fusion.py): convex 0.45/0.55 over 100 candidates.",
+    )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
-    vector_weight: float = Field(1.0, description="Weight of the vector list in (weighted) RRF.")
-    keyword_weight: float = Field(1.0, description="Weight of the keyword list in (weighted) RRF.")
+    vector_weight: float = Field(0.45, description="Weight of the vector list in the fusion.")
+    keyword_weight: float = Field(0.55, description="Weight of the keyword list in the fusion.")
     reranker_model: str | None = Field(None, description="CrossEncoder name or path; unset = off.")
     rerank_top_m: int = Field(20, description="Fused candidates the reranker re-scores.")
     rerank_batch_size: int = 16

@@ -7,7 +7,7 @@ keyword index always receive the same chunk ids and payloads.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -16,7 +16,7 @@ from core.errors import BadInput
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
-from retrieval.fusion import rrf
+from retrieval.fusion import convex, rrf
 from retrieval.keyword import KeywordIndex, make_keyword_index
 from retrieval.rerank import Reranker
 from retrieval.vector_store import VectorStore, make_vector_store
@@ -50,6 +50,7 @@ class HybridRetriever:
         reranker: Reranker | None = None,
         *,
         candidates: int = 100,
+        fusion: str = "rrf",
         rrf_k: int = 60,
         vector_weight: float = 1.0,
         keyword_weight: float = 1.0,
@@ -57,6 +58,9 @@ class HybridRetriever:
     ) -> None:
         if candidates < 1 or rerank_top_m < 1:
             raise ValueError("candidates and rerank_top_m must be at least 1")
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+        self.fusion = fusion
         self.embedder = embedder
         self.vectors = vectors
         self.keywords = keywords
@@ -75,6 +79,7 @@ class HybridRetriever:
             make_keyword_index(settings),
             make_reranker(settings),
             candidates=settings.candidates,
+            fusion=settings.fusion,
             rrf_k=settings.rrf_k,
             vector_weight=settings.vector_weight,
             keyword_weight=settings.keyword_weight,
@@ -120,8 +125,16 @@ class HybridRetriever:
     def _fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
         payloads = {hit.id: hit.payload for hit in keyword_hits}
         payloads.update((hit.id, hit.payload) for hit in vector_hits)
-        fused = rrf([[h.id for h in vector_hits], [h.id for h in keyword_hits]], k=self.rrf_k, weights=self.weights)
+        fused = FUSIONS[self.fusion](self, vector_hits, keyword_hits)
         return [Hit(id=chunk, score=score, payload=payloads[chunk]) for chunk, score in fused]
+
+    def _rrf(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[tuple[str, float]]:
+        return rrf([[h.id for h in vector_hits], [h.id for h in keyword_hits]], k=self.rrf_k, weights=self.weights)
+
+    def _convex(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[tuple[str, float]]:
+        """Min-max normalized scores of each list, mixed by the weights (both scores are higher-is-better)."""
+        scored = [[(h.id, h.score) for h in vector_hits], [(h.id, h.score) for h in keyword_hits]]
+        return convex(scored, weights=self.weights)
 
     def index_records(self, index: str, records: Sequence[ChunkRecord]) -> None:
         """Embed and write ``records`` to both indexes under the same ids (idempotent by id).
@@ -148,3 +161,10 @@ class HybridRetriever:
     def close(self) -> None:
         self.vectors.close()
         self.keywords.close()
+
+
+# How the two candidate lists become one ranking; chosen on SciFact train (bench/tune_fusion.py).
+FUSIONS: dict[str, Callable[[HybridRetriever, list[Hit], list[Hit]], list[tuple[str, float]]]] = {
+    "rrf": HybridRetriever._rrf,
+    "convex": HybridRetriever._convex,
+}

@@ -83,6 +83,7 @@ class Services:
             self.keywords,
             self.reranker,
             candidates=s.candidates,
+            fusion=s.fusion,
             rrf_k=s.rrf_k,
             vector_weight=s.vector_weight,
             keyword_weight=s.keyword_weight,

@@ -18,7 +18,7 @@ from sentence_transformers import CrossEncoder
 from core.config import Settings
 from core.errors import BadInput
 from core.ids import chunk_id
-from core.types import ChunkRecord, SearchFilter
+from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.bm25s_index import Bm25sIndex
 from retrieval.cross_encoder import CrossEncoderReranker
 from retrieval.embedding import Embedder, resolve_model_path
@@ -202,7 +202,8 @@ def test_from_settings_wires_the_configured_parts(tmp_path: Path) -> None:
     assert isinstance(r.vectors, QdrantEdgeStore)
     assert isinstance(r.keywords, RankBm25Index)
     assert r.reranker is None
-    assert (r.candidates, r.rrf_k, r.weights, r.rerank_top_m) == (7, 10, (2.0, 1.0), 3)
+    assert (r.candidates, r.rrf_k, r.weights, r.rerank_top_m) == (7, 10, (2.0, 0.55), 3)
+    assert r.fusion == "convex"
     assert r.embedder.name == "all-MiniLM-L6-v2"
     r.close()
 
@@ -212,3 +213,16 @@ def test_rejects_bad_arguments(retriever: HybridRetriever) -> None:
         retriever.retrieve("idx", "q", mode="semantic")
     with pytest.raises(BadInput):
         retriever.retrieve("idx", "q", top_k=0)
+
+
+def test_convex_and_rrf_fusion_rank_by_their_own_rule(embedder: Embedder, tmp_path: Path) -> None:
+    vector = [Hit("a", 0.9), Hit("b", 0.5), Hit("c", 0.1)]
+    keyword = [Hit("c", 12.0), Hit("b", 11.0), Hit("d", 2.0)]
+    stores = (QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
+    convex_retriever = HybridRetriever(embedder, *stores, fusion="convex", vector_weight=0.45, keyword_weight=0.55)
+    # normalized: vector a=1, b=0.5, c=0; keyword c=1, b=0.9, d=0 -> b=0.72, c=0.55, a=0.45, d=0
+    assert ids(convex_retriever._fuse(vector, keyword)) == ["b", "c", "a", "d"]
+    rrf_retriever = HybridRetriever(embedder, *stores, fusion="rrf", rrf_k=60)
+    assert ids(rrf_retriever._fuse(vector, keyword))[0] in ("b", "c")
+    with pytest.raises(ValueError):
+        HybridRetriever(embedder, *stores, fusion="median")
