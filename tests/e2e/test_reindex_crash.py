@@ -16,10 +16,11 @@ from core.models import JobStatus, ReindexJob
 from generation.query_service import QueryRequest
 from ingest import service
 from ingest.pipeline import index_documents
-from ingest.reindex import get_job, unfinished_job_ids
+from ingest.reindex import BATCH, get_job, unfinished_job_ids
 from tests.conftest import REPO
 from workers.services import Services
 
+DOCUMENTS = 3 * BATCH  # several re-index batches, so it can be killed between two of them
 TOPICS = ["owls", "tides", "bread", "comets", "glaciers", "violins", "bees", "volcanoes", "coral", "lichen"]
 
 
@@ -28,9 +29,9 @@ def seed(settings: Settings) -> None:
     try:
         service.create_collection(services.db, "crash")
         ids: list[str] = []
-        for n in range(40):
+        for n in range(DOCUMENTS):
             topic = TOPICS[n % len(TOPICS)]
-            text = f"Notes {n} about {topic}. " + f"The study of {topic} continues with observation number {n}. " * 40
+            text = f"Notes {n} about {topic}. The study of {topic} continues with observation number {n}."
             service.submit_document(services.db, settings, "crash", f"{topic}-{n}.txt", text.encode(), None, ids.append)
         index_documents(services.db, services.retriever, settings, ids)
     finally:
@@ -45,12 +46,12 @@ def serving_version(settings: Settings) -> int:
         services.db.dispose()
 
 
-def job_progress(settings: Settings) -> tuple[str, int] | None:
+def job_progress(settings: Settings) -> tuple[int, int] | None:
     services = Services(settings)
     try:
         with services.db.session() as session:
             job = session.query(ReindexJob).first()
-            return (job.status, job.done) if job else None
+            return (job.done, job.total) if job else None
     finally:
         services.db.dispose()
 
@@ -67,9 +68,9 @@ def test_reindex_killed_halfway_keeps_serving_and_resumes(tmp_path: Path) -> Non
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
-    while (progress := job_progress(settings)) is None or progress[1] == 0:
-        assert child.poll() is None and time.monotonic() < deadline, "re-index finished or died before progress"
-        time.sleep(0.05)
+    while (progress := job_progress(settings)) is None or not 0 < progress[0] < progress[1]:
+        assert child.poll() is None and time.monotonic() < deadline, "re-index finished or died before halfway"
+        time.sleep(0.02)
     child.kill()  # SIGKILL halfway through
     child.wait()
 
