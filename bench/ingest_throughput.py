@@ -1,0 +1,276 @@
+"""End-to-end ingest throughput on SciFact vs the raw embedding throughput of the same model and texts.
+
+End to end: the real HTTP API (FastAPI ``TestClient`` on ``create_app``, temp data dir, no LLM) with
+its in-process Celery worker on the embedded stores (Qdrant Edge + bm25s); one ``POST`` per abstract
+as a text file, timed from the first upload to the last document's ``finished_at``. The app is warmed
+first with one untimed document in another collection, so the model load is not in the figure.
+
+Raw: ``Embedder.embed_documents`` over exactly the texts the pipeline embeds (the same parser,
+chunker and title/heading prefix), with the same model and batch size, once before and once after
+the end-to-end run; the ratio uses their mean.
+
+Where the time goes: the worker's steps are wrapped with timers for the run (parse + chunk, embed,
+vector upsert and HNSW optimize, keyword add, deletes of a re-run, SQL claim and commit). They run
+on the worker's two threads, so the sums are thread-seconds and may exceed the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import Report, print_table, progress, scifact_corpus, stopwatch
+from core.config import Settings
+from ingest.chunking import chunk_sections
+from ingest.parsers import parse_document
+from ingest.pipeline import embedding_text
+from retrieval.embedding import Embedder
+
+TARGET_RATIO = 0.85
+UNLIMITED = "1000000/minute"
+
+
+def upload_file(row: dict[str, str]) -> tuple[str, bytes]:
+    """One abstract as the text file a user uploads: the title as its first line."""
+    return f"{row['_id']}.txt", f"{row['title']}\n\n{row['text']}\n".encode()
+
+
+def pipeline_texts(files: Sequence[tuple[str, bytes]], embedder: Embedder, settings: Settings) -> list[str]:
+    """What the pipeline embeds for these files (unique bytes only: the API dedupes the rest)."""
+    texts: list[str] = []
+    seen: set[bytes] = set()
+    for _, data in files:
+        if data in seen:
+            continue
+        seen.add(data)
+        parsed = parse_document(data, "text", max_pages=settings.max_pdf_pages)
+        drafts = chunk_sections(
+            parsed.sections, embedder.count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens
+        )
+        texts.extend(embedding_text(d, parsed.title) for d in drafts)
+    return texts
+
+
+def raw_throughput(embedder: Embedder, texts: Sequence[str]) -> float:
+    with stopwatch() as elapsed:
+        embedder.embed_documents(texts)
+    return len(texts) / elapsed[0]
+
+
+class StageTimer:
+    """Thread-safe sums of seconds per stage, filled by wrapped functions while the worker runs."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def wrap(self, stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+                    self.calls[stage] = self.calls.get(stage, 0) + 1
+
+        return timed
+
+
+@contextmanager
+def instrumented(timer: StageTimer) -> Iterator[None]:
+    """Wrap the pipeline's steps where the worker looks them up; restored afterwards."""
+    import ingest.pipeline as pipeline
+    import workers.tasks as tasks
+    from retrieval.bm25s_index import CorpusBackedIndex
+    from retrieval.qdrant_edge import QdrantEdgeStore
+    from retrieval.retriever import HybridRetriever
+
+    # The task module imported some pipeline functions by name: wrap them there, where it calls them.
+    targets: list[tuple[Any, str, str]] = [
+        (tasks, "claim_queued_peers", "SQL claim of queued peers (batching)"),
+        (pipeline, "claim", "SQL claim (processing)"),
+        (pipeline, "build", "read + parse + chunk"),
+        (HybridRetriever, "delete_document", "delete old chunks (both indexes)"),
+        (Embedder, "embed_documents", "embed"),
+        (QdrantEdgeStore, "bulk_upsert", "Edge upsert"),
+        (QdrantEdgeStore, "optimize", "Edge optimize (HNSW)"),
+        (CorpusBackedIndex, "add", "bm25s add (tokenize + rewrite corpus)"),
+        (pipeline, "commit_indexed", "SQL chunk rows + indexed"),
+        (tasks, "index_documents", "worker total (index_documents)"),
+        (tasks, "index_document", "worker total (index_document)"),
+    ]
+    present = [(owner, name, stage) for owner, name, stage in targets if hasattr(owner, name)]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in present]
+    for owner, name, stage in present:
+        setattr(owner, name, timer.wrap(stage, getattr(owner, name)))
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def parse_time(value: str) -> datetime:
+    stamp = datetime.fromisoformat(value)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def end_to_end(
+    files: Sequence[tuple[str, bytes]], settings: Settings, poll_s: float, timer: StageTimer
+) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/collections", json={"name": "warmup"}).raise_for_status()
+        warm = client.post(
+            "/v1/collections/warmup/documents", files={"file": ("warm.txt", b"Warm-up document for the model.")}
+        )
+        warm.raise_for_status()
+        wait_idle(client, "warmup", poll_s)
+        client.post("/v1/collections", json={"name": "scifact"}).raise_for_status()
+        with instrumented(timer):
+            started = datetime.now(UTC)
+            with stopwatch() as upload_s:
+                for name, data in files:
+                    response = client.post(
+                        "/v1/collections/scifact/documents", files={"file": (name, data, "text/plain")}
+                    )
+                    if response.status_code != 202:
+                        raise RuntimeError(f"upload {name}: {response.status_code} {response.text[:300]}")
+            progress(f"{len(files)} uploads accepted in {upload_s[0]:.1f} s; waiting for the worker")
+            wait_idle(client, "scifact", poll_s)
+        documents = all_documents(client, "scifact")
+    finished = max(parse_time(d["finished_at"]) for d in documents)
+    indexed = [d for d in documents if d["status"] == "indexed"]
+    return {
+        "documents": len(documents),
+        "indexed": len(indexed),
+        "failed": len(documents) - len(indexed),
+        "chunks": sum(d["chunks"] or 0 for d in indexed),
+        "seconds": (finished - started).total_seconds(),
+        "upload_seconds": upload_s[0],
+    }
+
+
+def wait_idle(client: Any, collection: str, poll_s: float) -> None:
+    """Until nothing is queued or processing (one cheap count query per status per poll)."""
+    last = -1
+    while True:
+        pending = sum(
+            client.get(f"/v1/collections/{collection}/documents", params={"status": s, "limit": 1}).json()["total"]
+            for s in ("queued", "processing")
+        )
+        if pending == 0:
+            return
+        if pending // 100 != last // 100:
+            progress(f"{collection}: {pending} documents pending")
+        last = pending
+        time.sleep(poll_s)
+
+
+def all_documents(client: Any, collection: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.get(f"/v1/collections/{collection}/documents", params={"limit": 500, "offset": len(items)})
+        page.raise_for_status()
+        body = page.json()
+        items.extend(body["items"])
+        if not body["items"] or len(items) >= body["total"]:
+            return items
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.ingest_throughput", description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=1000, help="SciFact abstracts to upload (default 1000)")
+    parser.add_argument("--all", action="store_true", help="all 5,183 abstracts")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
+    parser.add_argument("--work-dir", type=Path, default=None, help="parent of the temp data dir")
+    args = parser.parse_args(argv)
+
+    report = Report("bench.ingest_throughput")
+    rows = scifact_corpus()
+    rows = rows if args.all else rows[: args.limit]
+    files = [upload_file(r) for r in rows]
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=args.work_dir) as data_dir:
+        settings = Settings(
+            data_dir=Path(data_dir),
+            llm_backend="none",
+            api_key=None,
+            broker_url=None,
+            qdrant_url=None,
+            keyword_backend="bm25s",
+            embedding_device="cpu",
+            rate_limit_upload=UNLIMITED,
+            rate_limit_query=UNLIMITED,
+        )
+        report.start(f"Ingest throughput: {len(files):,} SciFact abstracts through the HTTP API and the worker")
+        embedder = Embedder(settings.embedding_model, device="cpu", batch_size=settings.embed_batch_size)
+        texts = pipeline_texts(files, embedder, settings)
+        import torch
+
+        report.extra_facts += [
+            ("torch threads", torch.get_num_threads()),
+            ("embed batch size", settings.embed_batch_size),
+        ]
+        embedder.embed_documents(texts[:64])  # warm-up
+        progress(f"raw embedding of {len(texts):,} chunk texts")
+        raw_before = raw_throughput(embedder, texts)
+        timer = StageTimer()
+        progress("end to end")
+        e2e = end_to_end(files, settings, args.poll, timer)
+        progress(f"raw embedding again ({len(texts):,} chunk texts)")
+        raw_after = raw_throughput(embedder, texts)
+    print_report(e2e, texts, raw_before, raw_after, timer, settings)
+    report.finish()
+
+
+def print_report(
+    e2e: dict[str, Any],
+    texts: Sequence[str],
+    raw_before: float,
+    raw_after: float,
+    timer: StageTimer,
+    settings: Settings,
+) -> None:
+    raw = (raw_before + raw_after) / 2
+    e2e_rate = e2e["chunks"] / e2e["seconds"]
+    ratio = e2e_rate / raw
+    print(
+        f"\n{e2e['documents']:,} documents ({e2e['indexed']:,} indexed, {e2e['failed']} failed), "
+        f"{e2e['chunks']:,} chunks; chunks of {settings.chunk_size_tokens} tokens, overlap "
+        f"{settings.chunk_overlap_tokens}; raw texts embedded: {len(texts):,}"
+    )
+    print_table(
+        ["measure", "chunks/s", "seconds"],
+        [
+            ["raw Embedder.embed_documents, before", raw_before, len(texts) / raw_before],
+            ["raw Embedder.embed_documents, after", raw_after, len(texts) / raw_after],
+            ["end to end: first upload -> last indexed", e2e_rate, e2e["seconds"]],
+            ["  of which uploading (202s returned)", float("nan"), e2e["upload_seconds"]],
+        ],
+    )
+    verdict = "pass" if ratio >= TARGET_RATIO else "FAIL"
+    print(f"\nEnd to end / raw (mean of before and after): {ratio:.1%} (target >= {TARGET_RATIO:.0%}): {verdict}")
+    print("\nWhere the worker's time goes (thread-seconds; two worker threads, so sums can exceed wall time)")
+    order = sorted(timer.seconds, key=timer.seconds.__getitem__, reverse=True)
+    print_table(
+        ["stage", "calls", "seconds", "share of e2e wall"],
+        [[s, timer.calls[s], timer.seconds[s], f"{timer.seconds[s] / e2e['seconds']:.0%}"] for s in order],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Retrieval-only query latency at 100k chunks in one collection, embedded defaults vs the alternatives.
+
+What is timed per query is ``HybridRetriever.retrieve(mode="hybrid", top_k=10)`` on the real stores:
+embedding the SciFact query with the bundled MiniLM, Qdrant Edge HNSW top-100, bm25s top-100, RRF.
+No generation, no HTTP. In the same run and on the same corpus and queries, the same retriever with
+rank-bm25 in place of bm25s and with qdrant-client local mode in place of Qdrant Edge, queries
+interleaved (rotating order) so the shared machine's noise hits every configuration alike.
+
+Embedding 100k chunks for real takes over an hour on 2 cores, so the corpus is built from real text
+cheaply: every chunk is a window of 1-6 consecutive sentences of one SciFact abstract (the real
+text both indexes see), and its vector is the real MiniLM embedding of that abstract plus Gaussian
+noise, calibrated so that a chunk's cosine to its abstract matches the one measured on real window
+embeddings of a sample. The abstract embeddings are computed once and cached under bench/.cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import (
+    Report,
+    abstract_text,
+    cached_vectors,
+    print_table,
+    progress,
+    rss_mb,
+    scifact_corpus,
+    scifact_dir,
+    stopwatch,
+    summary_ms,
+    verdict,
+)
+from core.config import Settings
+from core.types import ChunkRecord
+from retrieval.bm25s_index import Bm25sIndex
+from retrieval.embedding import Embedder
+from retrieval.qdrant_edge import QdrantEdgeStore
+from retrieval.qdrant_server import QdrantServerStore
+from retrieval.rank_bm25_index import RankBm25Index
+from retrieval.retriever import HybridRetriever
+
+INDEX = "bench_v1"
+TARGET_P50_MS = 25.0
+TARGET_P95_MS = 50.0
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+_UPLOADED_AT = 1_750_000_000.0
+
+
+@dataclass
+class Corpus:
+    records: list[ChunkRecord]
+    vectors: np.ndarray
+    facts: list[tuple[str, str]]
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE.split(text.strip()) if s]
+
+
+def windows(abstracts: Sequence[list[str]], n: int, seed: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct (abstract, first sentence, length) windows, 2-6 sentences long where enough exist."""
+    for lengths in (range(2, 7), range(1, 1000)):
+        every = [
+            (a, start, size)
+            for a, sents in enumerate(abstracts)
+            for size in lengths
+            for start in range(len(sents) - size + 1)
+        ]
+        if len(every) >= n:
+            break
+    else:
+        raise SystemExit(f"SciFact yields {len(every):,} distinct sentence windows; ask for at most that many chunks")
+    picked = np.random.default_rng(seed).choice(len(every), size=n, replace=False)
+    return sorted(every[i] for i in picked)
+
+
+def build_corpus(embedder: Embedder, n: int, seed: int, calibration: int) -> Corpus:
+    rows = scifact_corpus()
+    abstract_vectors = cached_vectors(
+        "scifact-abstracts-minilm-torch", [abstract_text(r) for r in rows], embedder.embed_documents
+    )
+    split = [sentences(r["text"]) for r in rows]
+    picked = windows(split, n, seed)
+    texts = [" ".join(split[a][start : start + size]) for a, start, size in picked]
+    parents = np.array([a for a, _, _ in picked])
+
+    rng = np.random.default_rng(seed + 1)
+    sample = rng.choice(n, size=min(calibration, n), replace=False)
+    real = embedder.embed_documents([texts[i] for i in sample])
+    target = float(np.mean(np.sum(real * abstract_vectors[parents[sample]], axis=1)))
+    # Isotropic noise of norm sigma is nearly orthogonal to the abstract in 384 dimensions, so the
+    # cosine to it is about 1 / sqrt(1 + sigma^2): solve for the measured cosine.
+    sigma = float(np.sqrt(1.0 / target**2 - 1.0))
+    dim = abstract_vectors.shape[1]
+    noise = rng.standard_normal((n, dim)).astype(np.float32) * (sigma / np.sqrt(dim))
+    vectors = abstract_vectors[parents] + noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    achieved = float(np.mean(np.sum(vectors * abstract_vectors[parents], axis=1)))
+
+    per_document: dict[int, int] = {}
+    records = []
+    for (a, _, _), text in zip(picked, texts, strict=True):
+        ordinal = per_document[a] = per_document.get(a, -1) + 1
+        records.append(chunk_record(f"scifact-{rows[a]['_id']}", ordinal, text))
+    tokens = [embedder.count_tokens(texts[i]) for i in sample]
+    facts = [
+        ("chunks", f"{n:,} windows of 1-6 consecutive sentences of {len(set(parents.tolist())):,} SciFact abstracts"),
+        ("chunk tokens (sample)", f"median {np.median(tokens):.0f}, p95 {np.percentile(tokens, 95):.0f}"),
+        ("vectors", "real MiniLM embedding of the chunk's abstract + Gaussian noise (torch, cached .npy)"),
+        ("calibration", f"{len(sample)} windows embedded for real: cosine to their abstract {target:.3f}"),
+        ("noise", f"sigma {sigma:.3f}: synthetic chunks' cosine to their abstract {achieved:.3f}"),
+    ]
+    return Corpus(records, vectors, facts)
+
+
+def chunk_record(document_id: str, ordinal: int, text: str) -> ChunkRecord:
+    """The payload the ingest pipeline writes, so payload sizes (returned with every hit) are real."""
+    from core.ids import chunk_id
+
+    return ChunkRecord(
+        id=chunk_id(document_id, ordinal),
+        text=text,
+        payload={
+            "document_id": document_id,
+            "filename": f"{document_id}.txt",
+            "page": None,
+            "ordinal": ordinal,
+            "heading": None,
+            "tags": [],
+            "uploaded_at": _UPLOADED_AT,
+            "text": text,
+        },
+    )
+
+
+def scifact_queries(n: int) -> list[str]:
+    """The 300 test queries first (those with judgements), then the rest of queries.jsonl."""
+    folder = scifact_dir()
+    with (folder / "qrels" / "test.tsv").open() as lines:
+        test = {line.split("\t")[0] for line in list(lines)[1:]}
+    with (folder / "queries.jsonl").open() as lines:
+        rows = [json.loads(line) for line in lines if line.strip()]
+    ordered = [r["text"] for r in rows if r["_id"] in test] + [r["text"] for r in rows if r["_id"] not in test]
+    return ordered[:n]
+
+
+def timed_queries(
+    configs: dict[str, HybridRetriever], queries: Sequence[str], top_k: int
+) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]], dict[str, list[dict[str, list[str]]]]]:
+    """Every query through every configuration, the order rotating per query."""
+    names = list(configs)
+    totals: dict[str, list[float]] = {name: [] for name in names}
+    stages: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    ids: dict[str, list[dict[str, list[str]]]] = {name: [] for name in names}
+    for i, query in enumerate(queries):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            with stopwatch() as elapsed:
+                result = configs[name].retrieve(INDEX, query, mode="hybrid", top_k=top_k)
+            totals[name].append(elapsed[0] * 1000)
+            for stage, ms in result.timings_ms.items():
+                stages[name].setdefault(stage, []).append(ms)
+            ids[name].append({s: [h.id for h in hits[:top_k]] for s, hits in result.stages.items()})
+        if (i + 1) % 50 == 0:
+            progress(f"{i + 1}/{len(queries)} queries")
+    return totals, stages, ids
+
+
+def overlap(a: list[dict[str, list[str]]], b: list[dict[str, list[str]]], stage: str) -> float:
+    """Mean share of ``a``'s top-k ids for ``stage`` that ``b`` also returned."""
+    shares = [len(set(x[stage]) & set(y[stage])) / len(x[stage]) for x, y in zip(a, b, strict=True) if x[stage]]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def incremental(retriever: HybridRetriever, corpus: Corpus, trials: int, query: str) -> list[dict[str, float]]:
+    """Add then delete one new 3-chunk document at full size; the first query after each pays the rebuild."""
+    texts = [r.text for r in corpus.records[:3]]
+    results = []
+    for trial in range(trials):
+        records = [chunk_record(f"bench-added-{trial}", i, text) for i, text in enumerate(texts)]
+        row: dict[str, float] = {}
+        with stopwatch() as t:
+            vectors = retriever.embedder.embed_documents(texts)
+        row["embed 3 chunks"] = t[0]
+        with stopwatch() as t:
+            retriever.vectors.upsert(INDEX, records, vectors)
+        row["Edge upsert (+optimize)"] = t[0]
+        with stopwatch() as t:
+            retriever.keywords.add(INDEX, records)
+        row["bm25s add (write corpus)"] = t[0]
+        with stopwatch() as t:
+            retriever.retrieve(INDEX, query, top_k=10)
+        row["first query after add"] = t[0]
+        with stopwatch() as t:
+            retriever.vectors.delete_document(INDEX, records[0].payload["document_id"])
+        row["Edge delete document"] = t[0]
+        with stopwatch() as t:
+            retriever.keywords.delete_document(INDEX, records[0].payload["document_id"])
+        row["bm25s delete document"] = t[0]
+        with stopwatch() as t:
+            retriever.retrieve(INDEX, query, top_k=10)
+        row["first query after delete"] = t[0]
+        with stopwatch() as t:
+            retriever.retrieve(INDEX, query, top_k=10)
+        row["next query (steady)"] = t[0]
+        results.append(row)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.retrieval_latency", description=__doc__.split("\n")[0])
+    parser.add_argument("--chunks", type=int, default=100_000, help="chunks in the one collection (default 100k)")
+    parser.add_argument("--queries", type=int, default=300, help="SciFact queries timed (300 test, up to 1109)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed queries per configuration first")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=3, help="incremental add/delete repetitions")
+    parser.add_argument("--calibration", type=int, default=64, help="windows embedded for real to calibrate noise")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--work-dir", type=Path, default=None, help="where the indexes are built (temp dir)")
+    parser.add_argument(
+        "--local-dir",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="parent of qdrant-client's folder: it commits to SQLite per point (an fsync each), so tmpfs by default",
+    )
+    parser.add_argument("--skip-alternatives", action="store_true", help="only the embedded defaults")
+    args = parser.parse_args(argv)
+
+    report = Report("bench.retrieval_latency")
+    report.start(f"Retrieval-only latency, hybrid mode, {args.chunks:,} chunks in one collection")
+    settings = Settings()
+    embedder = Embedder(settings.embedding_model, device="cpu", batch_size=settings.embed_batch_size)
+    import torch
+
+    report.extra_facts.append(("torch threads", torch.get_num_threads()))
+    with stopwatch() as t_corpus:
+        corpus = build_corpus(embedder, args.chunks, args.seed, args.calibration)
+    queries = scifact_queries(args.queries)
+    work = Path(tempfile.mkdtemp(prefix="bench-retrieval-", dir=args.work_dir))
+    progress(f"building indexes under {work}")
+    try:
+        run(args, report, settings, embedder, corpus, queries, work, t_corpus[0])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report.finish()
+
+
+def run(
+    args: argparse.Namespace,
+    report: Report,
+    settings: Settings,
+    embedder: Embedder,
+    corpus: Corpus,
+    queries: list[str],
+    work: Path,
+    corpus_s: float,
+) -> None:
+    records, vectors = corpus.records, corpus.vectors
+    builds: list[tuple[str, float]] = [("corpus prepared (sentence windows, cached vectors, calibration)", corpus_s)]
+    bm25 = Bm25sIndex(work / "keyword")
+    with stopwatch() as t:
+        bm25.add(INDEX, records)
+    builds.append(("bm25s from scratch: tokenize + write corpus", t[0]))
+    with stopwatch() as t:
+        bm25.search(INDEX, "warm up", 1)
+    builds.append(("bm25s from scratch: score matrix (built + saved on first query)", t[0]))
+    progress("bm25s built")
+
+    edge = QdrantEdgeStore(work / "edge")
+    edge.create(INDEX, vectors.shape[1])
+    with stopwatch() as t:
+        edge.bulk_upsert(INDEX, records, vectors)
+    builds.append(("Qdrant Edge bulk_upsert (no index)", t[0]))
+    progress("Edge upserted; optimize() (HNSW build) blocks for a while")
+    with stopwatch() as t:
+        edge.optimize(INDEX)
+    builds.append(("Qdrant Edge optimize (HNSW build)", t[0]))
+
+    def retriever(vectors_store: object, keywords: object) -> HybridRetriever:
+        return HybridRetriever(
+            embedder,
+            vectors_store,  # type: ignore[arg-type]
+            keywords,  # type: ignore[arg-type]
+            candidates=settings.candidates,
+            rrf_k=settings.rrf_k,
+            vector_weight=settings.vector_weight,
+            keyword_weight=settings.keyword_weight,
+        )
+
+    default = "Edge HNSW + bm25s (default)"
+    configs = {default: retriever(edge, bm25)}
+    local = None
+    if not args.skip_alternatives:
+        from qdrant_client import QdrantClient
+
+        progress("qdrant-client local mode upsert")
+        local_dir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=args.local_dir))
+        local = QdrantServerStore(client=QdrantClient(path=str(local_dir)))
+        local.create(INDEX, vectors.shape[1])
+        with stopwatch() as t:
+            local.upsert(INDEX, records, vectors)
+        builds.append((f"qdrant-client local mode upsert (folder in {args.local_dir or 'temp dir'})", t[0]))
+        rank = RankBm25Index(work / "keyword")  # reads the same corpus files as bm25s
+        with stopwatch() as t:
+            rank.search(INDEX, "warm up", 1)
+        builds.append(("rank-bm25 scorer (from the stored term ids)", t[0]))
+        configs["Edge HNSW + rank-bm25"] = retriever(edge, rank)
+        configs["qdrant-client local + bm25s"] = retriever(local, bm25)
+    builds.append((f"process RSS after building (MB): {rss_mb():,.0f}", float("nan")))
+
+    progress(f"warm-up: {args.warmup} queries per configuration")
+    for r in configs.values():
+        for query in queries[-args.warmup :]:
+            r.retrieve(INDEX, query, top_k=args.top_k)
+    progress(f"timing {len(queries)} queries x {len(configs)} configurations")
+    totals, stages, ids = timed_queries(configs, queries, args.top_k)
+
+    if local is not None:
+        local.close()
+        shutil.rmtree(local_dir, ignore_errors=True)
+    edge.close()
+    reopen: list[tuple[str, float]] = []
+    with stopwatch() as t:
+        bm25 = Bm25sIndex(work / "keyword")
+        bm25.search(INDEX, queries[0], 10)
+    reopen.append(("bm25s reopen from disk (corpus + cached matrix) + first query", t[0]))
+    with stopwatch() as t:
+        edge = QdrantEdgeStore(work / "edge")
+        edge.search(INDEX, embedder.embed_query(queries[0]), 10)
+    reopen.append(("Qdrant Edge reopen + first query", t[0]))
+    progress("incremental add/delete")
+    changes = incremental(retriever(edge, bm25), corpus, args.trials, queries[0])
+    edge.close()
+
+    print(f"\nCorpus ({len(records):,} chunks)")
+    print_table(["what", "how"], corpus.facts)
+    print(
+        f"\nQueries: {len(queries)} real SciFact queries, embedded at query time; "
+        f"hybrid, candidates {settings.candidates} per side, RRF k={settings.rrf_k}, top_k {args.top_k}, "
+        f"{args.warmup} warm-up queries per configuration; order rotated per query"
+    )
+    print("\nEnd-to-end retrieve() latency (ms)")
+    print_table(
+        ["configuration", "p50", "p95", "p99", "mean", "max"],
+        [[name, *(summary_ms(v)[k] for k in ("p50", "p95", "p99", "mean", "max"))] for name, v in totals.items()],
+    )
+    base = summary_ms(totals[default])
+    print(f"\nTargets ({default})")
+    print_table(
+        ["target", "measured", "verdict"],
+        [
+            [f"p50 <= {TARGET_P50_MS:g} ms", f"{base['p50']:.1f} ms", verdict(base["p50"], TARGET_P50_MS)],
+            [f"p95 <= {TARGET_P95_MS:g} ms", f"{base['p95']:.1f} ms", verdict(base["p95"], TARGET_P95_MS)],
+        ],
+    )
+    print("\nPer stage (ms), p50 / p95")
+    stage_names = ["embed", "vector", "keyword", "fuse"]
+    print_table(
+        ["configuration", *stage_names],
+        [
+            [
+                name,
+                *(
+                    f"{summary_ms(s.get(st, []))['p50']:.2f} / {summary_ms(s.get(st, []))['p95']:.2f}"
+                    for st in stage_names
+                ),
+            ]
+            for name, s in stages.items()
+        ],
+    )
+    if len(configs) > 1:
+        print_ratios(default, totals, stages, ids)
+    print("\nBuild (seconds)")
+    print_table(["step", "s"], builds)
+    print(f"\nRestart (seconds, {len(records):,} chunks)")
+    print_table(["step", "s"], reopen)
+    print(
+        f"\nIncremental change of one 3-chunk document at {len(records):,} chunks (seconds; median / max of "
+        f"{len(changes)})"
+    )
+    print_table(
+        ["step", "median", "max"],
+        [[k, float(np.median([c[k] for c in changes])), max(c[k] for c in changes)] for k in changes[0]],
+    )
+
+
+def print_ratios(
+    default: str,
+    totals: dict[str, list[float]],
+    stages: dict[str, dict[str, list[float]]],
+    ids: dict[str, list[dict[str, list[str]]]],
+) -> None:
+    rows = []
+    for name, stage in (("Edge HNSW + rank-bm25", "keyword"), ("qdrant-client local + bm25s", "vector")):
+        ours, theirs = summary_ms(stages[default][stage]), summary_ms(stages[name][stage])
+        total_ours, total_theirs = summary_ms(totals[default]), summary_ms(totals[name])
+        rows.append(
+            [
+                f"{name} vs default",
+                stage,
+                f"{theirs['p50']:.2f} / {ours['p50']:.2f} = {theirs['p50'] / ours['p50']:.1f}x",
+                f"{theirs['p95']:.2f} / {ours['p95']:.2f} = {theirs['p95'] / ours['p95']:.1f}x",
+                f"{total_theirs['p50'] / total_ours['p50']:.1f}x",
+                f"{overlap(ids[name], ids[default], stage):.3f}",
+            ]
+        )
+    print("\nSide by side (same corpus, same queries, same run)")
+    print_table(["comparison", "stage", "stage p50 (ms)", "stage p95 (ms)", "total p50", "top-k overlap"], rows)
+    print("  top-k overlap: share of the alternative's stage top-k that the default also returned; local mode is")
+    print("  an exact (brute-force) search, so for the vector stage it is the recall@k of Edge's HNSW.")
+
+
+if __name__ == "__main__":
+    main()
