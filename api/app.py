@@ -16,6 +16,7 @@ from api.middleware import RequestContextMiddleware
 from api.routes import admin, collections, conversations, documents, health, ops, query
 from core.config import Settings
 from core.errors import RagError, RateLimited
+from core.tracing import configure_tracing
 from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
 from workers.embedded import EmbeddedWorker
 from workers.recovery import requeue_unfinished
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     """``run_worker`` defaults to "no broker configured": the embedded worker runs in this process."""
     settings = settings or Settings()
     in_process = settings.broker_url is None if run_worker is None else run_worker
+    configure_tracing(settings, "hybrid-rag-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +59,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         version="0.1.0",
         description="Upload documents, query them with hybrid retrieval, get cited answers.",
         lifespan=lifespan,
+        # FastAPI traces requests through the provider configure_tracing installed; exporting from the
+        # OTEL_* variables itself as well would send every span twice.
+        telemetry={"auto_configure": False},
     )
 
     @app.exception_handler(RagError)

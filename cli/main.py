@@ -122,6 +122,7 @@ def worker(
 
     from core.metrics import serve_metrics
     from core.telemetry import configure_logging
+    from core.tracing import configure_tracing
     from workers.app import make_celery
     from workers.recovery import requeue_unfinished
     from workers.services import Services
@@ -131,6 +132,7 @@ def worker(
         typer.secho("RAG_BROKER_URL is not set; `ragctl serve` runs the worker in-process.", err=True)
         raise typer.Exit(2)
     configure_logging(redact=settings.redact_logs)
+    configure_tracing(settings, "hybrid-rag-worker")  # before Services: engines created later are traced
     services = Services(settings)
     celery = make_celery(settings)
     celery.set_default()  # the only app of this process: pool threads must resolve it

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         "memory://", description="Where limit counters live; redis://... to share them across API replicas."
     )
 
+    # --- tracing ---------------------------------------------------------------------------
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector URL, e.g. http://otel-collector:4318; unset = the standard "
+        "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, and without either, tracing is off.",
+    )
+
     # --- ingest --------------------------------------------------------------------------
     chunk_size_tokens: int = Field(200, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(40, description="Tokens shared by neighbouring chunks.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +15,8 @@ from core.models import Base
 
 
 def make_engine(url: str) -> Engine:
+    """``sqlalchemy.create_engine`` is looked up per call: tracing (core/tracing.py) wraps it there."""
+    create_engine = sqlalchemy.create_engine
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

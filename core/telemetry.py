@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line, with whatever ``extra=`` fields the caller attached.
 
 ``REQUEST_ID`` is set by the API middleware while a request is served, so every line logged for it
-(services included, not only the request line) carries the same ``request_id``.
+(services included, not only the request line) carries the same ``request_id``. With tracing on, a line
+logged inside a span also carries its ``trace_id`` and ``span_id``, to jump from a log line to its trace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 from core.redaction import redact_text
 
@@ -51,6 +54,10 @@ class JsonFormatter(logging.Formatter):
             body["exc"] = self.formatException(record.exc_info)
         if self.redact:
             body = scrub(body)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # added after scrubbing: a hex id can hold a digit run that looks like a card number
+            body["trace_id"] = trace.format_trace_id(span.trace_id)
+            body["span_id"] = trace.format_span_id(span.span_id)
         return json.dumps(body, default=str)
 
 

@@ -34,8 +34,11 @@ TRACES_PATH = "/v1/traces"
 
 
 def tracing_enabled(settings: Settings) -> bool:
-    """``RAG_OTEL_ENDPOINT`` or the standard OTLP endpoint variables switch it on; ``OTEL_SDK_DISABLED`` wins."""
+    """``RAG_OTEL_ENDPOINT`` or the standard OTLP endpoint variables switch it on; the standard
+    ``OTEL_SDK_DISABLED=true`` and ``OTEL_TRACES_EXPORTER=none`` switch it off whatever the endpoint."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return bool(settings.otel_endpoint) or any(os.environ.get(name) for name in STANDARD_ENDPOINTS)
 
@@ -82,6 +85,7 @@ def _instrument_libraries(provider: TracerProvider) -> None:
 
     The SQLAlchemy instrumentation declares ``sqlalchemy<2.1`` and would refuse 2.1, whose engine events and
     ``create_engine`` it hooks are unchanged: tests/integration/test_tracing.py checks its spans on our version.
+    It also wraps ``sqlalchemy.ext.asyncio``, which on 2.1 imports only with ``greenlet`` installed.
     """
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor

@@ -33,6 +33,7 @@ from core.metrics import (
 )
 from core.models import Collection, QueryLog
 from core.redaction import redact_text
+from core.tracing import flat_attributes, recording_span, span, start_span, traced_steps, traced_stream
 from core.types import Hit, SearchFilter
 from generation.answer import NO_CONTEXT, Answer, PromptContext, generate_answer, stream_answer
 from generation.backends.base import LLMBackend
@@ -137,6 +138,17 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
 
 
+def request_attributes(collection_name: str, request: QueryRequest) -> dict[str, Any]:
+    asked = {"collection": collection_name, "mode": request.mode, "top_k": request.top_k, "generate": request.generate}
+    return flat_attributes(asked)
+
+
+def answer_attributes(answer: Answer) -> dict[str, Any]:
+    """What the LLM span keeps: the backend that answered (after any fallback), tokens and timings."""
+    llm = {"backend": answer.backend, "model": answer.model}
+    return flat_attributes({"llm": llm, "usage": answer.usage, "timings_ms": answer.timings_ms})
+
+
 class QueryService:
     """Built once per process; holds the retriever, the (lazy) LLM backend and the answer cache."""
 
@@ -157,13 +169,19 @@ class QueryService:
     # --- pieces -----------------------------------------------------------------------------
 
     def retrieve(self, collection: Collection, request: QueryRequest) -> RetrievalResult:
-        return self.retriever.retrieve(
-            collection.index_name,
-            request.query,
-            mode=request.mode,
-            top_k=request.top_k,
-            flt=None if request.filters.is_empty() else request.filters,
-        )
+        attributes = request_attributes(collection.name, request) | {"rag.index_version": collection.index_version}
+        with span("rag.retrieve", **attributes) as current:
+            retrieved = self.retriever.retrieve(
+                collection.index_name,
+                request.query,
+                mode=request.mode,
+                top_k=request.top_k,
+                flt=None if request.filters.is_empty() else request.filters,
+            )
+            if current.is_recording():
+                ids = {stage: [h.id for h in hits] for stage, hits in retrieved.stages.items()}
+                current.set_attributes(flat_attributes({"retrieval": ids, "timings_ms": retrieved.timings_ms}))
+        return retrieved
 
     def _base_result(self, collection: Collection, retrieved: RetrievalResult) -> QueryResult:
         return QueryResult(
@@ -196,6 +214,15 @@ class QueryService:
             "temperature": self.settings.llm_temperature,
             "context_window": self.settings.llm_context_window,
         }
+
+    def _generate(self, llm: LLMBackend, question: str, hits: list[Hit], context: PromptContext) -> Answer:
+        with span("rag.generate", **{"rag.llm.backend": llm.name, "rag.llm.model": llm.model}) as current:
+            answer = generate_answer(
+                llm, question, hits, context=self.prompt_context(context), **self._generation_kwargs()
+            )
+            if current.is_recording():
+                current.set_attributes(answer_attributes(answer))
+        return answer
 
     def _require_llm(self) -> LLMBackend:
         if self.llm is None:
@@ -260,6 +287,17 @@ class QueryService:
         events: list[dict[str, Any]] | None = None,
     ) -> QueryResult:
         """``request.query`` drives retrieval; ``question`` (default: the same) is what the model answers."""
+        with span("rag.query", **request_attributes(collection_name, request)):
+            return self._query(collection_name, request, question, context, events)
+
+    def _query(
+        self,
+        collection_name: str,
+        request: QueryRequest,
+        question: str | None,
+        context: PromptContext,
+        events: list[dict[str, Any]] | None,
+    ) -> QueryResult:
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
         lookup = self._cache_lookup(collection, request)
@@ -273,13 +311,7 @@ class QueryService:
         error: str | None = None
         try:
             if request.generate:
-                answer = generate_answer(
-                    self._require_llm(),
-                    question or request.query,
-                    result.hits,
-                    context=self.prompt_context(context),
-                    **self._generation_kwargs(),
-                )
+                answer = self._generate(self._require_llm(), question or request.query, result.hits, context)
                 self._apply_answer(result, answer)
         except Unavailable as exc:
             error = exc.message
@@ -307,6 +339,20 @@ class QueryService:
         Lookup, retrieval and the backend check run before the first event, so their errors surface as
         ordinary HTTP errors instead of a broken stream.
         """
+        return traced_stream(
+            "rag.query",
+            lambda: self._stream(collection_name, request, question, context, events),
+            **request_attributes(collection_name, request),
+        )
+
+    def _stream(
+        self,
+        collection_name: str,
+        request: QueryRequest,
+        question: str | None,
+        context: PromptContext,
+        events: list[dict[str, Any]] | None,
+    ) -> Iterator[dict[str, Any]]:
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
         llm = self._require_llm()
@@ -346,15 +392,20 @@ class QueryService:
             "candidates": result.citations,
         }
         error: str | None = None
+        generating = start_span("rag.generate", **{"rag.llm.backend": llm.name, "rag.llm.model": llm.model})
         try:
-            answer_events = stream_answer(
-                llm, question, result.hits, context=self.prompt_context(context), **self._generation_kwargs()
+            answer_events = traced_steps(
+                stream_answer(
+                    llm, question, result.hits, context=self.prompt_context(context), **self._generation_kwargs()
+                ),
+                generating,
             )
             for event in answer_events:
                 if event["type"] == "token":
                     yield event
                 elif event["type"] == "done":
                     self._apply_answer(result, event["answer"])
+                    generating.set_attributes(answer_attributes(event["answer"]))
         except Unavailable as exc:
             error = exc.message
             yield {"type": "error", "status": 503, "detail": exc.message}
@@ -395,23 +446,23 @@ class QueryService:
                     latency_ms=result.timings_ms.get("total", 0.0),
                 )
             )
-        log.info(
-            "query",
-            extra={
-                "query_id": result.query_id,
-                "collection": result.collection,
-                "index_version": result.index_version,
-                "mode": request.mode,
-                "retrieval": result.retrieval,
-                "model": result.model,
-                "backend": result.backend,
-                "usage": result.usage,
-                "timings_ms": result.timings_ms,
-                "cache": result.cache,
-                "events": result.events,
-                "error": error,
-            },
-        )
+        fields = {
+            "query_id": result.query_id,
+            "collection": result.collection,
+            "index_version": result.index_version,
+            "mode": request.mode,
+            "retrieval": result.retrieval,
+            "model": result.model,
+            "backend": result.backend,
+            "usage": result.usage,
+            "timings_ms": result.timings_ms,
+            "cache": result.cache,
+            "events": result.events,
+            "error": error,
+        }
+        log.info("query", extra=fields)
+        if (current := recording_span()) is not None:
+            current.set_attributes(flat_attributes(fields))
 
 
 def observe_query(result: QueryResult, mode: str, cache_used: bool) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from core.config import Settings
 from core.errors import BadInput
+from core.tracing import span
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
@@ -37,7 +38,8 @@ class RetrievalResult:
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
-    yield
+    with span(f"rag.retrieve.{stage}"):
+        yield
     timings[stage] = (time.perf_counter() - start) * 1000.0
 
 
