@@ -231,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
         help="parent of qdrant-client's folder: it commits to SQLite per point (an fsync each), so tmpfs by default",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for the query embedding (default: cores)",
+    )
     parser.add_argument("--skip-alternatives", action="store_true", help="only the embedded defaults")
     args = parser.parse_args(argv)
 
@@ -240,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     embedder = Embedder(settings.embedding_model, device="cpu", batch_size=settings.embed_batch_size)
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     report.extra_facts.append(("torch threads", torch.get_num_threads()))
     with stopwatch() as t_corpus:
         corpus = build_corpus(embedder, args.chunks, args.seed, args.calibration)

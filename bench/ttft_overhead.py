@@ -3,19 +3,20 @@
 For each backend (``--backends``): a real ``ragctl serve`` on 127.0.0.1 indexes ClapNQ-dev passages (the gold
 passages of ``--questions`` answerable questions plus fillers up to ``--passages``); then
 
-1. platform pass: every question is asked over HTTP with ``"stream": true``; TTFT is the time from sending the
+1. platform: every question is asked over HTTP with ``"stream": true``; TTFT is the time from sending the
    request to the first ``token`` Server-Sent Event (so it holds HTTP, auth, embedding, both searches, fusion,
    prompt packing with the model's tokenizer, the backend's own TTFT and SSE framing);
-2. raw pass: the same prompts, packed in this process from the candidates the platform's ``retrieval`` event
+2. raw: the same prompts, packed in this process from the candidates the platform's ``retrieval`` event
    sent (the same screening and ``pack_prompt`` the server runs; the prompt token counts are compared), go
    straight to the backend's ``stream`` and TTFT is the time to its first piece.
 
-The passes run one after the other, in the same question order, so the model sees the same sequence of
-prompts in both (llama.cpp reuses the KV cache of a shared prompt prefix: only the system prompt is shared
-between consecutive questions, in both passes). Backends: ``llama_cpp`` (SmolLM2 in the server process and,
-for the raw pass, in this one, same threads) and ``openai`` (llama-cpp-python's OpenAI-compatible server with
-the same GGUF, started by this script; the platform reaches it through ``RAG_LLM_BACKEND=openai`` and the raw
-pass through ``OpenAICompatBackend``). Answers are capped at ``--max-tokens`` (RAG_LLM_MAX_TOKENS).
+The two paths are staggered (platform q1, platform q2, raw q1, platform q3, raw q2, ...) so both see the same
+load drift and no call follows its own prompt (llama.cpp reuses the KV cache of a shared prompt prefix: only
+the system prompt is shared between consecutive calls, on both paths). Backends: ``llama_cpp`` (SmolLM2 in the
+server process and, for the raw calls, in this one: same threads, same ``--server-env``) and ``openai``
+(llama-cpp-python's OpenAI-compatible server with the same GGUF, started by this script; the platform reaches
+it through ``RAG_LLM_BACKEND=openai`` and the raw calls through ``OpenAICompatBackend``). Answers are capped at
+``--max-tokens`` (RAG_LLM_MAX_TOKENS).
 
 On a shared 2-core machine the model's own TTFT varies by seconds from one call to the next, which swamps an
 A/B difference of a few hundred milliseconds. So a second figure is taken inside each platform request, free
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -161,7 +163,8 @@ def ask_raw(llm: LLMBackend, question: str, candidates: list[dict[str, Any]], ma
 
 @contextmanager
 def llama_server(model: Path) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server, threads as ``Llama()`` picks them in-process."""
+    """llama-cpp-python's OpenAI-compatible server, threads as ``Llama()`` picks them in-process; it inherits
+    this process's environment, ``--server-env`` included."""
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="rag-bench-llm-"))
     log = (folder / "server.log").open("wb")
@@ -196,25 +199,30 @@ def llama_server(model: Path) -> Iterator[str]:
 
 
 def measure(server: Server, llm: LLMBackend, questions: list[str], args: argparse.Namespace, name: str) -> Figures:
+    """Staggered: platform q1, platform q2, raw q1, platform q3, raw q2, ... raw qn.
+
+    Both paths share the machine's load drift, each raw call has the platform's candidates for its question,
+    and no call directly follows the same prompt (a shared OpenAI-compatible server keeps the previous
+    prompt's KV cache, which would hand the second of a same-prompt pair a free TTFT).
+    """
     figures = Figures(name)
     with server.client(timeout=300) as client:
         for question in questions[: args.warmup]:
             warm = ask_platform(client, question, args.top_k)
             if warm is not None:
                 ask_raw(llm, question, warm.candidates, args.max_tokens)
-        measured = questions[args.warmup :]
-        figures.loads["platform pass start"] = load_average()
-        runs: list[tuple[str, PlatformRun]] = []
-        for question in measured:
-            run = ask_platform(client, question, args.top_k)
-            if run is None:
+        figures.loads["start"] = load_average()
+        pending: tuple[str, PlatformRun] | None = None
+        for question in [*questions[args.warmup :], None]:
+            run = ask_platform(client, question, args.top_k) if question is not None else None
+            if question is not None and run is None:
                 figures.skipped += 1
-            else:
-                runs.append((question, run))
-        figures.loads["raw pass start"] = load_average()
-        figures.platform = [run for _, run in runs]
-        figures.raw = [ask_raw(llm, question, run.candidates, args.max_tokens) for question, run in runs]
-        figures.loads["raw pass end"] = load_average()
+            if pending is not None:
+                asked, platform_run = pending
+                figures.platform.append(platform_run)
+                figures.raw.append(ask_raw(llm, asked, platform_run.candidates, args.max_tokens))
+            pending = (question, run) if question is not None and run is not None else None
+        figures.loads["end"] = load_average()
     return figures
 
 
@@ -324,11 +332,9 @@ def main() -> None:
         f"({args.warmup} warm-up), max {args.max_tokens} tokens, top_k {args.top_k}, backends {backends}"
     )
     data_dir = Path(tempfile.mkdtemp(prefix="rag-bench-ttft-"))
-    base = {
-        "RAG_LLM_MAX_TOKENS": str(args.max_tokens),
-        "RAG_LLM_CONTEXT_WINDOW": str(CONTEXT_WINDOW),
-        **server_env(args.server_env),
-    }
+    extra = server_env(args.server_env)
+    os.environ.update(extra)  # the raw calls run under the same environment (e.g. OMP_NUM_THREADS) as the server
+    base = {"RAG_LLM_MAX_TOKENS": str(args.max_tokens), "RAG_LLM_CONTEXT_WINDOW": str(CONTEXT_WINDOW), **extra}
     results: list[Figures] = []
     try:
         progress("indexing")
