@@ -22,7 +22,7 @@ from core.collections import bump_content_version, get_collection
 from core.config import Settings
 from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge
-from core.ids import sha256_hex
+from core.ids import new_id, sha256_hex
 from core.models import UNFINISHED, Chunk, Collection, Document, index_name
 from ingest.parsers.detect import detect_kind
 from ingest.reindex import live_versions
@@ -106,7 +106,7 @@ def submit_document(
     blob_path = settings.blob_dir / digest[:2] / digest
     blob_path.parent.mkdir(parents=True, exist_ok=True)
     if not blob_path.exists():
-        tmp = blob_path.with_suffix(".part")
+        tmp = blob_path.with_name(f"{digest}.{new_id()}.part")  # unique: identical uploads may race here
         tmp.write_bytes(data)
         os.replace(tmp, blob_path)
     try:
