@@ -3,8 +3,8 @@
 What is timed per query is ``HybridRetriever.retrieve(mode="hybrid", top_k=10)`` on the real stores:
 embedding the SciFact query with the bundled MiniLM, Qdrant Edge HNSW top-100, bm25s top-100, RRF.
 No generation, no HTTP. In the same run and on the same corpus and queries, the same retriever with
-rank-bm25 in place of bm25s and with qdrant-client local mode in place of Qdrant Edge, queries
-interleaved (rotating order) so the shared machine's noise hits every configuration alike.
+rank-bm25 in place of bm25s and with qdrant-client local mode in place of Qdrant Edge, one
+configuration after the other (interleaving them stalled torch behind local mode's BLAS threads).
 
 Embedding 100k chunks for real takes over an hour on 2 cores, so the corpus is built from real text
 cheaply: every chunk is a window of 1-6 consecutive sentences of one SciFact abstract (the real
@@ -154,23 +154,27 @@ def scifact_queries(n: int) -> list[str]:
 
 
 def timed_queries(
-    configs: dict[str, HybridRetriever], queries: Sequence[str], top_k: int
+    configs: dict[str, HybridRetriever], queries: Sequence[str], top_k: int, warmup: int
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]], dict[str, list[dict[str, list[str]]]]]:
-    """Every query through every configuration, the order rotating per query."""
-    names = list(configs)
-    totals: dict[str, list[float]] = {name: [] for name in names}
-    stages: dict[str, dict[str, list[float]]] = {name: {} for name in names}
-    ids: dict[str, list[dict[str, list[str]]]] = {name: [] for name in names}
-    for i, query in enumerate(queries):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+    """Every query through each configuration in turn, the default first, each after its own warm-up.
+
+    Not interleaved: qdrant-client local mode's brute-force numpy search leaves BLAS threads spinning,
+    which stalled the next torch query embedding to ~500 ms when the configurations alternated per query.
+    """
+    totals: dict[str, list[float]] = {name: [] for name in configs}
+    stages: dict[str, dict[str, list[float]]] = {name: {} for name in configs}
+    ids: dict[str, list[dict[str, list[str]]]] = {name: [] for name in configs}
+    for name, retriever in configs.items():
+        for query in queries[-warmup:]:
+            retriever.retrieve(INDEX, query, top_k=top_k)
+        for query in queries:
             with stopwatch() as elapsed:
-                result = configs[name].retrieve(INDEX, query, mode="hybrid", top_k=top_k)
+                result = retriever.retrieve(INDEX, query, mode="hybrid", top_k=top_k)
             totals[name].append(elapsed[0] * 1000)
             for stage, ms in result.timings_ms.items():
                 stages[name].setdefault(stage, []).append(ms)
             ids[name].append({s: [h.id for h in hits[:top_k]] for s, hits in result.stages.items()})
-        if (i + 1) % 50 == 0:
-            progress(f"{i + 1}/{len(queries)} queries")
+        progress(f"{name}: {len(queries)} queries timed")
     return totals, stages, ids
 
 
@@ -324,12 +328,8 @@ def run(
         configs["qdrant-client local + bm25s"] = retriever(local, bm25)
     builds.append((f"process RSS after building (MB): {rss_mb():,.0f}", float("nan")))
 
-    progress(f"warm-up: {args.warmup} queries per configuration")
-    for r in configs.values():
-        for query in queries[-args.warmup :]:
-            r.retrieve(INDEX, query, top_k=args.top_k)
-    progress(f"timing {len(queries)} queries x {len(configs)} configurations")
-    totals, stages, ids = timed_queries(configs, queries, args.top_k)
+    progress(f"timing {len(queries)} queries x {len(configs)} configurations, one after the other")
+    totals, stages, ids = timed_queries(configs, queries, args.top_k, args.warmup)
 
     if local is not None:
         local.close()
@@ -353,7 +353,7 @@ def run(
     print(
         f"\nQueries: {len(queries)} real SciFact queries, embedded at query time; "
         f"hybrid, candidates {settings.candidates} per side, RRF k={settings.rrf_k}, top_k {args.top_k}, "
-        f"{args.warmup} warm-up queries per configuration; order rotated per query"
+        f"{args.warmup} warm-up queries per configuration; configurations run one after the other, default first"
     )
     print("\nEnd-to-end retrieve() latency (ms)")
     print_table(
