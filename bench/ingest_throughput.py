@@ -197,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=1000, help="SciFact abstracts to upload (default 1000)")
     parser.add_argument("--all", action="store_true", help="all 5,183 abstracts")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
+    parser.add_argument(
+        "--embedding-backend", default="auto", help="RAG_EMBEDDING_BACKEND for both runs (auto, torch, onnx, onnx-int8)"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="parent of the temp data dir")
     args = parser.parse_args(argv)
 
@@ -213,15 +216,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             qdrant_url=None,
             keyword_backend="bm25s",
             embedding_device="cpu",
+            embedding_backend=args.embedding_backend,
             rate_limit_upload=UNLIMITED,
             rate_limit_query=UNLIMITED,
         )
         report.start(f"Ingest throughput: {len(files):,} SciFact abstracts through the HTTP API and the worker")
-        embedder = Embedder(settings.embedding_model, device="cpu", batch_size=settings.embed_batch_size)
+        embedder = Embedder.from_settings(settings)
         texts = pipeline_texts(files, embedder, settings)
         import torch
 
         report.extra_facts += [
+            ("embedding backend", embedder.backend),
             ("torch threads", torch.get_num_threads()),
             ("embed batch size", settings.embed_batch_size),
         ]

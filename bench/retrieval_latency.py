@@ -86,7 +86,7 @@ def windows(abstracts: Sequence[list[str]], n: int, seed: int) -> list[tuple[int
 def build_corpus(embedder: Embedder, n: int, seed: int, calibration: int) -> Corpus:
     rows = scifact_corpus()
     abstract_vectors = cached_vectors(
-        "scifact-abstracts-minilm-torch", [abstract_text(r) for r in rows], embedder.embed_documents
+        f"scifact-abstracts-minilm-{embedder.backend}", [abstract_text(r) for r in rows], embedder.embed_documents
     )
     split = [sentences(r["text"]) for r in rows]
     picked = windows(split, n, seed)
@@ -115,7 +115,7 @@ def build_corpus(embedder: Embedder, n: int, seed: int, calibration: int) -> Cor
     facts = [
         ("chunks", f"{n:,} windows of 1-6 consecutive sentences of {len(set(parents.tolist())):,} SciFact abstracts"),
         ("chunk tokens (sample)", f"median {np.median(tokens):.0f}, p95 {np.percentile(tokens, 95):.0f}"),
-        ("vectors", "real MiniLM embedding of the chunk's abstract + Gaussian noise (torch, cached .npy)"),
+        ("vectors", "real MiniLM embedding of the chunk's abstract + Gaussian noise (configured backend, cached)"),
         ("calibration", f"{len(sample)} windows embedded for real: cosine to their abstract {target:.3f}"),
         ("noise", f"sigma {sigma:.3f}: synthetic chunks' cosine to their abstract {achieved:.3f}"),
     ]
@@ -246,8 +246,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     report = Report("bench.retrieval_latency")
     report.start(f"Retrieval-only latency, hybrid mode, {args.chunks:,} chunks in one collection")
-    settings = Settings()
-    embedder = Embedder(settings.embedding_model, device="cpu", batch_size=settings.embed_batch_size)
+    settings = Settings(embedding_device="cpu")
+    embedder = Embedder.from_settings(settings)
+    report.extra_facts.append(("embedding backend", embedder.backend))
     import torch
 
     if args.torch_threads:

@@ -59,8 +59,7 @@ class Services:
 
     @cached_property
     def embedder(self) -> Embedder:
-        s = self.settings
-        return Embedder(s.embedding_model, device=s.embedding_device, batch_size=s.embed_batch_size)
+        return Embedder.from_settings(self.settings)
 
     @cached_property
     def vectors(self) -> VectorStore:

@@ -20,6 +20,7 @@ def health(services: ServicesDep) -> dict[str, Any]:
         "vector_backend": vector_backend_name(s),
         "keyword_backend": s.keyword_backend,
         "embedding_model": s.embedding_model,
+        "embedding_backend": s.embedding_backend,
         "llm_backend": s.llm_backend,
         "reranker": {"active": reranker is not None, "model": s.reranker_model},
         "worker": "external" if s.broker_url else "embedded",

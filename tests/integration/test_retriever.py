@@ -93,7 +93,7 @@ def test_embedder_contract(embedder: Embedder) -> None:
     assert vectors.shape == (3, embedder.dim) == (3, 384)
     assert str(vectors.dtype) == "float32"
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
-    assert embedder.embed_query("one text") @ vectors[0] == pytest.approx(1.0, abs=1e-5)
+    assert embedder.embed_query("one text") @ vectors[0] >= 0.98  # int8 (the CPU default): ~0.99, fp32: 1.0
     assert embedder.max_tokens == 256
     long_text = "retrieval augmented generation " * 200
     assert embedder.count_tokens(long_text) > embedder.max_tokens  # counting never truncates

