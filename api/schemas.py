@@ -20,6 +20,9 @@ class CollectionOut(BaseModel):
     index_version: int
     documents: int
     created_at: datetime
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="How its indexes are built: embedding model, tokenizer, chunking."
+    )
 
 
 class DocumentOut(BaseModel):
@@ -160,6 +163,11 @@ class ReindexIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     chunk_size_tokens: int | None = Field(None, ge=16, le=2048)
     chunk_overlap_tokens: int | None = Field(None, ge=0, le=1024)
+    embedding_model: str | None = Field(
+        None, min_length=1, max_length=512, description="Model name or local path (loaded to check it first)."
+    )
+    embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8"] | None = None
+    keyword_tokenizer: Literal["english", "simple"] | None = None
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

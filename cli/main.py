@@ -185,7 +185,7 @@ def ingest(
         try:
             service.get_collection(services.db, collection)
         except NotFound:
-            service.create_collection(services.db, collection)
+            service.create_collection(services.db, collection, services.settings)
         queued: list[str] = []
         failures = 0
         files = _files(paths)
@@ -272,6 +272,9 @@ def reindex(
     name: Annotated[str, typer.Argument(help="Collection to re-index.")],
     chunk_size: Annotated[int | None, typer.Option(help="New chunk size in tokens.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="New chunk overlap in tokens.")] = None,
+    embedding_model: Annotated[str | None, typer.Option(help="New embedding model (name or local path).")] = None,
+    embedding_backend: Annotated[str | None, typer.Option(help="auto, torch, onnx or onnx-int8.")] = None,
+    keyword_tokenizer: Annotated[str | None, typer.Option(help="english or simple.")] = None,
 ) -> None:
     """Rebuild a collection's indexes from the stored originals in this process, then switch to them."""
     from tqdm import tqdm
@@ -279,11 +282,20 @@ def reindex(
     from ingest import reindex as reindexing
     from workers.services import Services
 
-    options = {k: v for k, v in {"chunk_size_tokens": chunk_size, "chunk_overlap_tokens": chunk_overlap}.items() if v}
+    given = {
+        "chunk_size_tokens": chunk_size,
+        "chunk_overlap_tokens": chunk_overlap,
+        "embedding_model": embedding_model,
+        "embedding_backend": embedding_backend,
+        "keyword_tokenizer": keyword_tokenizer,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
     services = Services(Settings())
     jobs: list[str] = []
     try:
-        reindexing.start_reindex(services.db, services.settings, name, options, jobs.append)
+        reindexing.start_reindex(
+            services.db, services.settings, name, options, jobs.append, retriever=services.retriever
+        )
         with tqdm(desc=f"re-indexing {name}", unit="doc") as bar:
 
             def progress(done: int, total: int) -> None:

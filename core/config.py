@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "bm25s",
         description="BM25 backend; defaults to qdrant_sparse (shared by every process) when RAG_QDRANT_URL is set.",
     )
+    keyword_tokenizer: Literal["english", "simple"] = Field(
+        "english",
+        description="BM25 analyzer of new collections: english = stopwords removed + Snowball stems; simple = every "
+        "lowercase word. A collection keeps the one it was built with; a re-index can change it.",
+    )
     candidates: int = Field(100, description="Hits taken from each search before fusion.")
     fusion: Literal["convex", "rrf"] = Field(
         "convex",

@@ -115,7 +115,7 @@ def ensure_collection(services: Services, name: str) -> None:
     try:
         get_collection(services.db, name)
     except NotFound:
-        create_collection(services.db, name)
+        create_collection(services.db, name, services.settings)
 
 
 def ingest_corpus(

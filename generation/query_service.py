@@ -39,7 +39,7 @@ from generation.answer import NO_CONTEXT, Answer, PromptContext, generate_answer
 from generation.backends.base import LLMBackend
 from generation.cache import AnswerCache, CacheHit, CacheScope
 from generation.prompt import PROMPT_VERSION, Source
-from retrieval.retriever import HybridRetriever, RetrievalResult
+from retrieval.retriever import HybridRetriever, IndexProfile, RetrievalResult
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,10 @@ class QueryService:
 
     # --- pieces -----------------------------------------------------------------------------
 
-    def retrieve(self, collection: Collection, request: QueryRequest) -> RetrievalResult:
+    def retrieve(
+        self, collection: Collection, request: QueryRequest, query_vector: np.ndarray | None = None
+    ) -> RetrievalResult:
+        """``query_vector``: the query's embedding when the semantic cache lookup already computed it."""
         attributes = request_attributes(collection.name, request) | {"rag.index_version": collection.index_version}
         with span("rag.retrieve", **attributes) as current:
             retrieved = self.retriever.retrieve(
@@ -177,6 +180,8 @@ class QueryService:
                 mode=request.mode,
                 top_k=request.top_k,
                 flt=None if request.filters.is_empty() else request.filters,
+                profile=IndexProfile.of_collection(self.settings, collection.options),
+                query_vector=query_vector,
             )
             if current.is_recording():
                 ids = {stage: [h.id for h in hits] for stage, hits in retrieved.stages.items()}
@@ -249,7 +254,8 @@ class QueryService:
             return None
         started = time.perf_counter()
         scope = self._cache_scope(collection, request)
-        vector = self.retriever.embedder.embed_query(request.query) if self.cache.semantic else None
+        profile = IndexProfile.of_collection(self.settings, collection.options)
+        vector = self.retriever.embedder_for(profile).embed_query(request.query) if self.cache.semantic else None
         hit = self.cache.lookup(scope, request.query, vector)
         cached = QueryResult.from_cached(hit.value, hit, _ms(started)) if hit else None
         return scope, vector, cached
@@ -306,7 +312,7 @@ class QueryService:
             result.timings_ms["total"] = _ms(started)
             self.record(result, request, None)
             return result
-        result = self._base_result(collection, self.retrieve(collection, request))
+        result = self._base_result(collection, self.retrieve(collection, request, lookup[1] if lookup else None))
         result.events.extend(events or [])
         error: str | None = None
         try:
@@ -359,7 +365,7 @@ class QueryService:
         lookup = self._cache_lookup(collection, request)
         if lookup is not None and lookup[2] is not None:
             return self._cached_events(lookup[2], request, started)
-        result = self._base_result(collection, self.retrieve(collection, request))
+        result = self._base_result(collection, self.retrieve(collection, request, lookup[1] if lookup else None))
         result.events.extend(events or [])
         return self._events(llm, request, result, started, lookup, question or request.query, context)
 

@@ -36,6 +36,7 @@ from ingest.pipeline import (
     Prepared,
     build,
     effective_settings,
+    index_profile,
     store_chunks,
     write_indexes,
 )
@@ -66,14 +67,26 @@ class JobView:
         return round(elapsed / job.done * max(job.total - job.done, 0), 1)
 
 
-def validate_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+def validate_options(
+    settings: Settings, options: dict[str, Any], retriever: HybridRetriever | None = None
+) -> dict[str, Any]:
+    """Refuse what the job would only fail on later; a new embedding model is loaded now (seconds, once)."""
     unknown = set(options) - set(COLLECTION_OPTIONS)
     if unknown:
         raise BadInput(f"Unknown re-index option(s) {sorted(unknown)}; allowed: {list(COLLECTION_OPTIONS)}.")
     try:
-        effective_settings(settings, options)
+        profile = index_profile(settings, options)
     except ValueError as exc:
         raise BadInput(f"Invalid re-index options: {exc}") from exc
+    if retriever is not None and {"embedding_model", "embedding_backend"} & set(options):
+        try:
+            retriever.embedder_for(profile).embed_query("probe")
+        except Exception as exc:
+            log.warning("re-index embedding model does not load", extra={"model": profile.embedding_model})
+            raise BadInput(
+                f"Embedding model {profile.embedding_model!r} ({profile.embedding_backend}) could not be loaded "
+                f"({type(exc).__name__}); give a local model folder or a name this server can load offline."
+            ) from exc
     return options
 
 
@@ -83,9 +96,10 @@ def start_reindex(
     collection_name: str,
     options: dict[str, Any],
     enqueue: Callable[[str], None],
+    retriever: HybridRetriever | None = None,
 ) -> ReindexJob:
     """Queue a re-index; 409 while another one of the same collection is queued or running."""
-    validate_options(settings, options)
+    validate_options(settings, options, retriever)
     collection = get_collection(db, collection_name)
     with db.session() as session:
         session.execute(select(Collection).where(Collection.id == collection.id).with_for_update())
@@ -175,7 +189,7 @@ def _build_batch(
                     collection.name,
                     job.target_version,
                     settings,
-                    retriever.embedder.count_tokens,
+                    retriever,
                     follow_serving=False,
                 )
             )

@@ -25,6 +25,7 @@ from core.errors import BadInput, Conflict, NotFound, TooLarge
 from core.ids import new_id, sha256_hex
 from core.models import UNFINISHED, Chunk, Collection, Document, index_name
 from ingest.parsers.detect import detect_kind
+from ingest.pipeline import profile_options
 from ingest.reindex import live_versions
 from retrieval.retriever import HybridRetriever
 
@@ -32,14 +33,15 @@ COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Enqueue = Callable[[str], None]
 
 
-def create_collection(db: Database, name: str) -> Collection:
+def create_collection(db: Database, name: str, settings: Settings) -> Collection:
+    """The collection records how its indexes are built (model, tokenizer) from ``settings``."""
     if not COLLECTION_NAME.match(name):
         raise BadInput(
             "Collection names use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit."
         )
     try:
         with db.session() as session:
-            collection = Collection(name=name)
+            collection = Collection(name=name, options=profile_options(settings))
             session.add(collection)
             session.flush()
             return collection

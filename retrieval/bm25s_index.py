@@ -35,7 +35,7 @@ import numpy as np
 
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.qdrant_edge import check_index_name, chunk_payload
-from retrieval.text_analysis import tokenize, tokenize_many
+from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 K1 = 1.5
 B = 0.75
@@ -98,9 +98,9 @@ class KeywordCorpus:
         self._columns = None
         return True
 
-    def query_terms(self, query: str) -> list[int]:
+    def query_terms(self, terms: Sequence[str]) -> list[int]:
         """Vocabulary ids of the query's terms, repeats kept (BM25 counts them); unknown terms dropped."""
-        return [self.vocab[word] for word in tokenize(query) if word in self.vocab]
+        return [self.vocab[word] for word in terms if word in self.vocab]
 
     def filter_mask(self, flt: SearchFilter | None) -> np.ndarray | None:
         """Rows ``flt`` admits (same semantics as ``SearchFilter.matches``); None means all rows."""
@@ -252,10 +252,11 @@ class CorpusBackedIndex(ABC):
                     raise
                 state.corpus, state.stamp = corpus, _stamp(folder / _CORPUS)
 
-    def add(self, index: str, records: Sequence[ChunkRecord]) -> None:
+    def add(self, index: str, records: Sequence[ChunkRecord], tokenizer: str = DEFAULT_TOKENIZER) -> None:
         if not records:
             return
-        tokens = tokenize_many([record.searchable_text for record in records])  # outside the locks: the slow part
+        # Outside the locks: the slow part.
+        tokens = analyzer(tokenizer).tokenize_many([record.searchable_text for record in records])
 
         def change(corpus: KeywordCorpus) -> bool:
             corpus.add(records, tokens)
@@ -267,15 +268,18 @@ class CorpusBackedIndex(ABC):
         if (self._folder(index) / _CORPUS).exists():
             self._write(index, lambda corpus: corpus.delete_document(document_id))
 
-    def search(self, index: str, query: str, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def search(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> list[Hit]:
         if limit < 1:
             return []
+        terms = analyzer(tokenizer).tokenize(query)
         state = self._state(index)
         with state.lock:
             corpus = self._fresh(index, state)
             if corpus is None or not len(corpus):
                 return []
-            term_ids = corpus.query_terms(query)
+            term_ids = corpus.query_terms(terms)
             mask = corpus.filter_mask(flt)
             if not term_ids or (mask is not None and not mask.any()):
                 return []

@@ -7,19 +7,26 @@ from typing import Protocol
 
 from core.config import Settings
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.text_analysis import DEFAULT_TOKENIZER
 
 
 class KeywordIndex(Protocol):
-    """BM25 index keyed by chunk id, sharing ids and payloads with the vector store."""
+    """BM25 index keyed by chunk id, sharing ids and payloads with the vector store.
+
+    ``tokenizer`` names an analyzer of ``retrieval.text_analysis``; the caller passes an index's own one to
+    both ``add`` and ``search`` (a collection records it, see ``retrieval.retriever.IndexProfile``).
+    """
 
     name: str
 
-    def add(self, index: str, records: Sequence[ChunkRecord]) -> None:
+    def add(self, index: str, records: Sequence[ChunkRecord], tokenizer: str = DEFAULT_TOKENIZER) -> None:
         """Insert or overwrite by chunk id, without re-tokenizing what is already indexed."""
 
     def delete_document(self, index: str, document_id: str) -> None: ...
 
-    def search(self, index: str, query: str, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def search(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> list[Hit]:
         """Best-first hits with a positive score; ``flt`` restricts the candidates before ranking."""
 
     def count(self, index: str) -> int: ...

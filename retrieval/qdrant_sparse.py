@@ -33,7 +33,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.qdrant_edge import check_index_name, chunk_payload
 from retrieval.qdrant_server import PAYLOAD_INDEXES, server_filter
-from retrieval.text_analysis import tokenize
+from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 VECTOR = "bm25"
 COLLECTION_SUFFIX = "__bm25"
@@ -110,7 +110,8 @@ class QdrantSparseIndex:
                 self.client.create_payload_index(collection, field, field_schema=schema, wait=True)
         self._known.add(collection)
 
-    def add(self, index: str, records: Sequence[ChunkRecord]) -> None:
+    def add(self, index: str, records: Sequence[ChunkRecord], tokenizer: str = DEFAULT_TOKENIZER) -> None:
+        tokenize = analyzer(tokenizer).tokenize
         collection = self._collection(index)
         self._ensure(collection)
         for batch in _batches(records, UPSERT_BATCH):
@@ -131,9 +132,11 @@ class QdrantSparseIndex:
         selector = models.FilterSelector(filter=server_filter(SearchFilter(document_ids=(document_id,))))
         self.client.delete(collection, points_selector=selector, wait=True)
 
-    def search(self, index: str, query: str, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def search(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> list[Hit]:
         collection = self._collection(index)
-        terms = tokenize(query)
+        terms = analyzer(tokenizer).tokenize(query)
         if limit < 1 or not terms or not (collection in self._known or self.client.collection_exists(collection)):
             return []
         self._known.add(collection)

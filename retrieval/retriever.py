@@ -6,10 +6,14 @@ keyword index always receive the same chunk ids and payloads.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from core.config import Settings
 from core.errors import BadInput
@@ -20,10 +24,41 @@ from retrieval.embedding import Embedder
 from retrieval.fusion import convex, rrf
 from retrieval.keyword import KeywordIndex, make_keyword_index
 from retrieval.rerank import Reranker
+from retrieval.text_analysis import DEFAULT_TOKENIZER
 from retrieval.vector_store import VectorStore, make_vector_store
 
 MODES: tuple[str, ...] = ("hybrid", "vector", "keyword")
 STAGES: tuple[str, ...] = ("vector", "keyword", "fused", "reranked")
+
+
+@dataclass(frozen=True)
+class IndexProfile:
+    """How one index version was built; its queries must embed and tokenize the same way.
+
+    ``None`` fields mean the retriever's default embedder (the process settings). A collection records
+    its profile in its options at creation and a re-index may change it (a new embedding model or keyword
+    tokenizer needs a new index version: vectors and terms of two models never mix).
+    """
+
+    embedding_model: str | None = None
+    embedding_backend: str | None = None
+    keyword_tokenizer: str = DEFAULT_TOKENIZER
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IndexProfile:
+        return cls(settings.embedding_model, settings.embedding_backend, settings.keyword_tokenizer)
+
+    @classmethod
+    def of_collection(cls, settings: Settings, options: Mapping[str, Any] | None) -> IndexProfile:
+        """What the collection recorded; the process settings for what it did not (older collections)."""
+        recorded = {key: value for key, value in (options or {}).items() if key in PROFILE_FIELDS}
+        return cls(**{**{key: getattr(settings, key) for key in PROFILE_FIELDS}, **recorded})
+
+
+PROFILE_FIELDS = ("embedding_model", "embedding_backend", "keyword_tokenizer")
+
+
+DEFAULT_PROFILE = IndexProfile()
 
 
 @dataclass
@@ -71,6 +106,20 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.weights = (vector_weight, keyword_weight)
         self.rerank_top_m = rerank_top_m
+        self._embedders: dict[tuple[str, str], Embedder] = {}
+        self._embedders_lock = threading.Lock()
+
+    def embedder_for(self, profile: IndexProfile) -> Embedder:
+        """The default embedder, or one per other (model, backend) pair, built once and kept (lazy)."""
+        model = profile.embedding_model or self.embedder.name
+        backend = profile.embedding_backend or self.embedder.configured_backend
+        if (model, backend) == (self.embedder.name, self.embedder.configured_backend):
+            return self.embedder
+        with self._embedders_lock:
+            embedder = self._embedders.get((model, backend))
+            if embedder is None:
+                embedder = self._embedders[(model, backend)] = self.embedder.sibling(model, backend)
+            return embedder
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HybridRetriever:
@@ -89,7 +138,15 @@ class HybridRetriever:
         )
 
     def retrieve(
-        self, index: str, query: str, *, mode: str = "hybrid", top_k: int = 5, flt: SearchFilter | None = None
+        self,
+        index: str,
+        query: str,
+        *,
+        mode: str = "hybrid",
+        top_k: int = 5,
+        flt: SearchFilter | None = None,
+        profile: IndexProfile = DEFAULT_PROFILE,
+        query_vector: np.ndarray | None = None,
     ) -> RetrievalResult:
         """Both searches apply ``flt`` inside the search, so fusion only sees admissible chunks.
 
@@ -104,13 +161,16 @@ class HybridRetriever:
         result = RetrievalResult()
         stages, timings = result.stages, result.timings_ms
         if mode in ("hybrid", "vector"):
-            with _timed(timings, "embed"):
-                query_vector = self.embedder.embed_query(query)
+            if query_vector is None:  # else the caller embedded it already (the semantic cache lookup)
+                with _timed(timings, "embed"):
+                    query_vector = self.embedder_for(profile).embed_query(query)
             with _timed(timings, "vector"):
                 stages["vector"] = self.vectors.search(index, query_vector, self.candidates, flt)
         if mode in ("hybrid", "keyword"):
             with _timed(timings, "keyword"):
-                stages["keyword"] = self.keywords.search(index, query, self.candidates, flt)
+                stages["keyword"] = self.keywords.search(
+                    index, query, self.candidates, flt, tokenizer=profile.keyword_tokenizer
+                )
         if mode == "hybrid":
             with _timed(timings, "fuse"):
                 stages["fused"] = self._fuse(stages["vector"], stages["keyword"])
@@ -138,7 +198,9 @@ class HybridRetriever:
         scored = [[(h.id, h.score) for h in vector_hits], [(h.id, h.score) for h in keyword_hits]]
         return convex(scored, weights=self.weights)
 
-    def index_records(self, index: str, records: Sequence[ChunkRecord]) -> None:
+    def index_records(
+        self, index: str, records: Sequence[ChunkRecord], profile: IndexProfile = DEFAULT_PROFILE
+    ) -> None:
         """Embed and write ``records`` to both indexes under the same ids (idempotent by id).
 
         Both the embedder and the keyword index see each record's ``searchable_text`` (the chunk with its
@@ -146,11 +208,12 @@ class HybridRetriever:
         """
         if not records:
             return
-        vectors = self.embedder.embed_documents([record.searchable_text for record in records])
+        embedder = self.embedder_for(profile)
+        vectors = embedder.embed_documents([record.searchable_text for record in records])
         if not self.vectors.exists(index):
-            self.vectors.create(index, self.embedder.dim)
+            self.vectors.create(index, embedder.dim)
         self.vectors.upsert(index, records, vectors)
-        self.keywords.add(index, records)
+        self.keywords.add(index, records, tokenizer=profile.keyword_tokenizer)
 
     def delete_document(self, index: str, document_id: str) -> None:
         self.vectors.delete_document(index, document_id)

@@ -1,4 +1,9 @@
-"""The one text analyzer behind every BM25 backend, for documents and queries alike.
+"""The text analyzers behind every BM25 backend, for documents and queries alike.
+
+``english`` (the default) is described below. ``simple`` keeps every word: lowercase, the same token
+pattern, no stopwords, no stemming, for corpora where English stemming hurts (code, identifiers, other
+languages). A collection picks one with ``keyword_tokenizer`` (a re-index can change it); its index and
+its queries always go through the same one.
 
 It mirrors ``bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer("english"))`` step for step
 (lowercase, scikit-learn's token pattern, bm25s's English stopwords removed *before* stemming,
@@ -12,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
@@ -44,3 +50,27 @@ def tokenize(text: str) -> list[str]:
 def tokenize_many(texts: Iterable[str]) -> list[list[str]]:
     stem = _stemmer().stemWords
     return [_analyze(text, stem) for text in texts]
+
+
+def tokenize_simple(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    tokenize: Callable[[str], list[str]]
+    tokenize_many: Callable[[Iterable[str]], list[list[str]]]
+
+
+DEFAULT_TOKENIZER = "english"
+ANALYZERS: dict[str, Analyzer] = {
+    "english": Analyzer(tokenize, tokenize_many),
+    "simple": Analyzer(tokenize_simple, lambda texts: [tokenize_simple(text) for text in texts]),
+}
+
+
+def analyzer(name: str) -> Analyzer:
+    try:
+        return ANALYZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown keyword tokenizer {name!r}; choose from {', '.join(ANALYZERS)}") from None

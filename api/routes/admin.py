@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, status
 
-from api.deps import DbDep, PrincipalDep, SettingsDep
+from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
 from api.schemas import CreatedKeyOut, KeyIn, KeyOut, QueryLogOut, QueryLogPageOut, ReindexIn, ReindexJobOut
 from core import keys
 from core.models import ApiKey, Role
@@ -79,13 +79,18 @@ def start_reindex(
     request: Request,
     db: DbDep,
     settings: SettingsDep,
+    services: ServicesDep,
     principal: PrincipalDep,
     body: Annotated[ReindexIn | None, Body()] = None,
 ) -> ReindexJobOut:
-    """Builds a new index version from the stored originals while the current one keeps serving."""
+    """Builds a new index version from the stored originals while the current one keeps serving.
+
+    A new embedding model or keyword tokenizer takes effect with the switch, for queries too."""
     principal.require(Role.admin, name)
     options = body.options() if body else {}
-    job = reindex.start_reindex(db, settings, name, options, request.app.state.enqueue_reindex)
+    job = reindex.start_reindex(
+        db, settings, name, options, request.app.state.enqueue_reindex, retriever=services.retriever
+    )
     return job_out(reindex.get_job(db, job.id))
 
 

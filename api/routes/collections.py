@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import DbDep, PrincipalDep, ServicesDep
+from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
 from api.schemas import CollectionIn, CollectionOut
 from core.models import Role
 from ingest import service
@@ -11,17 +11,21 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_collection(body: CollectionIn, db: DbDep, principal: PrincipalDep) -> CollectionOut:
+def create_collection(body: CollectionIn, db: DbDep, settings: SettingsDep, principal: PrincipalDep) -> CollectionOut:
     principal.require(Role.admin)
-    c = service.create_collection(db, body.name)
-    return CollectionOut(name=c.name, index_version=c.index_version, documents=0, created_at=c.created_at)
+    c = service.create_collection(db, body.name, settings)
+    return CollectionOut(
+        name=c.name, index_version=c.index_version, documents=0, created_at=c.created_at, options=c.options
+    )
 
 
 @router.get("")
 def list_collections(db: DbDep, principal: PrincipalDep) -> list[CollectionOut]:
     """The collections this key may read."""
     return [
-        CollectionOut(name=c.name, index_version=c.index_version, documents=n, created_at=c.created_at)
+        CollectionOut(
+            name=c.name, index_version=c.index_version, documents=n, created_at=c.created_at, options=c.options or {}
+        )
         for c, n in service.list_collections(db)
         if principal.can(Role.reader, c.name)
     ]

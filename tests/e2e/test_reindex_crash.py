@@ -27,7 +27,7 @@ TOPICS = ["owls", "tides", "bread", "comets", "glaciers", "violins", "bees", "vo
 def seed(settings: Settings) -> None:
     services = Services(settings)
     try:
-        service.create_collection(services.db, "crash")
+        service.create_collection(services.db, "crash", services.settings)
         ids: list[str] = []
         for n in range(DOCUMENTS):
             topic = TOPICS[n % len(TOPICS)]

@@ -223,3 +223,17 @@ def test_bm25s_ranks_exactly_like_the_rank_bm25_oracle(tmp_path: Path) -> None:
         assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=1e-5)
         matched += bool(a)
     assert matched >= len(queries) // 2
+
+
+def test_the_tokenizer_an_index_is_built_with_is_the_one_its_queries_use(
+    backend: Callable[[Path], KeywordIndex], tmp_path: Path
+) -> None:
+    kw = backend(tmp_path)
+    kw.add("english", RECORDS)
+    kw.add("simple", RECORDS, tokenizer="simple")
+    assert kw.search("english", "the", 10) == []  # a stopword
+    assert set(ids(kw.search("simple", "the", 10, tokenizer="simple"))) == {"c1", "c2", "c3", "c5", "c7"}
+    # no stemming: "cells" does not match "cell" (c2) as it does through the english stemmer
+    assert set(ids(kw.search("simple", "cells", 10, tokenizer="simple"))) == {"c1", "c6"}
+    assert set(ids(kw.search("english", "cells", 10))) == {"c1", "c2", "c6"}
+    kw.close()

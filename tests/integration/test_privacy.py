@@ -26,7 +26,7 @@ SECRET_QUESTION = "Is jane.doe@example.com on the list? Call +44 20 7946 0958."
 
 def indexed_services(settings: Settings) -> Services:
     services = Services(settings)
-    service.create_collection(services.db, "p")
+    service.create_collection(services.db, "p", services.settings)
     ids: list[str] = []
     service.submit_document(services.db, settings, "p", "a.txt", b"The list has Jane Doe on it.", None, ids.append)
     index_documents(services.db, services.retriever, settings, ids)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import bm25s
+import pytest
 import Stemmer
 
-from retrieval.text_analysis import tokenize, tokenize_many
+from retrieval.text_analysis import analyzer, tokenize, tokenize_many
 
 SAMPLES = [
     "Microstructural development of human newborn cerebral white matter assessed in vivo by MRI.",
@@ -66,3 +67,14 @@ def test_thread_safe() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(tokenize, texts))
     assert got == expected
+
+
+def test_the_simple_analyzer_keeps_every_word_unstemmed() -> None:
+    assert analyzer("simple").tokenize("The Cells were RUNNING, a b") == ["the", "cells", "were", "running"]
+    assert analyzer("simple").tokenize_many(["The cat", ""]) == [["the", "cat"], []]
+    assert analyzer("english").tokenize("The Cells were RUNNING") == tokenize("The Cells were RUNNING")
+
+
+def test_an_unknown_analyzer_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="choose from english, simple"):
+        analyzer("klingon")
