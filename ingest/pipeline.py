@@ -182,25 +182,25 @@ def held_elsewhere(document: Document, token: str) -> bool:
     return datetime.now(UTC) - started < timedelta(seconds=CLAIM_LEASE_S)
 
 
-def claim(db: Database, document_id: str, token: str) -> tuple[Document, Collection] | None:
-    """Mark the document ``processing`` under ``token``; ``None`` when it is gone, finished, or held by
-    another task run (a duplicate or a peer taken into someone's batch)."""
+def claim(db: Database, document_ids: Sequence[str], token: str) -> dict[str, tuple[Document, Collection]]:
+    """Mark the documents ``processing`` under ``token``, in one transaction. Leaves out those that are gone,
+    finished, or held by another task run (a duplicate, or a peer taken into someone else's batch)."""
+    claimed: dict[str, tuple[Document, Collection]] = {}
     with db.session() as session:
-        document = session.get(Document, document_id)
-        if document is None or document.status in (DocumentStatus.indexed, DocumentStatus.failed):
-            return None
-        if held_elsewhere(document, token):
-            return None
-        collection = session.get(Collection, document.collection_id)
-        assert collection is not None
-        document.status = DocumentStatus.processing
-        document.claim_token = token
-        document.attempts += 1
-        document.started_at = datetime.now(UTC)
+        documents = session.scalars(select(Document).where(Document.id.in_(document_ids))).all()
+        collection_ids = {document.collection_id for document in documents}
+        collections = {c.id: c for c in session.scalars(select(Collection).where(Collection.id.in_(collection_ids)))}
+        for document in documents:
+            if document.status in (DocumentStatus.indexed, DocumentStatus.failed) or held_elsewhere(document, token):
+                continue
+            document.status = DocumentStatus.processing
+            document.claim_token = token
+            document.attempts += 1
+            document.started_at = datetime.now(UTC)
+            claimed[document.id] = (document, collections[document.collection_id])
         session.flush()
-        session.expunge(document)
-        session.expunge(collection)
-        return document, collection
+        session.expunge_all()
+    return claimed
 
 
 def claim_queued_peers(db: Database, document_id: str, limit: int, token: str) -> list[str]:
@@ -260,30 +260,32 @@ def mark_failed(db: Database, document_id: str, message: str, reason: str = "err
 
 
 def prepare(
-    db: Database, retriever: HybridRetriever, settings: Settings, document_id: str, token: str
-) -> Prepared | str:
-    """Claim, parse and chunk for the serving version. Returns a status instead when there is nothing to
-    embed: ``skipped`` (gone or already finished: a duplicate task) or ``failed`` (unreadable; recorded)."""
-    claimed = claim(db, document_id, token)
-    if claimed is None:
-        return SKIPPED
-    document, collection = claimed
-    try:
-        item = build(
-            document,
-            collection.name,
-            collection.index_version,
-            effective_settings(settings, collection.options),
-            retriever,
-            follow_serving=True,
-        )
+    db: Database, retriever: HybridRetriever, settings: Settings, document_ids: Sequence[str], token: str
+) -> tuple[list[Prepared], dict[str, str]]:
+    """Claim, parse and chunk for the serving version. Documents with nothing to embed get a status instead:
+    ``skipped`` (gone or already finished: a duplicate task) or ``failed`` (unreadable; recorded)."""
+    claimed = claim(db, document_ids, token)
+    items: list[Prepared] = []
+    statuses = {document_id: SKIPPED for document_id in document_ids if document_id not in claimed}
+    for document, collection in claimed.values():
+        try:
+            item = build(
+                document,
+                collection.name,
+                collection.index_version,
+                effective_settings(settings, collection.options),
+                retriever,
+                follow_serving=True,
+            )
+        except RagError as exc:
+            if exc.status_code >= 500:
+                raise
+            mark_failed(db, document.id, exc.message, reason="unreadable")
+            statuses[document.id] = DocumentStatus.failed
+            continue
         # Chunks are only ever written after a claim, and every claim counts an attempt.
-        return replace(item, first_write=document.attempts == 1)
-    except RagError as exc:
-        if exc.status_code >= 500:
-            raise
-        mark_failed(db, document_id, exc.message, reason="unreadable")
-        return DocumentStatus.failed
+        items.append(replace(item, first_write=document.attempts == 1))
+    return items, statuses
 
 
 def write_indexes(retriever: HybridRetriever, items: Sequence[Prepared]) -> None:
@@ -376,13 +378,8 @@ def index_documents(
     pending = list(document_ids)
     chunks = 0
     for _ in range(3):  # a re-index switch during the run makes items stale at most once or twice
-        batch: list[Prepared] = []
-        for document_id in pending:
-            item = prepare(db, retriever, settings, document_id, token)
-            if isinstance(item, str):
-                statuses[document_id] = item
-            else:
-                batch.append(item)
+        batch, unprepared = prepare(db, retriever, settings, pending, token)
+        statuses.update(unprepared)
         write_indexes(retriever, batch)
         pending = []
         for item in batch:

@@ -1,0 +1,51 @@
+"""A document's first run writes without the pre-write delete; any later run clears what an earlier one left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import update
+
+from core.config import Settings
+from core.ids import chunk_id
+from core.models import Document, DocumentStatus
+from core.types import ChunkRecord
+from ingest import service
+from ingest.pipeline import index_documents
+from workers.services import Services
+
+TEXT = b"Barn owls hunt at night. Their hearing locates voles under snow."
+
+
+def submit(services: Services, name: str) -> str:
+    ids: list[str] = []
+    service.submit_document(services.db, services.settings, "r", name, TEXT + name.encode(), None, ids.append)
+    return ids[0]
+
+
+def test_a_retry_removes_chunks_an_interrupted_run_left_behind(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", llm_backend="none", _env_file=None)
+    services = Services(settings)
+    try:
+        service.create_collection(services.db, "r", settings)
+        first, retried = submit(services, "first.txt"), submit(services, "retried.txt")
+        # An earlier run of `retried` claimed it (one attempt), wrote a chunk this content no longer has
+        # (ordinal 7) to both indexes, and died before its commit.
+        leftover = ChunkRecord(
+            id=chunk_id(retried, 7), text="stale words", payload={"document_id": retried, "filename": "retried.txt"}
+        )
+        services.retriever.index_records("r__v1", [leftover])
+        with services.db.session() as session:
+            session.execute(update(Document).where(Document.id == retried).values(attempts=1))
+
+        statuses = index_documents(services.db, services.retriever, settings, [first, retried])
+
+        assert statuses == {first: DocumentStatus.indexed, retried: DocumentStatus.indexed}
+        kept = services.keywords.search("r__v1", "stale words", 10)
+        assert leftover.id not in {hit.id for hit in kept}
+        assert services.vectors.count("r__v1") == services.keywords.count("r__v1") == 2
+        vector_hits = services.vectors.search("r__v1", np.ones(384, dtype=np.float32) / np.sqrt(384), 10)
+        assert {hit.payload["document_id"] for hit in vector_hits} == {first, retried}
+    finally:
+        services.close()
