@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     )
 
     # --- ingest --------------------------------------------------------------------------
-    chunk_size_tokens: int = Field(200, description="Chunk size in embedding-model tokens.")
-    chunk_overlap_tokens: int = Field(40, description="Tokens shared by neighbouring chunks.")
+    chunk_size_tokens: int = Field(
+        128, description="Chunk size in embedding-model tokens (chosen on SciFact train: bench/tune_retrieval.py)."
+    )
+    chunk_overlap_tokens: int = Field(32, description="Tokens shared by neighbouring chunks.")
     embed_batch_size: int = 32
     ingest_batch_documents: int = Field(
         16, description="Queued documents one ingest task takes together, to embed their chunks in full batches."
@@ -79,15 +81,21 @@ class Settings(BaseSettings):
         description="BM25 analyzer of new collections: english = stopwords removed + Snowball stems; simple = every "
         "lowercase word. A collection keeps the one it was built with; a re-index can change it.",
     )
-    candidates: int = Field(100, description="Hits taken from each search before fusion.")
+    candidates: int = Field(200, description="Hits taken from each search before fusion.")
     fusion: Literal["convex", "rrf"] = Field(
         "convex",
         description="convex: weighted mix of min-max normalized scores; rrf: reciprocal rank fusion. "
-        "Chosen on SciFact train (bench/tune_fusion.py): convex 0.45/0.55 over 100 candidates.",
+        "Chosen on SciFact train (bench/tune_retrieval.py): convex 0.55/0.45 over 200 candidates, by document, "
+        "with 128-token chunks and BM25 k1 0.45 / b 0.2.",
+    )
+    fusion_unit: Literal["document", "chunk"] = Field(
+        "document",
+        description="document: fuse each document's best vector and best keyword chunk, then list one chunk per "
+        "document first (retrieval.fusion.documents_first); chunk: fuse chunks as they are.",
     )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
-    vector_weight: float = Field(0.45, description="Weight of the vector list in the fusion.")
-    keyword_weight: float = Field(0.55, description="Weight of the keyword list in the fusion.")
+    vector_weight: float = Field(0.55, description="Weight of the vector list in the fusion.")
+    keyword_weight: float = Field(0.45, description="Weight of the keyword list in the fusion.")
     reranker_model: str | None = Field(None, description="CrossEncoder name or path; unset = off.")
     rerank_top_m: int = Field(20, description="Fused candidates the reranker re-scores.")
     rerank_batch_size: int = 16

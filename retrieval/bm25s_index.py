@@ -37,8 +37,10 @@ from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.qdrant_edge import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
-K1 = 1.5
-B = 0.75
+# Chosen on SciFact train by bench/tune_retrieval.py (lucene's formula kept: its idf never goes negative);
+# bm25s's defaults 1.5 / 0.75 rank worse with short chunks. Every keyword backend shares them.
+K1 = 0.45
+B = 0.2
 _CORPUS = "corpus.npz"
 _LOCK = ".lock"
 _MATRIX_PREFIX = "bm25s-"
@@ -325,7 +327,7 @@ class Bm25sIndex(CorpusBackedIndex):
     name = "bm25s"
 
     def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> bm25s.BM25:
-        cached = folder / f"{_MATRIX_PREFIX}{corpus.version}"
+        cached = folder / f"{_MATRIX_PREFIX}{corpus.version}-{K1}-{B}"  # other parameters, another matrix
         if cached.is_dir():
             try:
                 return bm25s.BM25.load(str(cached), show_progress=False)

@@ -31,6 +31,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.bm25s_index import K1, B
 from retrieval.qdrant_edge import check_index_name, chunk_payload
 from retrieval.qdrant_server import PAYLOAD_INDEXES, server_filter
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
@@ -79,7 +80,7 @@ class QdrantSparseIndex:
 
     name = "qdrant_sparse"
 
-    def __init__(self, client: QdrantClient, *, avg_len: float, k1: float = 1.5, b: float = 0.75) -> None:
+    def __init__(self, client: QdrantClient, *, avg_len: float, k1: float = K1, b: float = B) -> None:
         self.client = client
         self.avg_len = avg_len
         self.k1 = k1

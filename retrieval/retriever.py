@@ -21,7 +21,7 @@ from core.tracing import span
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
-from retrieval.fusion import convex, rrf
+from retrieval.fusion import best_per_document, convex, documents_first, rrf
 from retrieval.keyword import KeywordIndex, make_keyword_index
 from retrieval.rerank import Reranker
 from retrieval.text_analysis import DEFAULT_TOKENIZER
@@ -92,11 +92,15 @@ class HybridRetriever:
         vector_weight: float = 1.0,
         keyword_weight: float = 1.0,
         rerank_top_m: int = 20,
+        fusion_unit: str = "chunk",
     ) -> None:
         if candidates < 1 or rerank_top_m < 1:
             raise ValueError("candidates and rerank_top_m must be at least 1")
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+        if fusion_unit not in FUSION_UNITS:
+            raise ValueError(f"unknown fusion unit {fusion_unit!r}; use one of {', '.join(FUSION_UNITS)}")
+        self.fusion_unit = fusion_unit
         self.fusion = fusion
         self.embedder = embedder
         self.vectors = vectors
@@ -135,6 +139,7 @@ class HybridRetriever:
             vector_weight=settings.vector_weight,
             keyword_weight=settings.keyword_weight,
             rerank_top_m=settings.rerank_top_m,
+            fusion_unit=settings.fusion_unit,
         )
 
     def retrieve(
@@ -187,16 +192,21 @@ class HybridRetriever:
     def _fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
         payloads = {hit.id: hit.payload for hit in keyword_hits}
         payloads.update((hit.id, hit.payload) for hit in vector_hits)
-        fused = FUSIONS[self.fusion](self, vector_hits, keyword_hits)
+        lists = [[(h.id, h.score) for h in vector_hits], [(h.id, h.score) for h in keyword_hits]]
+        fuse = FUSIONS[self.fusion]
+        fused = fuse(self, lists)
+        if self.fusion_unit == "document":
+            document_of = {chunk: str(payload.get("document_id", chunk)) for chunk, payload in payloads.items()}
+            by_document = fuse(self, [best_per_document(scored, document_of) for scored in lists])
+            fused = documents_first(fused, by_document, document_of)
         return [Hit(id=chunk, score=score, payload=payloads[chunk]) for chunk, score in fused]
 
-    def _rrf(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[tuple[str, float]]:
-        return rrf([[h.id for h in vector_hits], [h.id for h in keyword_hits]], k=self.rrf_k, weights=self.weights)
+    def _rrf(self, lists: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
+        return rrf([[item for item, _ in scored] for scored in lists], k=self.rrf_k, weights=self.weights)
 
-    def _convex(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[tuple[str, float]]:
+    def _convex(self, lists: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
         """Min-max normalized scores of each list, mixed by the weights (both scores are higher-is-better)."""
-        scored = [[(h.id, h.score) for h in vector_hits], [(h.id, h.score) for h in keyword_hits]]
-        return convex(scored, weights=self.weights)
+        return convex(lists, weights=self.weights)
 
     def index_records(
         self, index: str, records: Sequence[ChunkRecord], profile: IndexProfile = DEFAULT_PROFILE
@@ -229,7 +239,8 @@ class HybridRetriever:
 
 
 # How the two candidate lists become one ranking; chosen on SciFact train (bench/tune_fusion.py).
-FUSIONS: dict[str, Callable[[HybridRetriever, list[Hit], list[Hit]], list[tuple[str, float]]]] = {
+FUSION_UNITS = ("document", "chunk")
+FUSIONS: dict[str, Callable[[HybridRetriever, list[list[tuple[str, float]]]], list[tuple[str, float]]]] = {
     "rrf": HybridRetriever._rrf,
     "convex": HybridRetriever._convex,
 }

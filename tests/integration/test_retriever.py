@@ -202,8 +202,8 @@ def test_from_settings_wires_the_configured_parts(tmp_path: Path) -> None:
     assert isinstance(r.vectors, QdrantEdgeStore)
     assert isinstance(r.keywords, RankBm25Index)
     assert r.reranker is None
-    assert (r.candidates, r.rrf_k, r.weights, r.rerank_top_m) == (7, 10, (2.0, 0.55), 3)
-    assert r.fusion == "convex"
+    assert (r.candidates, r.rrf_k, r.weights, r.rerank_top_m) == (7, 10, (2.0, 0.45), 3)
+    assert (r.fusion, r.fusion_unit) == ("convex", "document")
     assert r.embedder.name == "all-MiniLM-L6-v2"
     r.close()
 
@@ -226,3 +226,24 @@ def test_convex_and_rrf_fusion_rank_by_their_own_rule(embedder: Embedder, tmp_pa
     assert ids(rrf_retriever._fuse(vector, keyword))[0] in ("b", "c")
     with pytest.raises(ValueError):
         HybridRetriever(embedder, *stores, fusion="median")
+    with pytest.raises(ValueError):
+        HybridRetriever(embedder, *stores, fusion_unit="page")
+
+
+def test_document_fusion_joins_a_documents_best_chunks_from_both_searches(embedder: Embedder, tmp_path: Path) -> None:
+    def hit(chunk: str, score: float) -> Hit:
+        return Hit(chunk, score, {"document_id": chunk[0]})
+
+    # Document "x" is second in both lists, through different chunks; "a" and "k" each lead one list.
+    vector = [hit("a1", 0.9), hit("x1", 0.8), hit("k2", 0.1)]
+    keyword = [hit("k1", 10.0), hit("x2", 9.0), hit("a2", 1.0)]
+    stores = (QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
+    by_chunk = HybridRetriever(embedder, *stores, fusion="convex", vector_weight=0.5, keyword_weight=0.5)
+    by_document = HybridRetriever(
+        embedder, *stores, fusion="convex", vector_weight=0.5, keyword_weight=0.5, fusion_unit="document"
+    )
+    # chunks: a1 .5, k1 .5, x1 .4375, x2 .4444 -> a1, k1 lead; documents: x (.4375 + .4444) leads
+    assert ids(by_chunk._fuse(vector, keyword))[:2] == ["a1", "k1"]
+    fused = by_document._fuse(vector, keyword)
+    assert [h.payload["document_id"] for h in fused[:3]] == ["x", "a", "k"]
+    assert ids(fused) == ["x2", "a1", "k1", "x1", "k2", "a2"]

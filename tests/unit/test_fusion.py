@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.fusion import convex, rrf
+from retrieval.fusion import best_per_document, convex, documents_first, rrf
 
 
 def assert_fused(actual: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
@@ -79,3 +79,28 @@ def test_convex_rejects_bad_weights() -> None:
     assert convex([]) == []
     with pytest.raises(ValueError):
         convex([[("a", 1.0)]], [1.0, 2.0])
+
+
+def test_best_per_document_keeps_each_documents_first_and_best_chunk() -> None:
+    document_of = {"a1": "a", "a2": "a", "b1": "b"}
+    assert best_per_document([("a2", 0.9), ("b1", 0.5), ("a1", 0.4)], document_of) == [("a", 0.9), ("b", 0.5)]
+    assert best_per_document([], document_of) == []
+
+
+def test_documents_first_puts_one_chunk_per_document_then_the_rest() -> None:
+    document_of = {"a1": "a", "a2": "a", "b1": "b", "c1": "c"}
+    chunks = [("a2", 0.8), ("b1", 0.7), ("a1", 0.6), ("c1", 0.2)]
+    documents = [("b", 1.5), ("a", 1.2), ("c", 0.3)]
+    assert documents_first(chunks, documents, document_of) == [
+        ("b1", 1.5),
+        ("a2", 1.2),
+        ("c1", 0.3),
+        ("a1", 0.6),
+    ]
+    # one document: its best chunk, then the others in chunk order
+    one = {"a1": "a", "a2": "a", "a3": "a"}
+    assert documents_first([("a3", 0.9), ("a1", 0.5), ("a2", 0.1)], [("a", 1.0)], one) == [
+        ("a3", 1.0),
+        ("a1", 0.5),
+        ("a2", 0.1),
+    ]
