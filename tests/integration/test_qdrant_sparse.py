@@ -3,9 +3,10 @@
 Runs on qdrant-client's local mode (in memory), which implements the same ``Modifier.IDF`` scoring as
 the server. The fixture corpus is SciFact: every document some test query judges relevant plus the first
 1,500 others (1,783 documents), queried with 50 test queries. The oracle is bm25s itself (Lucene IDF,
-k1=1.5, b=0.75) on the same analyzer's tokens, i.e. what the in-process backend computes.
+the platform's k1 and b) on the same analyzer's tokens, i.e. what the in-process backend computes.
 
-Measured here (50 queries): with the true average length (158 terms) every returned score equals
+Measured here (50 queries, with bm25s's default k1=1.5, b=0.75, the platform's parameters until
+bench/tune_retrieval.py chose 0.45 / 0.2, which weigh the length norm less): with the true average length (158 terms) every returned score equals
 bm25s's score for that document (relative error < 1e-4, float32 storage): mean top-10 overlap 1.0, top-1
 agreement 1.0. With ``avg_len`` estimated from a 200-token chunk size instead (94 terms: SciFact
 abstracts are longer than a chunk), mean top-10 overlap 0.928 (worst query 0.7), top-1 agreement 0.94,
@@ -29,6 +30,7 @@ from qdrant_client import QdrantClient
 
 from core.ids import chunk_id
 from core.types import ChunkRecord, SearchFilter
+from retrieval.bm25s_index import K1, B
 from retrieval.keyword import KeywordIndex
 from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
 from retrieval.text_analysis import tokenize, tokenize_many
@@ -89,7 +91,7 @@ def sparse_index(records: list[ChunkRecord], avg_len: float) -> QdrantSparseInde
 
 @pytest.fixture(scope="module")
 def oracle(scifact: Fixture) -> bm25s.BM25:
-    model = bm25s.BM25(method="lucene", k1=1.5, b=0.75)
+    model = bm25s.BM25(method="lucene", k1=K1, b=B)
     model.index(scifact.tokens, show_progress=False)
     return model
 
