@@ -6,12 +6,12 @@ the server. The fixture corpus is SciFact: every document some test query judges
 the platform's k1 and b) on the same analyzer's tokens, i.e. what the in-process backend computes.
 
 Measured here (50 queries, with bm25s's default k1=1.5, b=0.75, the platform's parameters until
-bench/tune_retrieval.py chose 0.45 / 0.2, which weigh the length norm less): with the true average length (158 terms) every returned score equals
-bm25s's score for that document (relative error < 1e-4, float32 storage): mean top-10 overlap 1.0, top-1
-agreement 1.0. With ``avg_len`` estimated from a 200-token chunk size instead (94 terms: SciFact
-abstracts are longer than a chunk), mean top-10 overlap 0.928 (worst query 0.7), top-1 agreement 0.94,
-Kendall tau of the returned ten against the oracle's scores 0.84 - the price of a fixed length norm on
-documents that were not cut to the chunk size.
+bench/tune_retrieval.py chose 0.45 / 0.2, which weigh the length norm less): with the true average length (158
+terms) every returned score equals bm25s's score for that document (relative error < 1e-4, float32 storage):
+mean top-10 overlap 1.0, top-1 agreement 1.0. With ``avg_len`` estimated from a 200-token chunk size instead
+(94 terms: SciFact abstracts are longer than a chunk), mean top-10 overlap 0.928 (worst query 0.7), top-1
+agreement 0.94, Kendall tau of the returned ten against the oracle's scores 0.84 - the price of a fixed length
+norm on documents that were not cut to the chunk size.
 """
 
 from __future__ import annotations
