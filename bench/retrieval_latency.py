@@ -1,7 +1,8 @@
 """Retrieval-only query latency at 100k chunks in one collection, embedded defaults vs the alternatives.
 
 What is timed per query is ``HybridRetriever.retrieve(mode="hybrid", top_k=10)`` on the real stores:
-embedding the SciFact query with the bundled MiniLM, Qdrant Edge HNSW top-100, bm25s top-100, RRF.
+embedding the SciFact query with the bundled MiniLM (the configured backend), Qdrant Edge HNSW and bm25s
+top-``candidates`` each, the configured fusion.
 No generation, no HTTP. In the same run and on the same corpus and queries, the same retriever with
 rank-bm25 in place of bm25s and with qdrant-client local mode in place of Qdrant Edge, one
 configuration after the other (interleaving them stalled torch behind local mode's BLAS threads).
@@ -303,6 +304,8 @@ def run(
             vectors_store,  # type: ignore[arg-type]
             keywords,  # type: ignore[arg-type]
             candidates=settings.candidates,
+            fusion=settings.fusion,
+            fusion_unit=settings.fusion_unit,
             rrf_k=settings.rrf_k,
             vector_weight=settings.vector_weight,
             keyword_weight=settings.keyword_weight,
@@ -353,7 +356,8 @@ def run(
     print_table(["what", "how"], corpus.facts)
     print(
         f"\nQueries: {len(queries)} real SciFact queries, embedded at query time; "
-        f"hybrid, candidates {settings.candidates} per side, RRF k={settings.rrf_k}, top_k {args.top_k}, "
+        f"hybrid, candidates {settings.candidates} per side, {settings.fusion} fusion by {settings.fusion_unit}, "
+        f"top_k {args.top_k}, "
         f"{args.warmup} warm-up queries per configuration; configurations run one after the other, default first"
     )
     print("\nEnd-to-end retrieve() latency (ms)")

@@ -128,6 +128,9 @@ def _session_options(threads: int) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning: on a small machine the spinning took the CPU that the
+    # API's uploads and queries needed while a document batch ran (bench/ingest_throughput.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
