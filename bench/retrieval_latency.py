@@ -299,17 +299,7 @@ def run(
     builds.append(("Qdrant Edge optimize (HNSW build)", t[0]))
 
     def retriever(vectors_store: object, keywords: object) -> HybridRetriever:
-        return HybridRetriever(
-            embedder,
-            vectors_store,  # type: ignore[arg-type]
-            keywords,  # type: ignore[arg-type]
-            candidates=settings.candidates,
-            fusion=settings.fusion,
-            fusion_unit=settings.fusion_unit,
-            rrf_k=settings.rrf_k,
-            vector_weight=settings.vector_weight,
-            keyword_weight=settings.keyword_weight,
-        )
+        return HybridRetriever.tuned(settings, embedder, vectors_store, keywords)  # type: ignore[arg-type]
 
     default = "Edge HNSW + bm25s (default)"
     configs = {default: retriever(edge, bm25)}

@@ -128,11 +128,29 @@ class HybridRetriever:
     @classmethod
     def from_settings(cls, settings: Settings) -> HybridRetriever:
         """Every swappable part picked by settings (the reranker loads now; the embedder on first use)."""
-        return cls(
+        return cls.tuned(
+            settings,
             Embedder.from_settings(settings),
             make_vector_store(settings),
             make_keyword_index(settings),
             make_reranker(settings),
+        )
+
+    @classmethod
+    def tuned(
+        cls,
+        settings: Settings,
+        embedder: Embedder,
+        vectors: VectorStore,
+        keywords: KeywordIndex,
+        reranker: Reranker | None = None,
+    ) -> HybridRetriever:
+        """Given parts, with every ranking knob from ``settings``: the one place that reads them."""
+        return cls(
+            embedder,
+            vectors,
+            keywords,
+            reranker,
             candidates=settings.candidates,
             fusion=settings.fusion,
             rrf_k=settings.rrf_k,

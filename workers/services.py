@@ -75,19 +75,7 @@ class Services:
 
     @cached_property
     def retriever(self) -> HybridRetriever:
-        s = self.settings
-        return HybridRetriever(
-            self.embedder,
-            self.vectors,
-            self.keywords,
-            self.reranker,
-            candidates=s.candidates,
-            fusion=s.fusion,
-            rrf_k=s.rrf_k,
-            vector_weight=s.vector_weight,
-            keyword_weight=s.keyword_weight,
-            rerank_top_m=s.rerank_top_m,
-        )
+        return HybridRetriever.tuned(self.settings, self.embedder, self.vectors, self.keywords, self.reranker)
 
     @cached_property
     def llm(self) -> LLMBackend | None:

@@ -26,6 +26,7 @@ from retrieval.fusion import rrf
 from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.rank_bm25_index import RankBm25Index
 from retrieval.retriever import HybridRetriever
+from workers.services import Services
 
 BUILT_IN = [
     ("Neutron stars", "Neutron stars are the collapsed cores of massive stars after a supernova."),
@@ -206,6 +207,39 @@ def test_from_settings_wires_the_configured_parts(tmp_path: Path) -> None:
     assert (r.fusion, r.fusion_unit) == ("convex", "document")
     assert r.embedder.name == "all-MiniLM-L6-v2"
     r.close()
+
+
+def test_the_services_retriever_takes_every_ranking_knob_from_settings(tmp_path: Path) -> None:
+    """The API, the workers and the CLI query through this one; a knob it missed would be dead there."""
+    settings = Settings(
+        data_dir=tmp_path,
+        candidates=9,
+        fusion="rrf",
+        fusion_unit="chunk",
+        rrf_k=5,
+        vector_weight=0.3,
+        keyword_weight=0.7,
+        rerank_top_m=4,
+        _env_file=None,
+    )
+    services = Services(settings)
+    try:
+        r = services.retriever
+        assert (r.candidates, r.fusion, r.fusion_unit, r.rrf_k, r.weights, r.rerank_top_m) == (
+            9,
+            "rrf",
+            "chunk",
+            5,
+            (0.3, 0.7),
+            4,
+        )
+    finally:
+        services.close()
+    defaults = Services(Settings(data_dir=tmp_path / "d", _env_file=None))
+    try:
+        assert defaults.retriever.fusion_unit == "document"
+    finally:
+        defaults.close()
 
 
 def test_rejects_bad_arguments(retriever: HybridRetriever) -> None:
