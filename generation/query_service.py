@@ -188,6 +188,18 @@ class QueryService:
                 current.set_attributes(flat_attributes({"retrieval": ids, "timings_ms": retrieved.timings_ms}))
         return retrieved
 
+    def _retrieved(
+        self,
+        collection: Collection,
+        request: QueryRequest,
+        lookup: tuple[CacheScope, np.ndarray | None, Any] | None,
+        events: list[dict[str, Any]] | None,
+    ) -> QueryResult:
+        """A cache miss: retrieve (reusing the lookup's query embedding) and start the result."""
+        result = self._base_result(collection, self.retrieve(collection, request, lookup[1] if lookup else None))
+        result.events.extend(events or [])
+        return result
+
     def _base_result(self, collection: Collection, retrieved: RetrievalResult) -> QueryResult:
         return QueryResult(
             query_id=new_id(),
@@ -312,8 +324,7 @@ class QueryService:
             result.timings_ms["total"] = _ms(started)
             self.record(result, request, None)
             return result
-        result = self._base_result(collection, self.retrieve(collection, request, lookup[1] if lookup else None))
-        result.events.extend(events or [])
+        result = self._retrieved(collection, request, lookup, events)
         error: str | None = None
         try:
             if request.generate:
@@ -365,8 +376,7 @@ class QueryService:
         lookup = self._cache_lookup(collection, request)
         if lookup is not None and lookup[2] is not None:
             return self._cached_events(lookup[2], request, started)
-        result = self._base_result(collection, self.retrieve(collection, request, lookup[1] if lookup else None))
-        result.events.extend(events or [])
+        result = self._retrieved(collection, request, lookup, events)
         return self._events(llm, request, result, started, lookup, question or request.query, context)
 
     def _cached_events(self, result: QueryResult, request: QueryRequest, started: float) -> Iterator[dict[str, Any]]:
