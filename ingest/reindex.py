@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from core.collections import get_collection
 from core.config import Settings
@@ -95,13 +96,10 @@ def validate_options(
     return options
 
 
-def _refuse_while_active(db: Database, collection: Collection, session: Any = None) -> None:
-    query = select(ReindexJob.id).where(ReindexJob.collection_id == collection.id, ReindexJob.status.in_(ACTIVE_JOB))
-    if session is None:
-        with db.session() as own:
-            active = own.scalar(query)
-    else:
-        active = session.scalar(query)
+def _refuse_while_active(session: Session, collection: Collection) -> None:
+    active = session.scalar(
+        select(ReindexJob.id).where(ReindexJob.collection_id == collection.id, ReindexJob.status.in_(ACTIVE_JOB))
+    )
     if active is not None:
         raise Conflict(f"Collection {collection.name!r} is already being re-indexed (job {active}).")
 
@@ -116,11 +114,12 @@ def start_reindex(
 ) -> ReindexJob:
     """Queue a re-index; 409 while another one of the same collection is queued or running."""
     collection = get_collection(db, collection_name)
-    _refuse_while_active(db, collection)  # before a model load: the cheap refusals first
+    with db.session() as session:  # before a model load: the cheap refusals first
+        _refuse_while_active(session, collection)
     validate_options(settings, options, collection.options, retriever)
     with db.session() as session:
         session.execute(select(Collection).where(Collection.id == collection.id).with_for_update())
-        _refuse_while_active(db, collection, session)
+        _refuse_while_active(session, collection)
         highest = session.scalar(
             select(func.max(ReindexJob.target_version)).where(ReindexJob.collection_id == collection.id)
         )
