@@ -145,13 +145,18 @@ def onnx_unsupported(model: SentenceTransformer) -> str | None:
         return f"it has modules beyond transformer + pooling ({', '.join(extra)})"
     if any(prompt for prompt in (getattr(model, "prompts", None) or {}).values()):
         return "it prepends prompts to queries or documents"
-    pooling = next((module for module in model if type(module).__name__ == "Pooling"), None)
-    mode = None
-    if pooling is not None:  # sentence-transformers 6 has an attribute, 5.x a getter
-        mode = getattr(pooling, "pooling_mode", None) or pooling.get_pooling_mode_str()
+    mode = _pooling_of(model)
     if mode not in ("mean", "cls"):
         return f"its pooling is {mode!r}, not mean or CLS"
     return None
+
+
+def _pooling_of(model: SentenceTransformer) -> str | None:
+    pooling = next((module for module in model if type(module).__name__ == "Pooling"), None)
+    if pooling is None:
+        return None
+    # sentence-transformers 6 has an attribute, 5.x a getter
+    return getattr(pooling, "pooling_mode", None) or pooling.get_pooling_mode_str()
 
 
 def pooling_mode(model: SentenceTransformer) -> str:
@@ -161,8 +166,7 @@ def pooling_mode(model: SentenceTransformer) -> str:
         raise ValueError(
             f"the ONNX embedding backends cannot run this model: {reason}; set RAG_EMBEDDING_BACKEND=torch"
         )
-    pooling = next(module for module in model if type(module).__name__ == "Pooling")
-    return getattr(pooling, "pooling_mode", None) or pooling.get_pooling_mode_str()
+    return str(_pooling_of(model))
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
