@@ -12,6 +12,7 @@ import pytest
 
 from core.config import Settings
 from core.models import Collection, Conversation, QueryLog
+from core.redaction import redact_text
 from core.telemetry import JsonFormatter
 from generation.query_service import QueryRequest
 from ingest import service
@@ -63,6 +64,17 @@ def test_log_lines_are_redacted_unless_turned_off() -> None:
     assert line["query"]["ids"] == ["6f1c3c2e-5a8e-4f61-9d0b-2f6f2f0c9a11"]
     raw = json.loads(JsonFormatter(redact=False).format(record))
     assert raw["msg"] == "user a@b.io asked"
+
+
+def test_platform_ids_pass_redaction_untouched_but_card_numbers_do_not() -> None:
+    card_like_id = "4111111111111111" + "a" * 16  # its digit run passes the Luhn check
+    assert redact_text(card_like_id) != card_like_id
+    record = logging.LogRecord("rag", logging.INFO, __file__, 1, "query", (), None)
+    record.retrieval = {"fused": [card_like_id, "6f1c3c2e-5a8e-4f61-9d0b-2f6f2f0c9a11"]}
+    record.error = f"card 4111 1111 1111 1111 in {card_like_id}x"
+    line = json.loads(JsonFormatter(redact=True).format(record))
+    assert line["retrieval"]["fused"] == [card_like_id, "6f1c3c2e-5a8e-4f61-9d0b-2f6f2f0c9a11"]
+    assert "4111 1111" not in line["error"]
 
 
 def test_retention_purge_runs_periodically_in_the_embedded_worker(tmp_path: Path) -> None:
