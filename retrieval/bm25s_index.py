@@ -1,9 +1,12 @@
 """In-process BM25 keyword index on ``bm25s``, plus the token corpus every BM25 backend shares.
 
 Each index keeps, per chunk, its analyzed terms as vocabulary ids, so adding or deleting chunks
-never re-tokenizes the rest: after a change the score matrix is rebuilt from the stored ids on
-the next search (BM25 weights depend on corpus-wide statistics, so every change touches every
-row). Layout under ``root/<index>/``:
+never re-tokenizes the rest. BM25 weights depend on corpus-wide statistics, so every change touches
+every row of the score matrix: the writer rebuilds it from the stored ids before the write returns
+when the index has been searched (so a document is searchable once ``indexed``, and a search never
+waits on a rebuild), and otherwise the first search builds it (a bulk load pays no rebuild per batch).
+Writes are copy-on-write: searches keep scoring the previous corpus until the writer publishes the
+new one with its matrix. Layout under ``root/<index>/``:
 
     corpus.npz          ids, payloads, vocabulary, term ids; replaced atomically on each write
     bm25s-<version>/    the bm25s score matrix built from that corpus version (a cache)
@@ -12,8 +15,8 @@ row). Layout under ``root/<index>/``:
 Readers compare ``corpus.npz``'s inode/mtime/size with what they loaded and reload when another
 process wrote it.
 
-Scoring is Lucene's BM25 (bm25s's default, k1=1.5, b=0.75): the configuration of the measured
-baseline, and its idf never goes negative, so one-chunk collections still match their words.
+Scoring is Lucene's BM25 with ``K1`` and ``B`` below: its idf never goes negative, so one-chunk
+collections still match their words.
 """
 
 from __future__ import annotations
@@ -71,6 +74,15 @@ class KeywordCorpus:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def copy(self) -> KeywordCorpus:
+        """What a writer edits while searches go on reading this one (rows' term arrays are shared:
+        edits replace them, never change them in place)."""
+        twin = KeywordCorpus()
+        twin.version = self.version
+        twin.ids, twin.payloads, twin.terms = list(self.ids), list(self.payloads), list(self.terms)
+        twin.vocab, twin._positions = dict(self.vocab), dict(self._positions)
+        return twin
 
     def add(self, records: Sequence[ChunkRecord], tokens: Sequence[Sequence[str]]) -> None:
         """Insert or overwrite by id; an overwritten chunk keeps its row."""
@@ -191,7 +203,9 @@ def top_positive(scores: np.ndarray, limit: int) -> np.ndarray:
 
 class _IndexState:
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # guards the fields below; held only for lookups and swaps
+        self.write_lock = threading.Lock()  # one writer per index in this process
+        self.writing = False  # between a local save and its publication: the file is ours, don't reload it
         self.corpus: KeywordCorpus | None = None
         self.stamp: tuple[int, int, int] | None = None
         self.scorer: Any = None
@@ -226,6 +240,8 @@ class CorpusBackedIndex(ABC):
 
     def _fresh(self, index: str, state: _IndexState) -> KeywordCorpus | None:
         """The corpus as on disk now, reloaded if any process replaced it since we read it."""
+        if state.writing:
+            return state.corpus
         path = self._folder(index) / _CORPUS
         stamp = _stamp(path)
         if stamp != state.stamp:
@@ -234,25 +250,36 @@ class CorpusBackedIndex(ABC):
         return state.corpus
 
     def _write(self, index: str, change: Callable[[KeywordCorpus], bool]) -> None:
-        """Load-modify-save under this process's lock and a cross-process flock.
+        """Copy-modify-save-publish under this process's write lock and a cross-process flock.
 
-        ``change`` edits the corpus in place and says whether anything changed (else no rewrite).
+        ``change`` edits a copy of the corpus and says whether anything changed (else no rewrite). Searches
+        read the published corpus throughout; a failure before publishing leaves it (and, before the save,
+        the file) as it was, and a failure after the save makes the next search reload the file.
         """
         folder = self._folder(index)
         state = self._state(index)
-        with state.lock:
+        with state.write_lock:
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / _LOCK, "a") as lock_file:
                 fcntl.flock(lock_file, fcntl.LOCK_EX)
-                loaded = self._fresh(index, state)
-                corpus = loaded if loaded is not None else KeywordCorpus()
+                with state.lock:
+                    loaded = self._fresh(index, state)
+                    state.writing = True
                 try:
-                    if change(corpus):
-                        corpus.save(folder / _CORPUS)
-                except BaseException:
-                    state.corpus, state.stamp = None, None  # memory may be ahead of disk: reread
-                    raise
-                state.corpus, state.stamp = corpus, _stamp(folder / _CORPUS)
+                    corpus = loaded.copy() if loaded is not None else KeywordCorpus()
+                    if not change(corpus):
+                        return
+                    corpus.save(folder / _CORPUS)
+                    stamp = _stamp(folder / _CORPUS)
+                    searched = state.scorer is not None and len(corpus) > 0
+                    scorer = self._build_scorer(corpus, folder) if searched else None
+                    with state.lock:
+                        state.corpus, state.stamp = corpus, stamp
+                        if scorer is not None:
+                            state.scorer, state.scorer_version = scorer, corpus.version
+                finally:
+                    with state.lock:
+                        state.writing = False
 
     def add(self, index: str, records: Sequence[ChunkRecord], tokenizer: str = DEFAULT_TOKENIZER) -> None:
         if not records:
@@ -285,11 +312,10 @@ class CorpusBackedIndex(ABC):
             mask = corpus.filter_mask(flt)
             if not term_ids or (mask is not None and not mask.any()):
                 return []
-            if state.scorer_version != corpus.version:
+            if state.scorer_version != corpus.version:  # the first search, or another process wrote
                 state.scorer = self._build_scorer(corpus, self._folder(index))
                 state.scorer_version = corpus.version
-            # A consistent snapshot: writers replace the scorer and only append to these lists in place
-            # (a delete builds new ones), so rows of this scorer keep their ids after the lock is released.
+            # A consistent snapshot: writers publish new corpus objects and never edit a published one.
             scorer, ids, payloads = state.scorer, corpus.ids, corpus.payloads
         # Scoring runs outside the lock: under 50 concurrent queries the lock serialized every search
         # (keyword stage p95 105 ms in bench/load_test.py).
@@ -308,12 +334,13 @@ class CorpusBackedIndex(ABC):
     def drop(self, index: str) -> None:
         folder = self._folder(index)
         state = self._state(index)
-        with state.lock:
+        with state.write_lock:  # the writers' lock order: write lock, flock, state lock
             if folder.exists():
                 with open(folder / _LOCK, "a") as lock_file:
                     fcntl.flock(lock_file, fcntl.LOCK_EX)
                     shutil.rmtree(folder)
-            state.corpus, state.stamp, state.scorer, state.scorer_version = None, None, None, ""
+            with state.lock:
+                state.corpus, state.stamp, state.scorer, state.scorer_version = None, None, None, ""
 
     def close(self) -> None:
         """Nothing is pending: every write is saved when it happens. Frees the in-memory copies."""

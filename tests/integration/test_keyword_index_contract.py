@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -240,8 +242,6 @@ def test_the_tokenizer_an_index_is_built_with_is_the_one_its_queries_use(
 
 
 def test_searches_during_writes_never_pair_an_id_with_another_chunks_payload(index: KeywordIndex) -> None:
-    import threading
-
     stop = threading.Event()
     errors: list[str] = []
 
@@ -266,3 +266,36 @@ def test_searches_during_writes_never_pair_an_id_with_another_chunks_payload(ind
     for thread in threads:
         thread.join()
     assert not errors
+
+
+class _GatedRebuild(Bm25sIndex):
+    """Holds the writer inside its matrix rebuild until the test lets it go."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.rebuilding, self.release = threading.Event(), threading.Event()
+        self.builds = 0
+
+    def _build_scorer(self, corpus: Any, folder: Path) -> Any:
+        self.builds += 1
+        if self.builds > 1:
+            self.rebuilding.set()
+            assert self.release.wait(10)
+        return super()._build_scorer(corpus, folder)
+
+
+def test_searches_go_on_while_a_write_rebuilds_and_see_it_once_it_returns(tmp_path: Path) -> None:
+    kw = _GatedRebuild(tmp_path)
+    kw.add("idx", RECORDS)
+    assert ids(kw.search("idx", "neutron stars", 10)) == ["c3", "c4"]  # the first search builds the matrix
+    new = record("c8", "d5", "pulsars.md", [], 6000.0, "Pulsars are rotating neutron stars.")
+    writer = threading.Thread(target=kw.add, args=("idx", [new]))
+    writer.start()
+    assert kw.rebuilding.wait(10)  # the writer is rebuilding the searched index's matrix ...
+    assert ids(kw.search("idx", "neutron stars", 10)) == ["c3", "c4"]  # ... and searches read the last one
+    kw.release.set()
+    writer.join()
+    builds = kw.builds
+    assert "c8" in ids(kw.search("idx", "neutron stars", 10))  # searchable as soon as the write returned
+    assert kw.builds == builds  # without a rebuild in the search
+    kw.close()
