@@ -16,6 +16,7 @@ from api.middleware import RequestContextMiddleware
 from api.routes import admin, collections, conversations, documents, health, ops, query
 from core.config import Settings
 from core.errors import RagError, RateLimited
+from core.heap import freeze_long_lived
 from core.tracing import configure_tracing
 from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
 from workers.embedded import EmbeddedWorker
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         if worker is not None:
             worker.start()
             requeue_unfinished(services, celery)
+        freeze_long_lived()
         try:
             yield
         finally:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from core.config import Settings
+from core.heap import freeze_long_lived
 from retrieval.onnx_export import default_cache_dir, onnx_model_path, tokenizer_of
 
 if TYPE_CHECKING:
@@ -305,6 +306,7 @@ class Embedder:
                 if self._runtime is None:
                     config = RuntimeConfig(self._batch_size, torch_threads(), self._cache_dir)
                     self._runtime = EMBEDDING_BACKENDS[self.backend](self.model, config)
+                    freeze_long_lived()  # the model's libraries are the bulk of a process's objects
         return self._runtime
 
     @property
