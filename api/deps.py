@@ -1,4 +1,9 @@
-"""FastAPI dependencies as ``Annotated`` aliases; everything comes from ``app.state``, built at start."""
+"""FastAPI dependencies as ``Annotated`` aliases; everything comes from ``app.state``, built at start.
+
+The getters that only read ``app.state`` are ``async``: FastAPI runs a plain ``def`` dependency in the
+thread pool, and a query took six pool hops (each a GIL handoff between the event loop and a thread)
+before it started. Under 50 concurrent clients those hand-offs, not the work, made the tail latency.
+"""
 
 from __future__ import annotations
 
@@ -17,31 +22,31 @@ from generation.query_service import QueryService
 from workers.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.services.settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.services.db
 
 
-def get_queries(request: Request) -> QueryService:
+async def get_queries(request: Request) -> QueryService:
     return request.app.state.services.queries
 
 
-def get_conversations(request: Request) -> ConversationService:
+async def get_conversations(request: Request) -> ConversationService:
     return request.app.state.services.conversations
 
 
-def get_enqueue(request: Request) -> Callable[[str], None]:
+async def get_enqueue(request: Request) -> Callable[[str], None]:
     return request.app.state.enqueue
 
 
-def get_limits(request: Request) -> RateLimits:
+async def get_limits(request: Request) -> RateLimits:
     return request.app.state.limits
 
 
