@@ -66,9 +66,16 @@ class Tally:
 
 
 async def query_client(
-    client: httpx.AsyncClient, questions: list[str], deadline: float, think_s: float, top_k: int, tally: Tally
+    client: httpx.AsyncClient,
+    questions: list[str],
+    deadline: float,
+    think_s: float,
+    top_k: int,
+    tally: Tally,
+    start_after_s: float = 0.0,
 ) -> None:
     rng = random.Random()
+    await asyncio.sleep(start_after_s)
     while time.monotonic() < deadline:
         body = {"query": rng.choice(questions), "generate": False, "top_k": top_k}
         started = time.perf_counter()
@@ -157,8 +164,10 @@ async def run_load(
     tally = Tally()
     async with server.async_client(timeout=args.timeout, connections=args.clients + 10) as client:
         deadline = time.monotonic() + args.duration
+        ramp_s = args.think_s if args.ramp_s is None else args.ramp_s
         tasks = [
-            query_client(client, questions, deadline, args.think_s, args.top_k, tally) for _ in range(args.clients)
+            query_client(client, questions, deadline, args.think_s, args.top_k, tally, n * ramp_s / args.clients)
+            for n in range(args.clients)
         ]
         await asyncio.gather(uploader(client, files, deadline, args.duplicate_every, tally), *tasks)
     return tally
@@ -255,6 +264,13 @@ def main() -> None:
     parser.add_argument(
         "--think-s", type=float, default=0.0, help="mean pause between a client's queries (0 = closed loop)"
     )
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        default=None,
+        help="clients start evenly spread over this many seconds (default: one think time), as locust's spawn "
+        "rate does; 0 sends every client's first query at the same instant (a burst, not a steady load)",
+    )
     parser.add_argument("--corpus", type=int, default=200, help="ClapNQ-dev passages indexed before the load")
     parser.add_argument("--uploads", type=int, default=100, help="further passages uploaded during the load")
     parser.add_argument("--duplicate-every", type=int, default=10, help="re-send every n-th upload (0 = never)")
@@ -277,6 +293,7 @@ def main() -> None:
 
     print(
         f"bench.load_test: {args.clients} clients x {args.duration:.0f} s, think {args.think_s} s, "
+        f"ramp-up {args.think_s if args.ramp_s is None else args.ramp_s} s, "
         f"{len(initial)} passages indexed first, {len(files)} uploaded during the load; "
         f"rate limits raised to {UNLIMITED} per key; server env {server_env(args.server_env) or 'default'}"
     )

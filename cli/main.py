@@ -82,7 +82,14 @@ def serve(
     configure_logging(redact=settings.redact_logs)
     typer.echo(banner(f"http://{host}:{port}", key, created))
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=int(settings.keep_alive_s),
+        )
         return
     if not (settings.broker_url and settings.qdrant_url and settings.keyword_backend == "qdrant_sparse"):
         typer.secho(
@@ -103,6 +110,7 @@ def serve(
         port=port,
         log_config=str(LOGGING_CONFIG),
         access_log=False,
+        timeout_keep_alive=int(settings.keep_alive_s),
     )
 
 

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
+    keep_alive_s: float = Field(
+        65.0,
+        description="Idle seconds before the server closes a kept-alive connection. Longer than clients' own "
+        "idle expiry (httpx: 5 s, uvicorn's default too), so a client never reuses a connection the server "
+        "is closing at that instant (a ReadError under load).",
+    )
     api_key: str | None = Field(None, description="If set, every endpoint but /health needs it.")
     max_upload_mb: float = Field(50.0, description="Uploads larger than this get 413.")
     max_query_chars: int = 2000
