@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.collections import bump_content_version
@@ -38,6 +38,9 @@ SKIPPED = "skipped"
 # A claim older than this is presumed dead (its worker crashed); the longest task may run this long.
 CLAIM_LEASE_S = 1860
 STALE = "stale"
+# A concurrent run of the same document committed first: its chunks (same deterministic ids) are the ones in
+# the indexes now, so this run must leave them there. Reported to callers as ``skipped``.
+DONE_ELSEWHERE = "done elsewhere"
 # Settings a collection (through a re-index) may override for its own documents.
 COLLECTION_OPTIONS = (
     "chunk_size_tokens",
@@ -172,33 +175,41 @@ def build(
     )
 
 
-def held_elsewhere(document: Document, token: str) -> bool:
-    """Another live task run holds it: claimed under another token within the longest a task may run."""
-    if document.status != DocumentStatus.processing or document.claim_token in (None, token):
-        return False
-    started = document.started_at
-    if started is None:
-        return False
-    started = started if started.tzinfo else started.replace(tzinfo=UTC)
-    return datetime.now(UTC) - started < timedelta(seconds=CLAIM_LEASE_S)
-
-
 def claim(db: Database, document_ids: Sequence[str], token: str) -> dict[str, tuple[Document, Collection]]:
-    """Mark the documents ``processing`` under ``token``, in one transaction. Leaves out those that are gone,
-    finished, or held by another task run (a duplicate, or a peer taken into someone else's batch)."""
-    claimed: dict[str, tuple[Document, Collection]] = {}
+    """Mark the documents ``processing`` under ``token``. Leaves out those that are gone, finished, or held by
+    another live task run (a duplicate, or a peer taken into someone else's batch): claimed under another
+    token within the longest a task may run.
+
+    The conditional UPDATE is the claim, so two runs never both take a document. (Reading the rows and then
+    writing them let a task and another task's peer batch both claim one; the loser's commit then found
+    the winner's chunk rows.)
+    """
+    if not document_ids:
+        return {}
+    now = datetime.now(UTC)
     with db.session() as session:
-        documents = session.scalars(select(Document).where(Document.id.in_(document_ids))).all()
+        taken = session.scalars(
+            update(Document)
+            .where(
+                Document.id.in_(document_ids),
+                Document.status.not_in((DocumentStatus.indexed, DocumentStatus.failed)),
+                or_(
+                    Document.status != DocumentStatus.processing,
+                    Document.claim_token.is_(None),
+                    Document.claim_token == token,
+                    Document.started_at.is_(None),
+                    Document.started_at < now - timedelta(seconds=CLAIM_LEASE_S),
+                ),
+            )
+            .values(status=DocumentStatus.processing, claim_token=token, attempts=Document.attempts + 1, started_at=now)
+            .returning(Document.id)
+        ).all()
+        if not taken:
+            return {}
+        documents = session.scalars(select(Document).where(Document.id.in_(taken))).all()
         collection_ids = {document.collection_id for document in documents}
         collections = {c.id: c for c in session.scalars(select(Collection).where(Collection.id.in_(collection_ids)))}
-        for document in documents:
-            if document.status in (DocumentStatus.indexed, DocumentStatus.failed) or held_elsewhere(document, token):
-                continue
-            document.status = DocumentStatus.processing
-            document.claim_token = token
-            document.attempts += 1
-            document.started_at = datetime.now(UTC)
-            claimed[document.id] = (document, collections[document.collection_id])
+        claimed = {document.id: (document, collections[document.collection_id]) for document in documents}
         session.flush()
         session.expunge_all()
     return claimed
@@ -315,7 +326,8 @@ def write_indexes(retriever: HybridRetriever, items: Sequence[Prepared]) -> None
 
 
 def store_chunks(session: Any, item: Prepared) -> None:
-    session.execute(delete(Chunk).where(Chunk.document_id == item.document.id, Chunk.index_version == item.version))
+    if not item.first_write:  # a first claim has no rows from an earlier run to replace
+        session.execute(delete(Chunk).where(Chunk.document_id == item.document.id, Chunk.index_version == item.version))
     session.add_all(
         Chunk(
             id=record.id,
@@ -330,36 +342,80 @@ def store_chunks(session: Any, item: Prepared) -> None:
     )
 
 
-def commit_indexed(db: Database, item: Prepared) -> str:
+def mark_indexed(session: Any, item: Prepared) -> str:
+    row = session.get(Document, item.document.id)
+    if row is None:
+        return SKIPPED
+    if row.status == DocumentStatus.indexed:
+        return DONE_ELSEWHERE
+    collection = session.get(Collection, row.collection_id)
+    if item.follow_serving and (collection is None or collection.index_version != item.version):
+        return STALE
+    store_chunks(session, item)
+    row.status = DocumentStatus.indexed
+    row.error = None
+    row.claim_token = None
+    row.chunk_count = len(item.records)
+    row.page_count = item.page_count
+    row.finished_at = datetime.now(UTC)
+    return DocumentStatus.indexed
+
+
+def commit_indexed(db: Database, items: Sequence[Prepared]) -> dict[str, str]:
     """Chunk rows and ``indexed`` land in one transaction: a document is never half-indexed and ``indexed``.
 
-    Returns ``skipped`` when the document was deleted meanwhile or a concurrent run of it committed first
-    (same deterministic ids), and ``stale`` when a re-index switched the serving version while this upload
-    was embedding (the caller indexes it again, into the new version).
+    One transaction for the whole batch (one per document cost 3 ms each). Each document's outcome is
+    ``skipped`` when it was deleted meanwhile, ``done elsewhere`` when a concurrent run of it committed first
+    (same deterministic ids; a batch that trips over its chunk rows commits again one document at a time),
+    and ``stale`` when a re-index switched the serving version while this upload was embedding (the caller
+    indexes it again, into the new version).
     """
+    if not items:
+        return {}
     try:
         with db.session() as session:
-            row = session.get(Document, item.document.id)
-            if row is None:
-                return SKIPPED
-            collection = session.get(Collection, row.collection_id)
-            if item.follow_serving and (collection is None or collection.index_version != item.version):
-                return STALE
-            store_chunks(session, item)
-            bump_content_version(session, row.collection_id)
-            row.status = DocumentStatus.indexed
-            row.error = None
-            row.claim_token = None
-            row.chunk_count = len(item.records)
-            row.page_count = item.page_count
-            row.finished_at = datetime.now(UTC)
+            ids = [item.document.id for item in items]
+            rows = session.scalars(select(Document).where(Document.id.in_(ids))).all()  # then get() hits memory
+            session.scalars(select(Collection).where(Collection.id.in_({row.collection_id for row in rows}))).all()
+            outcomes = {item.document.id: mark_indexed(session, item) for item in items}
+            changed = {row.collection_id for row in rows if outcomes[row.id] == DocumentStatus.indexed}
+            for collection_id in sorted(changed):
+                bump_content_version(session, collection_id)
+        return outcomes
     except IntegrityError:
+        if len(items) > 1:
+            return {k: v for item in items for k, v in commit_indexed(db, [item]).items()}
         with db.session() as session:
-            row = session.get(Document, item.document.id)
+            row = session.get(Document, items[0].document.id)
             if row is not None and row.status == DocumentStatus.indexed:
-                return SKIPPED
+                return {row.id: DONE_ELSEWHERE}
         raise
-    return DocumentStatus.indexed
+
+
+def index_batch(
+    db: Database, retriever: HybridRetriever, batch: Sequence[Prepared]
+) -> tuple[dict[str, str], list[str], int]:
+    """Write the batch to both indexes, commit it, and settle each document's chunks by its outcome.
+
+    Returns the final statuses, the documents to index again (stale: a re-index switched versions
+    meanwhile) and how many chunks were indexed.
+    """
+    write_indexes(retriever, batch)
+    outcomes = commit_indexed(db, batch)
+    statuses: dict[str, str] = {}
+    pending: list[str] = []
+    chunks = 0
+    for item in batch:
+        outcome = outcomes[item.document.id]
+        if outcome == DocumentStatus.indexed:
+            chunks += len(item.records)
+        elif outcome != DONE_ELSEWHERE:  # gone, or written into a version that no longer serves
+            retriever.delete_document(item.index, item.document.id)
+        if outcome == STALE:
+            pending.append(item.document.id)
+        else:
+            statuses[item.document.id] = SKIPPED if outcome == DONE_ELSEWHERE else outcome
+    return statuses, pending, chunks
 
 
 def index_documents(
@@ -381,18 +437,9 @@ def index_documents(
     for _ in range(3):  # a re-index switch during the run makes items stale at most once or twice
         batch, unprepared = prepare(db, retriever, settings, pending, token)
         statuses.update(unprepared)
-        write_indexes(retriever, batch)
-        pending = []
-        for item in batch:
-            outcome = commit_indexed(db, item)
-            if outcome == DocumentStatus.indexed:
-                chunks += len(item.records)
-            else:
-                retriever.delete_document(item.index, item.document.id)
-            if outcome == STALE:
-                pending.append(item.document.id)
-            else:
-                statuses[item.document.id] = outcome
+        done, pending, indexed_chunks = index_batch(db, retriever, batch)
+        statuses.update(done)
+        chunks += indexed_chunks
         if not pending:
             break
     for document_id in pending:

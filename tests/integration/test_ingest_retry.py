@@ -12,7 +12,7 @@ from core.ids import chunk_id
 from core.models import Document, DocumentStatus
 from core.types import ChunkRecord
 from ingest import service
-from ingest.pipeline import index_documents
+from ingest.pipeline import claim, claim_queued_peers, index_batch, index_documents, prepare
 from workers.services import Services
 
 TEXT = b"Barn owls hunt at night. Their hearing locates voles under snow."
@@ -47,5 +47,43 @@ def test_a_retry_removes_chunks_an_interrupted_run_left_behind(tmp_path: Path) -
         assert services.vectors.count("r__v1") == services.keywords.count("r__v1") == 2
         vector_hits = services.vectors.search("r__v1", np.ones(384, dtype=np.float32) / np.sqrt(384), 10)
         assert {hit.payload["document_id"] for hit in vector_hits} == {first, retried}
+    finally:
+        services.close()
+
+
+def test_a_document_taken_into_another_runs_batch_is_not_claimed_twice(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", llm_backend="none", _env_file=None)
+    services = Services(settings)
+    try:
+        service.create_collection(services.db, "r", settings)
+        own, peer = submit(services, "own.txt"), submit(services, "peer.txt")
+        # Run "b" (the task of `own`) takes `peer` into its batch while run "a" (peer's own task) starts.
+        assert claim_queued_peers(services.db, own, 5, "b") == [peer]
+        assert claim(services.db, [peer], "a") == {}
+        claimed = claim(services.db, [own, peer], "b")
+        assert set(claimed) == {own, peer}
+        assert all(document.attempts == 1 for document, _ in claimed.values())
+    finally:
+        services.close()
+
+
+def test_a_run_that_finds_its_document_indexed_by_another_keeps_that_runs_chunks(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", llm_backend="none", _env_file=None)
+    services = Services(settings)
+    try:
+        service.create_collection(services.db, "r", settings)
+        document = submit(services, "twice.txt")
+        late, _ = prepare(services.db, services.retriever, settings, [document], "late")
+        # A redrive (the lease ran out) indexes the document while the late run is still embedding it.
+        with services.db.session() as session:
+            session.execute(update(Document).where(Document.id == document).values(claim_token=None))
+        assert index_documents(services.db, services.retriever, settings, [document]) == {document: "indexed"}
+
+        statuses, pending, chunks = index_batch(services.db, services.retriever, late)
+
+        assert (statuses, pending, chunks) == ({document: "skipped"}, [], 0)
+        assert services.vectors.count("r__v1") == services.keywords.count("r__v1") == 1
+        with services.db.session() as session:
+            assert session.get(Document, document).status == DocumentStatus.indexed
     finally:
         services.close()
