@@ -262,7 +262,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="concurrent query clients")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument(
-        "--think-s", type=float, default=0.0, help="mean pause between a client's queries (0 = closed loop)"
+        "--think-s",
+        type=float,
+        default=1.0,
+        help="mean pause between a client's queries: 50 users who read an answer before the next question "
+        "(0 = closed loop: every client always has a query in flight, a capacity test)",
     )
     parser.add_argument(
         "--ramp-s",
