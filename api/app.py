@@ -16,7 +16,7 @@ from api.middleware import RequestContextMiddleware
 from api.routes import admin, collections, conversations, documents, health, ops, query
 from core.config import Settings
 from core.errors import RagError, RateLimited
-from core.heap import freeze_long_lived
+from core.heap import freeze_long_lived, thaw
 from core.tracing import configure_tracing
 from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
 from workers.embedded import EmbeddedWorker
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             if worker is not None:
                 worker.stop()
             services.close()
+            thaw()
 
     app = FastAPI(
         title="hybrid-rag",

@@ -88,7 +88,7 @@ def serve(
             port=port,
             log_config=None,
             access_log=False,
-            timeout_keep_alive=int(settings.keep_alive_s),
+            timeout_keep_alive=settings.keep_alive_s,
         )
         return
     if not (settings.broker_url and settings.qdrant_url and settings.keyword_backend == "qdrant_sparse"):
@@ -110,7 +110,7 @@ def serve(
         port=port,
         log_config=str(LOGGING_CONFIG),
         access_log=False,
-        timeout_keep_alive=int(settings.keep_alive_s),
+        timeout_keep_alive=settings.keep_alive_s,
     )
 
 

@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
-    keep_alive_s: float = Field(
-        65.0,
+    keep_alive_s: int = Field(
+        65,
+        ge=1,
         description="Idle seconds before the server closes a kept-alive connection. Longer than clients' own "
         "idle expiry (httpx: 5 s, uvicorn's default too), so a client never reuses a connection the server "
         "is closing at that instant (a ReadError under load).",

@@ -20,3 +20,10 @@ def freeze_long_lived() -> None:
     with _LOCK:
         gc.collect()
         gc.freeze()
+
+
+def thaw() -> None:
+    """Hand frozen objects back to the collector when an app stops: a process that builds many apps (tests,
+    the CLI) would otherwise keep every cycle that was alive at one of their starts."""
+    with _LOCK:
+        gc.unfreeze()

@@ -346,11 +346,11 @@ def mark_indexed(session: Any, item: Prepared) -> str:
     row = session.get(Document, item.document.id)
     if row is None:
         return SKIPPED
-    if row.status == DocumentStatus.indexed:
-        return DONE_ELSEWHERE
     collection = session.get(Collection, row.collection_id)
     if item.follow_serving and (collection is None or collection.index_version != item.version):
-        return STALE
+        return STALE  # checked first: what this run wrote into the old version must go, whoever won
+    if row.status == DocumentStatus.indexed:
+        return DONE_ELSEWHERE
     store_chunks(session, item)
     row.status = DocumentStatus.indexed
     row.error = None

@@ -3,8 +3,9 @@
 Each index keeps, per chunk, its analyzed terms as vocabulary ids, so adding or deleting chunks
 never re-tokenizes the rest. BM25 weights depend on corpus-wide statistics, so every change touches
 every row of the score matrix: the writer rebuilds it from the stored ids before the write returns
-when the index has been searched (so a document is searchable once ``indexed``, and a search never
-waits on a rebuild), and otherwise the first search builds it (a bulk load pays no rebuild per batch).
+when the index was searched since the last rebuild (so a document is searchable once ``indexed``, and a
+search never waits on a rebuild), and otherwise the next search builds it (a bulk load with no searches
+pays no rebuild per batch; with searches, at most one per batch).
 Writes are copy-on-write: searches keep scoring the previous corpus until the writer publishes the
 new one with its matrix. Layout under ``root/<index>/``:
 
@@ -206,6 +207,7 @@ class _IndexState:
         self.lock = threading.RLock()  # guards the fields below; held only for lookups and swaps
         self.write_lock = threading.Lock()  # one writer per index in this process
         self.writing = False  # between a local save and its publication: the file is ours, don't reload it
+        self.searched = False  # a search read the published version: the next write rebuilds the matrix
         self.corpus: KeywordCorpus | None = None
         self.stamp: tuple[int, int, int] | None = None
         self.scorer: Any = None
@@ -271,12 +273,11 @@ class CorpusBackedIndex(ABC):
                         return
                     corpus.save(folder / _CORPUS)
                     stamp = _stamp(folder / _CORPUS)
-                    searched = state.scorer is not None and len(corpus) > 0
-                    scorer = self._build_scorer(corpus, folder) if searched else None
+                    scorer = self._build_scorer(corpus, folder) if state.searched and len(corpus) else None
                     with state.lock:
                         state.corpus, state.stamp = corpus, stamp
                         if scorer is not None:
-                            state.scorer, state.scorer_version = scorer, corpus.version
+                            state.scorer, state.scorer_version, state.searched = scorer, corpus.version, False
                 finally:
                     with state.lock:
                         state.writing = False
@@ -317,6 +318,7 @@ class CorpusBackedIndex(ABC):
                 state.scorer_version = corpus.version
             # A consistent snapshot: writers publish new corpus objects and never edit a published one.
             scorer, ids, payloads = state.scorer, corpus.ids, corpus.payloads
+            state.searched = True
         # Scoring runs outside the lock: under 50 concurrent queries the lock serialized every search
         # (keyword stage p95 105 ms in bench/load_test.py).
         scores = self._scores(scorer, term_ids)
@@ -338,7 +340,8 @@ class CorpusBackedIndex(ABC):
             if folder.exists():
                 with open(folder / _LOCK, "a") as lock_file:
                     fcntl.flock(lock_file, fcntl.LOCK_EX)
-                    shutil.rmtree(folder)
+                    with state.lock:  # no search caches a matrix inside the folder while it goes
+                        shutil.rmtree(folder)
             with state.lock:
                 state.corpus, state.stamp, state.scorer, state.scorer_version = None, None, None, ""
 
@@ -368,7 +371,10 @@ class Bm25sIndex(CorpusBackedIndex):
     @staticmethod
     def _save_matrix(model: bm25s.BM25, folder: Path, target: Path) -> None:
         """Cache the matrix so a restart loads it in a fraction of a second instead of re-scoring."""
-        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".bm25s-"))
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".bm25s-"))
+        except OSError:
+            return  # the folder is gone (the index was dropped): nothing to cache
         try:
             model.save(str(tmp), show_progress=False)
             os.rename(tmp, target)

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from core.config import Settings
 from core.ids import chunk_id
-from core.models import Document, DocumentStatus
+from core.models import Collection, Document, DocumentStatus
 from core.types import ChunkRecord
 from ingest import service
 from ingest.pipeline import claim, claim_queued_peers, index_batch, index_documents, prepare
@@ -85,5 +85,25 @@ def test_a_run_that_finds_its_document_indexed_by_another_keeps_that_runs_chunks
         assert services.vectors.count("r__v1") == services.keywords.count("r__v1") == 1
         with services.db.session() as session:
             assert session.get(Document, document).status == DocumentStatus.indexed
+    finally:
+        services.close()
+
+
+def test_a_late_run_into_a_version_that_no_longer_serves_removes_its_chunks_even_if_indexed(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", llm_backend="none", _env_file=None)
+    services = Services(settings)
+    try:
+        service.create_collection(services.db, "r", settings)
+        document = submit(services, "late.txt")
+        late, _ = prepare(services.db, services.retriever, settings, [document], "late")
+        # Meanwhile a re-index switched the collection to version 2 and indexed the document there.
+        with services.db.session() as session:
+            session.execute(update(Collection).where(Collection.name == "r").values(index_version=2))
+            session.execute(update(Document).where(Document.id == document).values(status=DocumentStatus.indexed))
+
+        statuses, pending, chunks = index_batch(services.db, services.retriever, late)
+
+        assert (statuses, pending, chunks) == ({}, [document], 0)  # indexed again by the caller (then skipped)
+        assert services.vectors.count("r__v1") == services.keywords.count("r__v1") == 0
     finally:
         services.close()

@@ -298,4 +298,8 @@ def test_searches_go_on_while_a_write_rebuilds_and_see_it_once_it_returns(tmp_pa
     builds = kw.builds
     assert "c8" in ids(kw.search("idx", "neutron stars", 10))  # searchable as soon as the write returned
     assert kw.builds == builds  # without a rebuild in the search
+    kw.add("idx", [record("c9", "d6", "a.md", [], 7000.0, "Magnetars.")])
+    kw.add("idx", [record("c10", "d7", "b.md", [], 8000.0, "Quasars.")])
+    assert kw.builds == builds + 1  # only the first write after a search rebuilds; the next search does
+    assert ids(kw.search("idx", "quasars", 10)) == ["c10"] and kw.builds == builds + 2
     kw.close()

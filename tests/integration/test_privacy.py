@@ -66,15 +66,17 @@ def test_log_lines_are_redacted_unless_turned_off() -> None:
     assert raw["msg"] == "user a@b.io asked"
 
 
-def test_platform_ids_pass_redaction_untouched_but_card_numbers_do_not() -> None:
+def test_server_generated_ids_pass_redaction_untouched_and_nothing_else_does() -> None:
     card_like_id = "4111111111111111" + "a" * 16  # its digit run passes the Luhn check
     assert redact_text(card_like_id) != card_like_id
     record = logging.LogRecord("rag", logging.INFO, __file__, 1, "query", (), None)
     record.retrieval = {"fused": [card_like_id, "6f1c3c2e-5a8e-4f61-9d0b-2f6f2f0c9a11"]}
-    record.error = f"card 4111 1111 1111 1111 in {card_like_id}x"
+    record.query_id = card_like_id
+    record.client_value = card_like_id  # id-shaped, but a client could have sent it
     line = json.loads(JsonFormatter(redact=True).format(record))
     assert line["retrieval"]["fused"] == [card_like_id, "6f1c3c2e-5a8e-4f61-9d0b-2f6f2f0c9a11"]
-    assert "4111 1111" not in line["error"]
+    assert line["query_id"] == card_like_id
+    assert line["client_value"] == redact_text(card_like_id)
 
 
 def test_retention_purge_runs_periodically_in_the_embedded_worker(tmp_path: Path) -> None:
