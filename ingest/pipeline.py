@@ -387,7 +387,9 @@ def commit_indexed(db: Database, items: Sequence[Prepared]) -> dict[str, str]:
             return {k: v for item in items for k, v in commit_indexed(db, [item]).items()}
         with db.session() as session:
             row = session.get(Document, items[0].document.id)
-            if row is not None and row.status == DocumentStatus.indexed:
+            if row is None:  # deleted between the read and the chunk rows' insert (a foreign-key violation)
+                return {items[0].document.id: SKIPPED}
+            if row.status == DocumentStatus.indexed:
                 return {row.id: DONE_ELSEWHERE}
         raise
 
