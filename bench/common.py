@@ -154,6 +154,11 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)), flush=True)
 
 
+def tuning_cells(train: dict[str, float], test: dict[str, float]) -> list[str]:
+    """The metric columns both tuning benches print: nDCG@10 on train (what picks) and test (what reports)."""
+    return [f"{train['ndcg@10']:.4f}"] + [f"{test[k]:.4f}" for k in ("ndcg@10", "recall@10", "recall@100", "mrr@10")]
+
+
 def verdict(value: float, target: float) -> str:
     """``pass`` when ``value`` is at most ``target`` (latencies); callers flip the sense for throughputs."""
     return "pass" if value <= target else "FAIL"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import load_average, print_table, progress, scifact_dir
+from bench.common import load_average, print_table, progress, scifact_dir, tuning_cells
 from core.config import Settings
 from core.models import index_name
 from evaluation.datasets import load_dataset
@@ -164,14 +164,7 @@ def grid(max_depth: int) -> list[Setting]:
 
 
 def row(setting: Setting, train: dict[str, float], test: dict[str, float]) -> list[str]:
-    return [
-        setting.label(),
-        f"{train['ndcg@10']:.4f}",
-        f"{test['ndcg@10']:.4f}",
-        f"{test['recall@10']:.4f}",
-        f"{test['recall@100']:.4f}",
-        f"{test['mrr@10']:.4f}",
-    ]
+    return [setting.label(), *tuning_cells(train, test)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Report, cache_dir, print_table, progress, scifact_dir
+from bench.common import REPO, Report, cache_dir, print_table, progress, scifact_dir, tuning_cells
 from evaluation.datasets import EvalDocument, load_dataset
 from evaluation.metrics import RUN_DEPTH, doc_ranking, score_rankings
 from ingest.chunking import chunk_sections
@@ -399,15 +399,7 @@ def neighbours(chosen: Setting) -> list[Setting]:
 
 def row(exp: Experiment, setting: Setting, note: str = "") -> list[Any]:
     train, test = exp.evaluate(setting, "train"), exp.evaluate(setting, "test")
-    return [
-        setting.label(),
-        f"{train['ndcg@10']:.4f}",
-        f"{test['ndcg@10']:.4f}",
-        f"{test['recall@10']:.4f}",
-        f"{test['recall@100']:.4f}",
-        f"{test['mrr@10']:.4f}",
-        note,
-    ]
+    return [setting.label(), *tuning_cells(train, test), note]
 
 
 HEADERS = ["setting", "train nDCG@10", "test nDCG@10", "test R@10", "test R@100", "test MRR@10", "note"]
