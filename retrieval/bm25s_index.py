@@ -9,12 +9,15 @@ pays no rebuild per batch; with searches, at most one per batch).
 Writes are copy-on-write: searches keep scoring the previous corpus until the writer publishes the
 new one with its matrix. Layout under ``root/<index>/``:
 
-    corpus.npz          ids, payloads, vocabulary, term ids; replaced atomically on each write
+    corpus.npz          snapshot: ids, payloads, vocabulary, term ids, and the id of its log
+    corpus.log          the changes since that snapshot (chunks added, documents deleted), appended by each
+                        write, so a write costs its own size, not the index's; replayed on load. Once it
+                        outgrows the snapshot, a write replaces both (atomically, the snapshot first)
     bm25s-<version>/    the bm25s score matrix built from that corpus version (a cache)
     .lock               flock taken by writers, so worker processes never interleave writes
 
-Readers compare ``corpus.npz``'s inode/mtime/size with what they loaded and reload when another
-process wrote it.
+Readers compare both files' inode/mtime/size with what they loaded and reload when another process wrote
+them.
 
 Scoring is Lucene's BM25 with ``K1`` and ``B`` below: its idf never goes negative, so one-chunk
 collections still match their words.
@@ -23,14 +26,17 @@ collections still match their words.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import uuid
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +52,70 @@ from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 K1 = 0.45
 B = 0.2
 _CORPUS = "corpus.npz"
+_LOG = "corpus.log"
 _LOCK = ".lock"
+# A write appends its change to the log; once the log outgrows the snapshot (and this floor), the next write
+# rewrites the snapshot instead, so appends stay O(change) and rewrites amortize to O(1) per chunk.
+SNAPSHOT_AFTER_LOG_BYTES = 4 << 20
+_ENTRY_HEADER = struct.Struct("<II")  # length, crc32 of the JSON body that follows
 _MATRIX_PREFIX = "bm25s-"
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+Stamp = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _stamp(folder: Path) -> Stamp:
+    """What changes whenever any process writes the index: the snapshot's and the log's identity and size."""
+    return _file_stamp(folder / _CORPUS), _file_stamp(folder / _LOG)
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically: readers in other processes see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _log_entry(entry: dict[str, Any]) -> bytes:
+    body = json.dumps(entry, separators=(",", ":")).encode()
+    return _ENTRY_HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+def _read_log(path: Path, log_id: str) -> tuple[list[dict[str, Any]], int]:
+    """The log's whole entries and where they end. The first entry names the snapshot the log extends; a log
+    of another snapshot (a crash between a snapshot and its fresh log) counts as empty. A torn or half-written
+    last entry ends the log there: a crashed writer's, or one still being appended by another process."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    entries: list[dict[str, Any]] = []
+    position = 0
+    while position + _ENTRY_HEADER.size <= len(data):
+        length, crc = _ENTRY_HEADER.unpack_from(data, position)
+        body = data[position + _ENTRY_HEADER.size : position + _ENTRY_HEADER.size + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        entries.append(json.loads(body))
+        position += _ENTRY_HEADER.size + length
+    if not entries or entries[0].get("log") != log_id:
+        return [], 0
+    return entries[1:], position
 
 
 class KeywordCorpus:
@@ -72,6 +132,9 @@ class KeywordCorpus:
         self.vocab: dict[str, int] = {}
         self._positions: dict[str, int] = {}
         self._columns: _FilterColumns | None = None
+        self.log_id: str | None = None  # the log this corpus's snapshot names; None: no snapshot with a log yet
+        self.log_end = 0  # bytes of that log applied here: the next append goes there
+        self.snapshot_bytes = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,22 +146,31 @@ class KeywordCorpus:
         twin.version = self.version
         twin.ids, twin.payloads, twin.terms = list(self.ids), list(self.payloads), list(self.terms)
         twin.vocab, twin._positions = dict(self.vocab), dict(self._positions)
+        twin.log_id, twin.log_end, twin.snapshot_bytes = self.log_id, self.log_end, self.snapshot_bytes
         return twin
 
-    def add(self, records: Sequence[ChunkRecord], tokens: Sequence[Sequence[str]]) -> None:
+    def apply(self, change: dict[str, Any]) -> bool:
+        """The one way a corpus changes, live and when a log is replayed, so both end in the same state.
+        ``{"add": [ids, payloads, tokens]}`` or ``{"delete": document_id}``; False if nothing changed."""
+        if "add" in change:
+            self.add(*change["add"])
+            return True
+        return self.delete_document(change["delete"])
+
+    def add(self, ids: Sequence[str], payloads: Sequence[dict[str, Any]], tokens: Sequence[Sequence[str]]) -> None:
         """Insert or overwrite by id; an overwritten chunk keeps its row."""
-        for record, words in zip(records, tokens, strict=True):
+        for chunk_id, payload, words in zip(ids, payloads, tokens, strict=True):
             term_ids = np.fromiter(
                 (self.vocab.setdefault(word, len(self.vocab)) for word in words), dtype=np.int32, count=len(words)
             )
-            row = self._positions.get(record.id)
+            row = self._positions.get(chunk_id)
             if row is None:
-                self._positions[record.id] = len(self.ids)
-                self.ids.append(record.id)
-                self.payloads.append(chunk_payload(record))
+                self._positions[chunk_id] = len(self.ids)
+                self.ids.append(chunk_id)
+                self.payloads.append(payload)
                 self.terms.append(term_ids)
             else:
-                self.payloads[row] = chunk_payload(record)
+                self.payloads[row] = payload
                 self.terms[row] = term_ids
         self._columns = None
 
@@ -125,37 +197,73 @@ class KeywordCorpus:
             self._columns = _FilterColumns(self.payloads)
         return self._columns.mask(flt, len(self.ids))
 
-    def save(self, path: Path) -> None:
-        """Write atomically: readers in other processes see the old file or the new one, never half."""
+    def persist(self, folder: Path, change: dict[str, Any]) -> None:
+        """Record ``change`` (already applied here) under a new version: appended to the log, or, once the log
+        has outgrown the snapshot, as a new snapshot of the whole corpus."""
         self.version = uuid.uuid4().hex
+        if self.log_id is None or self.log_end > max(SNAPSHOT_AFTER_LOG_BYTES, self.snapshot_bytes):
+            self.save(folder)
+        else:
+            self._append(folder / _LOG, {**change, "version": self.version})
+
+    def save(self, folder: Path) -> None:
+        """A snapshot naming a fresh log, then that log (a crash between the two leaves an old log, which
+        names another snapshot and is ignored)."""
+        self.log_id = uuid.uuid4().hex
         offsets = np.zeros(len(self.terms) + 1, dtype=np.int64)
         np.cumsum([len(t) for t in self.terms], out=offsets[1:])
         terms = np.concatenate(self.terms) if self.terms else np.zeros(0, dtype=np.int32)
         vocab = sorted(self.vocab, key=self.vocab.__getitem__)
-        meta = json.dumps({"version": self.version, "ids": self.ids, "payloads": self.payloads, "vocab": vocab})
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".corpus-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, terms=terms, offsets=offsets, meta=np.frombuffer(meta.encode(), dtype=np.uint8))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        meta = {"version": self.version, "log": self.log_id, "ids": self.ids, "payloads": self.payloads, "vocab": vocab}
+        buffer = io.BytesIO()
+        np.savez(buffer, terms=terms, offsets=offsets, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        _fsync_write(folder / _CORPUS, buffer.getvalue())
+        header = _log_entry({"log": self.log_id})
+        _fsync_write(folder / _LOG, header)
+        self.snapshot_bytes, self.log_end = buffer.tell(), len(header)
+
+    def _append(self, path: Path, entry: dict[str, Any]) -> None:
+        """Cut off whatever follows the entries this corpus holds (a crashed writer's torn entry), then append;
+        a log that does not extend this snapshot (a crash right after the snapshot) starts over."""
+        data = _log_entry(entry)
+        if self.log_end == 0:
+            data = _log_entry({"log": self.log_id}) + data
+        with open(path, "r+b") as f:
+            f.truncate(self.log_end)
+            f.seek(self.log_end)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.log_end += len(data)
 
     @classmethod
-    def load(cls, path: Path) -> KeywordCorpus:
+    def load(cls, folder: Path) -> KeywordCorpus:
+        """The snapshot and its log replayed; retried if another process rewrote the snapshot meanwhile."""
+        for _ in range(10):
+            before = _file_stamp(folder / _CORPUS)
+            corpus = cls._load_snapshot(folder / _CORPUS)
+            entries, corpus.log_end = _read_log(folder / _LOG, corpus.log_id) if corpus.log_id else ([], 0)
+            for entry in entries:
+                corpus.apply(entry)
+                corpus.version = entry["version"]
+            if _file_stamp(folder / _CORPUS) == before:
+                return corpus
+        raise RuntimeError(f"the keyword index in {folder} keeps changing while it loads")
+
+    @classmethod
+    def _load_snapshot(cls, path: Path) -> KeywordCorpus:
         corpus = cls()
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(data["meta"].tobytes())
             terms, offsets = data["terms"], data["offsets"]
         corpus.version = meta["version"]
+        corpus.log_id = meta.get("log")  # snapshots written before the log existed have none
         corpus.ids = meta["ids"]
         corpus.payloads = meta["payloads"]
         corpus.vocab = {word: i for i, word in enumerate(meta["vocab"])}
         corpus.terms = [terms[offsets[i] : offsets[i + 1]] for i in range(len(corpus.ids))]
         corpus._positions = {chunk: row for row, chunk in enumerate(corpus.ids)}
+        corpus.snapshot_bytes = path.stat().st_size
         return corpus
 
 
@@ -209,7 +317,7 @@ class _IndexState:
         self.writing = False  # between a local save and its publication: the file is ours, don't reload it
         self.searched = False  # a search read the published version: the next write rebuilds the matrix
         self.corpus: KeywordCorpus | None = None
-        self.stamp: tuple[int, int, int] | None = None
+        self.stamp: Stamp | None = None
         self.scorer: Any = None
         self.scorer_version = ""
 
@@ -244,19 +352,20 @@ class CorpusBackedIndex(ABC):
         """The corpus as on disk now, reloaded if any process replaced it since we read it."""
         if state.writing:
             return state.corpus
-        path = self._folder(index) / _CORPUS
-        stamp = _stamp(path)
+        folder = self._folder(index)
+        stamp = _stamp(folder)
         if stamp != state.stamp:
-            state.corpus = KeywordCorpus.load(path) if stamp is not None else None
+            state.corpus = KeywordCorpus.load(folder) if stamp[0] is not None else None
             state.stamp = stamp
         return state.corpus
 
-    def _write(self, index: str, change: Callable[[KeywordCorpus], bool]) -> None:
-        """Copy-modify-save-publish under this process's write lock and a cross-process flock.
+    def _write(self, index: str, change: dict[str, Any]) -> None:
+        """Copy-apply-persist-publish under this process's write lock and a cross-process flock.
 
-        ``change`` edits a copy of the corpus and says whether anything changed (else no rewrite). Searches
-        read the published corpus throughout; a failure before publishing leaves it (and, before the save,
-        the file) as it was, and a failure after the save makes the next search reload the file.
+        ``change`` is applied to a copy of the corpus (no write if it changes nothing). Searches read the
+        published corpus throughout; a failure before publishing leaves it as it was, and one during the
+        write makes the next search reload the files (a torn log entry is ignored, and cut off by the next
+        append).
         """
         folder = self._folder(index)
         state = self._state(index)
@@ -269,10 +378,10 @@ class CorpusBackedIndex(ABC):
                     state.writing = True
                 try:
                     corpus = loaded.copy() if loaded is not None else KeywordCorpus()
-                    if not change(corpus):
+                    if not corpus.apply(change):
                         return
-                    corpus.save(folder / _CORPUS)
-                    stamp = _stamp(folder / _CORPUS)
+                    corpus.persist(folder, change)
+                    stamp = _stamp(folder)
                     scorer = self._build_scorer(corpus, folder) if state.searched and len(corpus) else None
                     with state.lock:
                         state.corpus, state.stamp = corpus, stamp
@@ -287,16 +396,11 @@ class CorpusBackedIndex(ABC):
             return
         # Outside the locks: the slow part.
         tokens = analyzer(tokenizer).tokenize_many([record.searchable_text for record in records])
-
-        def change(corpus: KeywordCorpus) -> bool:
-            corpus.add(records, tokens)
-            return True
-
-        self._write(index, change)
+        self._write(index, {"add": [[r.id for r in records], [chunk_payload(r) for r in records], tokens]})
 
     def delete_document(self, index: str, document_id: str) -> None:
         if (self._folder(index) / _CORPUS).exists():
-            self._write(index, lambda corpus: corpus.delete_document(document_id))
+            self._write(index, {"delete": document_id})
 
     def search(
         self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
