@@ -12,10 +12,15 @@ from core.models import Collection
 
 def get_collection(db: Database, name: str) -> Collection:
     with db.session() as session:
-        collection = session.scalar(select(Collection).where(Collection.name == name))
-        if collection is None:
-            raise NotFound(f"Collection {name!r} does not exist; create it with POST /v1/collections.")
-        return collection
+        return collection_in(session, name)
+
+
+def collection_in(session: Session, name: str) -> Collection:
+    """For callers that read more in the same transaction (an upload's duplicate check)."""
+    collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        raise NotFound(f"Collection {name!r} does not exist; create it with POST /v1/collections.")
+    return collection
 
 
 def bump_content_version(session: Session, collection_id: str) -> None:

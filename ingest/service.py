@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 
-from core.collections import bump_content_version, get_collection
+from core.collections import bump_content_version, collection_in, get_collection
 from core.config import Settings
 from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge
@@ -95,10 +95,10 @@ def submit_document(
     declared_type: str | None = None,
 ) -> Submission:
     """Validate, keep the original bytes, record the document and queue it. Same bytes -> same document."""
-    collection = get_collection(db, collection_name)
-    name, kind = validate_upload(settings, filename, data, declared_type)
-    digest = sha256_hex(data)
-    with db.session() as session:
+    with db.session() as session:  # one read transaction for the collection and the duplicate check
+        collection = collection_in(session, collection_name)
+        name, kind = validate_upload(settings, filename, data, declared_type)
+        digest = sha256_hex(data)
         existing = session.scalar(
             select(Document).where(Document.collection_id == collection.id, Document.sha256 == digest)
         )
