@@ -28,9 +28,7 @@ class VectorStore(Protocol):
 
     def delete_document(self, index: str, document_id: str) -> None: ...
 
-    def search(
-        self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None
-    ) -> list[Hit]:
+    def search(self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
         """Best-first hits; ``flt`` is applied inside the search, never after it."""
 
     def count(self, index: str) -> int: ...

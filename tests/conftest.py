@@ -26,9 +26,7 @@ def shared_data_dir() -> Path | None:
 def shared_data() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip(
-            "../shared/data (the real evaluation data) is absent; set RAG_SHARED_DATA to run this test"
-        )
+        pytest.skip("../shared/data (the real evaluation data) is absent; set RAG_SHARED_DATA to run this test")
     return path
 
 
