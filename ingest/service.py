@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +84,13 @@ class Submission:
     created: bool
 
 
+@dataclass(frozen=True)
+class Upload:
+    filename: str | None
+    data: bytes
+    declared_type: str | None = None
+
+
 def submit_document(
     db: Database,
     settings: Settings,
@@ -95,44 +102,80 @@ def submit_document(
     declared_type: str | None = None,
 ) -> Submission:
     """Validate, keep the original bytes, record the document and queue it. Same bytes -> same document."""
-    with db.session() as session:  # one read transaction for the collection and the duplicate check
-        collection = collection_in(session, collection_name)
-        name, kind = validate_upload(settings, filename, data, declared_type)
-        digest = sha256_hex(data)
-        existing = session.scalar(
-            select(Document).where(Document.collection_id == collection.id, Document.sha256 == digest)
-        )
-        if existing is not None:
-            return Submission(existing, created=False)
+    upload = Upload(filename, data, declared_type)
+    return submit_documents(db, settings, collection_name, [upload], metadata, enqueue)[0]
 
+
+def submit_documents(
+    db: Database,
+    settings: Settings,
+    collection_name: str,
+    uploads: Sequence[Upload],
+    metadata: dict[str, Any] | None,
+    enqueue: Enqueue,
+) -> list[Submission]:
+    """Every file is checked before any is stored; the new ones are recorded in one transaction and queued
+    after it commits. Same bytes -> same document, within the request too."""
+    with db.session() as session:  # one read transaction for the collection and the duplicate checks
+        collection = collection_in(session, collection_name)
+        checked = [validate_upload(settings, u.filename, u.data, u.declared_type) for u in uploads]
+        digests = [sha256_hex(u.data) for u in uploads]
+        known = {
+            d.sha256: d
+            for d in session.scalars(
+                select(Document).where(Document.collection_id == collection.id, Document.sha256.in_(set(digests)))
+            )
+        }
+    created: dict[str, Document] = {}
+    for upload, (name, kind), digest in zip(uploads, checked, digests, strict=True):
+        if digest not in known and digest not in created:
+            created[digest] = Document(
+                collection_id=collection.id,
+                filename=name,
+                content_type=kind,
+                sha256=digest,
+                size_bytes=len(upload.data),
+                blob_path=str(store_blob(settings, digest, upload.data)),
+                metadata_=metadata or {},
+            )
+    if created:
+        try:
+            with db.session() as session:
+                session.add_all(created.values())
+        except IntegrityError:
+            if len(uploads) == 1:  # a concurrent upload of the same bytes won the race: return its row
+                return [Submission(existing_document(db, collection.id, digests[0]), created=False)]
+            return [
+                submit_documents(db, settings, collection_name, [upload], metadata, enqueue)[0] for upload in uploads
+            ]
+    documents = {**known, **created}
+    submissions = []
+    for digest in digests:
+        new = created.pop(digest, None) is not None  # a second file with the same bytes is a duplicate
+        if new:
+            enqueue(documents[digest].id)
+        submissions.append(Submission(documents[digest], created=new))
+    return submissions
+
+
+def store_blob(settings: Settings, digest: str, data: bytes) -> Path:
+    """The original bytes, content-addressed: identical uploads share one file."""
     blob_path = settings.blob_dir / digest[:2] / digest
     blob_path.parent.mkdir(parents=True, exist_ok=True)
     if not blob_path.exists():
         tmp = blob_path.with_name(f"{digest}.{new_id()}.part")  # unique: identical uploads may race here
         tmp.write_bytes(data)
         os.replace(tmp, blob_path)
-    try:
-        with db.session() as session:
-            document = Document(
-                collection_id=collection.id,
-                filename=name,
-                content_type=kind,
-                sha256=digest,
-                size_bytes=len(data),
-                blob_path=str(blob_path.resolve()),
-                metadata_=metadata or {},
-            )
-            session.add(document)
-    except IntegrityError:
-        # A concurrent upload of the same bytes won the race: return its row.
-        with db.session() as session:
-            winner = session.scalar(
-                select(Document).where(Document.collection_id == collection.id, Document.sha256 == digest)
-            )
-            assert winner is not None
-            return Submission(winner, created=False)
-    enqueue(document.id)
-    return Submission(document, created=True)
+    return blob_path.resolve()
+
+
+def existing_document(db: Database, collection_id: str, digest: str) -> Document:
+    with db.session() as session:
+        winner = session.scalar(
+            select(Document).where(Document.collection_id == collection_id, Document.sha256 == digest)
+        )
+        assert winner is not None
+        return winner
 
 
 def get_document(db: Database, document_id: str) -> tuple[Document, str]:

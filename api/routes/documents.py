@@ -73,20 +73,23 @@ def submit(
     retriever: HybridRetriever,
     enqueue: Any,
     collection: str,
-    upload: UploadFile,
-    data: bytes,
+    files: list[tuple[UploadFile, bytes]],
     metadata: dict[str, Any],
     replace: bool,
-) -> DocumentOut:
-    """Replacing removes same-named documents with other bytes once the new one is accepted."""
-    previous = service.same_name_documents(db, collection, upload.filename or "") if replace else []
-    submission = service.submit_document(
-        db, settings, collection, upload.filename, data, metadata, enqueue, upload.content_type
-    )
-    for document_id in previous:
-        if document_id != submission.document.id:
-            service.delete_document(db, retriever, document_id)
-    return document_out(submission.document, collection, duplicate=not submission.created)
+) -> list[DocumentOut]:
+    """Replacing removes same-named documents with other bytes once the new ones are accepted; of several
+    files with one name in a request, the last wins, as if they had come one by one."""
+    names = [upload.filename or "" for upload, _ in files]
+    previous = {name: service.same_name_documents(db, collection, name) for name in set(names)} if replace else {}
+    uploads = [service.Upload(upload.filename, data, upload.content_type) for upload, data in files]
+    submissions = service.submit_documents(db, settings, collection, uploads, metadata, enqueue)
+    if replace:
+        kept = {name: submission.document.id for name, submission in zip(names, submissions, strict=True)}
+        for name, document_id in kept.items():
+            batch = {s.document.id for n, s in zip(names, submissions, strict=True) if n == name}
+            for stale in (set(previous[name]) | batch) - {document_id}:
+                service.delete_document(db, retriever, stale)
+    return [document_out(s.document, collection, duplicate=not s.created) for s in submissions]
 
 
 @router.post(
@@ -110,9 +113,10 @@ async def upload_document(
     settings = services.settings
     data = await read_limited(file, settings.max_upload_bytes)
     meta = parse_metadata(metadata)
-    return await run_in_threadpool(
-        submit, services.db, settings, services.retriever, enqueue, name, file, data, meta, replace
+    documents = await run_in_threadpool(
+        submit, services.db, settings, services.retriever, enqueue, name, [(file, data)], meta, replace
     )
+    return documents[0]
 
 
 @router.post("/v1/collections/{name}/documents/batch", status_code=status.HTTP_202_ACCEPTED)
@@ -138,14 +142,17 @@ async def upload_documents(
     limits.hit("upload", identity(principal, request), cost=len(files))
     meta = parse_metadata(metadata)
     contents = [await read_limited(f, settings.max_upload_bytes) for f in files]
-    for upload, data in zip(files, contents, strict=True):
-        await run_in_threadpool(service.validate_upload, settings, upload.filename, data, upload.content_type)
-    return [
-        await run_in_threadpool(
-            submit, services.db, settings, services.retriever, enqueue, name, f, data, meta, replace
-        )
-        for f, data in zip(files, contents, strict=True)
-    ]
+    return await run_in_threadpool(
+        submit,
+        services.db,
+        settings,
+        services.retriever,
+        enqueue,
+        name,
+        list(zip(files, contents, strict=True)),
+        meta,
+        replace,
+    )
 
 
 @router.get("/v1/collections/{name}/documents")

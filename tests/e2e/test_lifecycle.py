@@ -78,6 +78,33 @@ def test_list_delete_replace_and_dedupe(client: TestClient) -> None:
     assert hit["document_id"] == new_bread["id"]
 
 
+def test_batch_upload_is_all_or_nothing_dedupes_and_replaces_like_single_uploads(client: TestClient) -> None:
+    url = "/v1/collections/life/documents/batch"
+    tides, owls = TEXTS["tides.txt"].encode(), TEXTS["owls.txt"].encode()
+    rejected = client.post(url, files=[("files", ("tides.txt", tides)), ("files", ("scan.png", b"\x89PNG\r\n\x1a\n"))])
+    assert rejected.status_code == 415, rejected.text
+    assert client.get("/v1/collections/life/documents").json()["total"] == 0  # nothing of it was stored
+
+    files = [("files", ("a.txt", tides)), ("files", ("b.txt", owls)), ("files", ("c.txt", tides))]
+    accepted = client.post(url, files=files)
+    assert accepted.status_code == 202, accepted.text
+    first, second, third = accepted.json()
+    assert third["id"] == first["id"] and third["duplicate"] is True and first["duplicate"] is False
+    assert second["id"] != first["id"]
+    assert {wait_for_status(client, d["id"])["status"] for d in (first, second)} == {"indexed"}
+    assert client.get("/v1/collections/life/documents").json()["total"] == 2
+
+    # Two new files named b.txt with replace: the last one wins, as if they had come one by one.
+    bread = TEXTS["bread.txt"].encode()
+    replaced = client.post(
+        url, files=[("files", ("b.txt", bread)), ("files", ("b.txt", bread + b" Rye."))], data={"replace": "true"}
+    )
+    assert replaced.status_code == 202, replaced.text
+    survivor = replaced.json()[1]
+    names = {d["filename"]: d["id"] for d in client.get("/v1/collections/life/documents").json()["items"]}
+    assert names == {"a.txt": first["id"], "b.txt": survivor["id"]}
+
+
 def test_reindex_while_queries_run_switches_once(client: TestClient) -> None:
     for name, text in TEXTS.items():
         upload(client, name, text)
