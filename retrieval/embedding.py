@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -87,9 +88,11 @@ class TorchRuntime:
 class OnnxRuntime:
     """The transformer on ONNX Runtime, with the model's own tokenizer and pooling.
 
-    Two sessions over one file: documents use every core (one batch at a time, see ``Embedder``), queries
-    run single-threaded on the calling thread, so concurrent queries spread over the cores instead of
-    fighting over one thread pool, and a query never waits for a document batch.
+    Documents run on one single-threaded session per core, each taking the next batch of the longest-first
+    order until none is left: on two cores that is ~12% more chunks/s than one session with two intra-op
+    threads (no barrier per operator to wait at, and a core lent to other work stalls only its own batch).
+    Queries run on another single-threaded session on the calling
+    thread, so concurrent queries spread over the cores and never wait for a document batch.
 
     With the int8 file, activations are quantized with one scale per batch, so a text's vector depends a
     little on its batch mates (cosine ~0.99 between a text alone and in a batch). SciFact nDCG@10 moved by
@@ -103,24 +106,48 @@ class OnnxRuntime:
         self._pooling = pooling_mode(model)
         self._dim = _dimension(model)
         self._batch_size = batch_size
-        self._sessions = {
-            "document": ort.InferenceSession(str(path), _session_options(threads), providers=["CPUExecutionProvider"]),
-            "query": ort.InferenceSession(str(path), _session_options(1), providers=["CPUExecutionProvider"]),
-        }
-        self._inputs = {i.name for i in self._sessions["query"].get_inputs()}
+
+        def session() -> Any:
+            return ort.InferenceSession(str(path), _session_options(1), providers=["CPUExecutionProvider"])
+
+        self._query_session = session()
+        self._document_sessions = [session() for _ in range(max(1, threads))]
+        self._inputs = {i.name for i in self._query_session.get_inputs()}
+        self._pool = ThreadPoolExecutor(max(1, threads - 1), thread_name_prefix="onnx-share")
 
     def encode(self, texts: Sequence[str], purpose: Purpose) -> np.ndarray:
-        session = self._sessions[purpose]
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         # Longest first, as sentence-transformers does: each batch pads to similar lengths.
         order = np.argsort([-len(text) for text in texts], kind="stable")
-        for start in range(0, len(texts), self._batch_size):
-            rows = order[start : start + self._batch_size]
-            features = self._tokenize([texts[i] for i in rows])
-            feeds = {k: np.asarray(v, dtype=np.int64) for k, v in features.items() if k in self._inputs}
-            hidden = session.run(["last_hidden_state"], feeds)[0]
-            out[rows] = _normalize(_pool(hidden, feeds["attention_mask"], self._pooling))
+        if purpose == "query":
+            for start in range(0, len(order), self._batch_size):
+                self._encode_batch(self._query_session, texts, order[start : start + self._batch_size], out)
+            return out
+        # Small calls (one worker batch of ~60 chunks) get smaller batches, so the cores finish together.
+        size = min(self._batch_size, -(-len(texts) // (2 * len(self._document_sessions))))
+        batches = iter([order[start : start + size] for start in range(0, len(order), size)])
+        lock = threading.Lock()
+
+        def drain(session: Any) -> None:
+            while True:
+                with lock:
+                    rows = next(batches, None)
+                if rows is None:
+                    return
+                self._encode_batch(session, texts, rows, out)
+
+        sessions = self._document_sessions[: -(-len(texts) // size)]
+        others = [self._pool.submit(drain, session) for session in sessions[1:]]
+        drain(sessions[0])
+        for future in others:
+            future.result()
         return out
+
+    def _encode_batch(self, session: Any, texts: Sequence[str], rows: np.ndarray, out: np.ndarray) -> None:
+        features = self._tokenize([texts[i] for i in rows])
+        feeds = {k: np.asarray(v, dtype=np.int64) for k, v in features.items() if k in self._inputs}
+        hidden = session.run(["last_hidden_state"], feeds)[0]
+        out[rows] = _normalize(_pool(hidden, feeds["attention_mask"], self._pooling))
 
 
 def _session_options(threads: int) -> Any:
