@@ -123,8 +123,8 @@ class OnnxRuntime:
             for start in range(0, len(order), self._batch_size):
                 self._encode_batch(self._query_session, texts, order[start : start + self._batch_size], out)
             return out
-        # Small calls (one worker batch of ~60 chunks) get smaller batches, so the cores finish together.
-        size = min(self._batch_size, -(-len(texts) // (2 * len(self._document_sessions))))
+        # Small calls (a few chunks) get smaller batches, so the cores finish together.
+        size = min(self._batch_size, -(-len(texts) // (4 * len(self._document_sessions))))
         batches = iter([order[start : start + size] for start in range(0, len(order), size)])
         lock = threading.Lock()
 
