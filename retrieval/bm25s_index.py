@@ -228,7 +228,8 @@ class KeywordCorpus:
         data = _log_entry(entry)
         if self.log_end == 0:
             data = _log_entry({"log": self.log_id}) + data
-        with open(path, "r+b") as f:
+        # Created if missing: a crash can leave a first snapshot without its log.
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as f:
             f.truncate(self.log_end)
             f.seek(self.log_end)
             f.write(data)

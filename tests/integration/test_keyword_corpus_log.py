@@ -141,3 +141,15 @@ def test_an_index_written_before_the_log_existed_still_loads_and_takes_writes(tm
     assert state(legacy) == expected
     legacy.add("idx", [chunk(2)])
     assert ids(Bm25sIndex(tmp_path).search("idx", "word2", 5)) == ["c2"]
+
+
+def test_a_first_snapshot_whose_log_was_never_written_still_takes_writes(tmp_path: Path) -> None:
+    writer = Bm25sIndex(tmp_path)
+    writer.add("idx", [chunk(0)])
+    (folder(tmp_path) / "corpus.log").unlink()  # the process died between the snapshot and its log
+
+    reader = Bm25sIndex(tmp_path)
+    assert reader.count("idx") == 1
+    reader.add("idx", [chunk(1)])
+    after = Bm25sIndex(tmp_path)
+    assert [ids(after.search("idx", f"word{n}", 5)) for n in range(2)] == [["c0"], ["c1"]]
