@@ -91,8 +91,8 @@ class OnnxRuntime:
     Documents run on one single-threaded session per core, each taking the next batch of the longest-first
     order until none is left: on two cores that is ~12% more chunks/s than one session with two intra-op
     threads (no barrier per operator to wait at, and a core lent to other work stalls only its own batch).
-    Queries run on another single-threaded session on the calling
-    thread, so concurrent queries spread over the cores and never wait for a document batch.
+    Queries run on another single-threaded session on the calling thread, so concurrent queries spread over
+    the cores and never wait for a document batch.
 
     With the int8 file, activations are quantized with one scale per batch, so a text's vector depends a
     little on its batch mates (cosine ~0.99 between a text alone and in a batch). SciFact nDCG@10 moved by
@@ -108,7 +108,7 @@ class OnnxRuntime:
         self._batch_size = batch_size
 
         def session() -> Any:
-            return ort.InferenceSession(str(path), _session_options(1), providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), _session_options(), providers=["CPUExecutionProvider"])
 
         self._query_session = session()
         self._document_sessions = [session() for _ in range(max(1, threads))]
@@ -124,7 +124,7 @@ class OnnxRuntime:
                 self._encode_batch(self._query_session, texts, order[start : start + self._batch_size], out)
             return out
         # Small calls (a few chunks) get smaller batches, so the cores finish together.
-        size = min(self._batch_size, -(-len(texts) // (4 * len(self._document_sessions))))
+        size = max(1, min(self._batch_size, -(-len(texts) // (4 * len(self._document_sessions)))))
         batches = iter([order[start : start + size] for start in range(0, len(order), size)])
         lock = threading.Lock()
 
@@ -150,15 +150,13 @@ class OnnxRuntime:
         out[rows] = _normalize(_pool(hidden, feeds["attention_mask"], self._pooling))
 
 
-def _session_options(threads: int) -> Any:
+def _session_options() -> Any:
+    """One thread per session: the runtime parallelizes over sessions (one per core), not inside one."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    # Idle pool threads sleep instead of spinning: on a small machine the spinning took the CPU that the
-    # API's uploads and queries needed while a document batch ran (bench/ingest_throughput.py).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
