@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, print_table, progress, scifact_corpus, stopwatch
+from bench.serving import UNLIMITED, free_port
 from core.config import Settings
 from ingest.chunking import chunk_sections
 from ingest.parsers import parse_document
@@ -39,7 +40,6 @@ from ingest.pipeline import embedding_text
 from retrieval.embedding import Embedder
 
 TARGET_RATIO = 0.85
-UNLIMITED = "1000000/minute"
 
 
 def upload_file(row: dict[str, str]) -> tuple[str, bytes]:
@@ -163,7 +163,6 @@ def api_server(settings: Settings) -> Iterator[Any]:
     import uvicorn
 
     from api.app import create_app
-    from bench.serving import free_port
 
     port = free_port()
     config = uvicorn.Config(
