@@ -57,7 +57,11 @@ def pipeline_texts(files: Sequence[tuple[str, bytes]], embedder: Embedder, setti
         seen.add(data)
         parsed = parse_document(data, "text", max_pages=settings.max_pdf_pages)
         drafts = chunk_sections(
-            parsed.sections, embedder.count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens
+            parsed.sections,
+            embedder.count_tokens,
+            settings.chunk_size_tokens,
+            settings.chunk_overlap_tokens,
+            count_spans=embedder.count_spans,
         )
         texts.extend(embedding_text(d, parsed.title) for d in drafts)
     return texts

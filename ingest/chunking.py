@@ -13,6 +13,9 @@ How a chunk is made, and why:
   keeps it at least half full, it ends at that break instead, so paragraphs stay whole where cheap.
 * The next chunk repeats the previous chunk's last atoms that fit in ``overlap`` tokens, topped up with
   the trailing words of the atom before them; overlap never repeats a whole chunk.
+* Counting goes through a ``SpanCounter`` per section. By default each span is tokenized on its own; a
+  caller may pass ``count_spans`` that gives the same counts cheaper (``Embedder.span_counter`` tokenizes a
+  section once and counts word-aligned spans from the offsets: a twelfth of the tokenizer calls).
 * A chunk's text is the exact slice of the section from its first atom to its last, and its token count
   is measured once on that slice; should a tokenizer count the whole as more than its parts, atoms are
   dropped from the end until it fits, so every chunk is at most ``size`` tokens.
@@ -27,6 +30,14 @@ from dataclasses import dataclass, replace
 from ingest.parsers.base import Section
 
 TokenCounter = Callable[[str], int]
+SpanCounter = Callable[[int, int], int]
+"""Tokens in ``text[start:end]`` of the one text it was made for."""
+SpanCounting = Callable[[str], SpanCounter]
+
+
+def slice_counter(count_tokens: TokenCounter) -> SpanCounting:
+    """Every span tokenized on its own: exact for any tokenizer, one call per span."""
+    return lambda text: lambda start, end: count_tokens(text[start:end])
 
 
 @dataclass(frozen=True)
@@ -60,17 +71,25 @@ _MAX_CHARS_PER_TOKEN = 32
 
 
 def chunk_sections(
-    sections: Sequence[Section], count_tokens: TokenCounter, size: int, overlap: int
+    sections: Sequence[Section],
+    count_tokens: TokenCounter,
+    size: int,
+    overlap: int,
+    count_spans: SpanCounting | None = None,
 ) -> list[ChunkDraft]:
-    """Chunks of at most ``size`` tokens as ``count_tokens`` counts them; ordinals 0..n-1 in reading order."""
+    """Chunks of at most ``size`` tokens as ``count_tokens`` counts them; ordinals 0..n-1 in reading order.
+
+    ``count_spans(text)(start, end)``, when given, must equal ``count_tokens(text[start:end])``."""
     if size < 1:
         raise ValueError("size must be at least 1 token")
     if not 0 <= overlap < size:
         raise ValueError("overlap must be at least 0 and smaller than size")
+    spans = count_spans or slice_counter(count_tokens)
     drafts: list[ChunkDraft] = []
     for page, heading, text in _merge(sections):
-        atoms = _atoms(text, count_tokens, size)
-        for start, end, tokens in _pack(text, atoms, count_tokens, size, overlap):
+        count = spans(text)
+        atoms = _atoms(text, count, size)
+        for start, end, tokens in _pack(text, atoms, count, size, overlap):
             drafts.append(ChunkDraft(len(drafts), text[start:end], page, heading, tokens))
     return drafts
 
@@ -87,26 +106,24 @@ def _merge(sections: Sequence[Section]) -> list[tuple[int | None, str | None, st
     return [(page, heading, "\n\n".join(texts)) for page, heading, texts in groups]
 
 
-def _atoms(text: str, count_tokens: TokenCounter, size: int) -> list[_Atom]:
+def _atoms(text: str, count: SpanCounter, size: int) -> list[_Atom]:
     atoms: list[_Atom] = []
     for start, end in _pieces(text, 0, len(text), _PARAGRAPH_BREAK):
         first = len(atoms)
-        _split(text, start, end, 0, count_tokens, size, atoms)
+        _split(text, start, end, 0, count, size, atoms)
         atoms[first] = replace(atoms[first], opens_paragraph=True)
     return atoms
 
 
-def _split(
-    text: str, start: int, end: int, level: int, count_tokens: TokenCounter, size: int, out: list[_Atom]
-) -> None:
+def _split(text: str, start: int, end: int, level: int, count: SpanCounter, size: int, out: list[_Atom]) -> None:
     for piece_start, piece_end in _pieces(text, start, end, _FALLBACKS[level]):
-        tokens = count_tokens(text[piece_start:piece_end])
+        tokens = count(piece_start, piece_end)
         if tokens <= size:
             out.append(_Atom(piece_start, piece_end, tokens))
         elif level + 1 < len(_FALLBACKS):
-            _split(text, piece_start, piece_end, level + 1, count_tokens, size, out)
+            _split(text, piece_start, piece_end, level + 1, count, size, out)
         else:
-            out.extend(_hard_split(text, piece_start, piece_end, count_tokens, size))
+            out.extend(_hard_split(piece_start, piece_end, count, size))
 
 
 def _pieces(text: str, start: int, end: int, separator: re.Pattern[str]) -> Iterator[tuple[int, int]]:
@@ -127,14 +144,14 @@ def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         yield start, end
 
 
-def _hard_split(text: str, start: int, end: int, count_tokens: TokenCounter, size: int) -> Iterator[_Atom]:
+def _hard_split(start: int, end: int, count: SpanCounter, size: int) -> Iterator[_Atom]:
     """Longest prefixes that fit, found by binary search (token counts grow with length)."""
     while start < end:
         low, high = 1, min(end - start, size * _MAX_CHARS_PER_TOKEN)
-        best, best_tokens = 1, count_tokens(text[start : start + 1])
+        best, best_tokens = 1, count(start, start + 1)
         while low <= high:
             middle = (low + high) // 2
-            tokens = count_tokens(text[start : start + middle])
+            tokens = count(start, start + middle)
             if tokens <= size:
                 best, best_tokens, low = middle, tokens, middle + 1
             else:
@@ -143,9 +160,7 @@ def _hard_split(text: str, start: int, end: int, count_tokens: TokenCounter, siz
         start += best
 
 
-def _pack(
-    text: str, atoms: list[_Atom], count_tokens: TokenCounter, size: int, overlap: int
-) -> Iterator[tuple[int, int, int]]:
+def _pack(text: str, atoms: list[_Atom], count: SpanCounter, size: int, overlap: int) -> Iterator[tuple[int, int, int]]:
     """Yield ``(start, end, tokens)`` per chunk; ``carry`` holds the overlap taken from the previous one."""
     carry: list[_Atom] = []
     first = 0
@@ -161,7 +176,7 @@ def _pack(
         stop = _paragraph_stop(atoms, first, stop, total, size)
         while True:
             start = carry[0].start if carry else atoms[first].start
-            tokens = count_tokens(text[start : atoms[stop - 1].end])
+            tokens = count(start, atoms[stop - 1].end)
             if tokens <= size or (stop - first == 1 and not carry):
                 break
             if stop - first > 1:
@@ -170,7 +185,7 @@ def _pack(
                 carry.pop(0)
         yield start, atoms[stop - 1].end, tokens
         if stop < len(atoms) and overlap:
-            carry = _overlap(text, [*carry, *atoms[first:stop]], count_tokens, overlap)
+            carry = _overlap(text, [*carry, *atoms[first:stop]], count, overlap)
         first = stop
 
 
@@ -187,7 +202,7 @@ def _paragraph_stop(atoms: list[_Atom], first: int, stop: int, total: int, size:
     return stop
 
 
-def _overlap(text: str, members: list[_Atom], count_tokens: TokenCounter, overlap: int) -> list[_Atom]:
+def _overlap(text: str, members: list[_Atom], count: SpanCounter, overlap: int) -> list[_Atom]:
     """Trailing atoms (never the first, so no chunk is repeated whole), then words of the next one back."""
     carry: list[_Atom] = []
     budget = overlap
@@ -197,18 +212,18 @@ def _overlap(text: str, members: list[_Atom], count_tokens: TokenCounter, overla
         budget -= members[index].tokens
         index -= 1
     if budget:
-        tail = _word_tail(text, members[index], count_tokens, budget)
+        tail = _word_tail(text, members[index], count, budget)
         if tail is not None:
             carry.insert(0, tail)
     return carry
 
 
-def _word_tail(text: str, atom: _Atom, count_tokens: TokenCounter, budget: int) -> _Atom | None:
+def _word_tail(text: str, atom: _Atom, count: SpanCounter, budget: int) -> _Atom | None:
     """The atom's last words within ``budget`` tokens, never all of them."""
     words = list(_pieces(text, atom.start, atom.end, _WORD_BREAK))
     start, tokens = atom.end, 0
     for word_start, word_end in reversed(words[1:]):
-        word_tokens = count_tokens(text[word_start:word_end])
+        word_tokens = count(word_start, word_end)
         if tokens + word_tokens > budget:
             break
         start, tokens = word_start, tokens + word_tokens

@@ -147,8 +147,14 @@ def build(
     )
     parsed_at = time.perf_counter()
     profile = IndexProfile.from_settings(settings)
-    count_tokens = retriever.embedder_for(profile).count_tokens
-    drafts = chunk_sections(parsed.sections, count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens)
+    embedder = retriever.embedder_for(profile)
+    drafts = chunk_sections(
+        parsed.sections,
+        embedder.count_tokens,
+        settings.chunk_size_tokens,
+        settings.chunk_overlap_tokens,
+        count_spans=embedder.count_spans,
+    )
     if not drafts:
         raise DocumentUnreadable(f"{document.filename} contains no text to index.")
     timings = {"parse": (parsed_at - started) * 1000, "chunk": (time.perf_counter() - parsed_at) * 1000}

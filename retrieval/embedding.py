@@ -24,6 +24,7 @@ import numpy as np
 from core.config import Settings
 from core.heap import freeze_long_lived
 from retrieval.onnx_export import default_cache_dir, onnx_model_path, tokenizer_of
+from retrieval.token_spans import offset_span_counter, word_local
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -280,6 +281,7 @@ class Embedder:
         self._model: SentenceTransformer | None = None
         self._runtime: EncoderRuntime | None = None
         self._counter: Callable[[str], int] | None = None
+        self._span_tokenizer: Any = None  # set with the counter when spans can be read off offsets
         self._lock = threading.RLock()
         self._document_lock = threading.Lock()
 
@@ -361,6 +363,15 @@ class Embedder:
         """Word pieces in ``text`` without [CLS]/[SEP]; the chunker sizes chunks with it."""
         return self._token_counter()(text)
 
+    def count_spans(self, text: str) -> Callable[[int, int], int]:
+        """``count(start, end) == count_tokens(text[start:end])`` for many spans of ``text``, from one
+        tokenization of it where the tokenizer allows (``retrieval.token_spans``)."""
+        counter = self._token_counter()
+        rust = self._span_tokenizer
+        if rust is None:
+            return lambda start, end: counter(text[start:end])
+        return offset_span_counter(text, rust.encode(text, add_special_tokens=False).offsets, counter)
+
     def _token_counter(self) -> Callable[[str], int]:
         """A private copy of the Rust tokenizer with truncation and padding off.
 
@@ -379,5 +390,6 @@ class Embedder:
                         rust = copy.deepcopy(backend)
                         rust.no_truncation()
                         rust.no_padding()
+                        self._span_tokenizer = rust if word_local(rust) else None
                         self._counter = lambda text: len(rust.encode(text, add_special_tokens=False).ids)
         return self._counter

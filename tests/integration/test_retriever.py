@@ -99,6 +99,10 @@ def test_embedder_contract(embedder: Embedder) -> None:
     long_text = "retrieval augmented generation " * 200
     assert embedder.count_tokens(long_text) > embedder.max_tokens  # counting never truncates
     assert embedder.count_tokens("") == 0
+    text = "Counting spans: one pass over the text.  Then\tany word-aligned span, or a cut inside a word."
+    count = embedder.count_spans(text)
+    for start, end in [(0, len(text)), (0, 15), (16, 40), (42, 67), (3, 30), (50, 51)]:
+        assert count(start, end) == embedder.count_tokens(text[start:end])
     assert embedder.embed_documents([]).shape == (0, 384)
 
 
