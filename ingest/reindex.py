@@ -213,9 +213,7 @@ def _build_batch(
 def _store_batch(db: Database, items: Sequence[Prepared]) -> None:
     with db.session() as session:
         existing = set(session.scalars(select(Document.id).where(Document.id.in_([i.document.id for i in items]))))
-        for item in items:
-            if item.document.id in existing:
-                store_chunks(session, item)
+        store_chunks(session, [item for item in items if item.document.id in existing])
 
 
 def _switch(db: Database, job: ReindexJob, collection_id: str, done: set[str]) -> bool:
