@@ -180,12 +180,16 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders.")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
 ) -> None:
-    """Index files into a collection in this process (creates the collection if needed)."""
+    """Index files into a collection in this process (creates the collection if needed).
+
+    Every file is recorded first, then the queued ones are indexed RAG_INGEST_BATCH_DOCUMENTS at a time, so
+    their chunks share embedding batches (one document at a time ran the model on a few chunks per call).
+    """
     from tqdm import tqdm
 
     from core.errors import NotFound
     from ingest import service
-    from ingest.pipeline import index_document
+    from ingest.pipeline import index_documents
     from workers.services import Services
 
     services = Services(Settings())
@@ -195,26 +199,26 @@ def ingest(
         except NotFound:
             service.create_collection(services.db, collection, services.settings)
         queued: list[str] = []
+        names: dict[str, Path] = {}
         failures = 0
         files = _files(paths)
-        for path in tqdm(files, desc="indexing", unit="file"):
+        for path in tqdm(files, desc="recording", unit="file"):
             try:
                 sub = service.submit_document(
-                    services.db,
-                    services.settings,
-                    collection,
-                    path.name,
-                    path.read_bytes(),
-                    None,
-                    queued.append,
+                    services.db, services.settings, collection, path.name, path.read_bytes(), None, queued.append
                 )
             except RagError as exc:
                 tqdm.write(f"{path}: {exc.message}")
                 failures += 1
                 continue
-            while queued:
-                index_document(services.db, services.retriever, services.settings, queued.pop())
-            document, _ = service.get_document(services.db, sub.document.id)
+            names.setdefault(sub.document.id, path)
+        batch = max(1, services.settings.ingest_batch_documents)
+        with tqdm(total=len(queued), desc="indexing", unit="file") as bar:
+            for start in range(0, len(queued), batch):
+                index_documents(services.db, services.retriever, services.settings, queued[start : start + batch])
+                bar.update(len(queued[start : start + batch]))
+        for document_id, path in names.items():
+            document, _ = service.get_document(services.db, document_id)
             if document.status == "failed":
                 tqdm.write(f"{path}: failed: {document.error}")
                 failures += 1
