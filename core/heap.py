@@ -1,15 +1,22 @@
-"""Keeps Python's cyclic garbage collector from pausing every request thread.
+"""Keeps the interpreter from pausing the threads that matter: the cyclic garbage collector, and the GIL.
+
+Garbage collector:
 
 A full collection walks every tracked object while holding the GIL. Once the embedding model and its
 libraries are loaded, a serving process holds about 650k of them, and each full collection took 315 ms
 here: the p99 stalls of bench/load_test.py. Objects alive after start-up and model loading live as long
 as the process, so they move to the collector's permanent generation (``gc.freeze``): later collections
 skip them, and reference counting still frees any of them that are released.
+
+GIL: the embedding runtime releases the GIL while a batch runs (~50 ms per core here) and must take it back
+to start the next batch. A waiting thread gets it only when the holder's switch interval runs out, 5 ms by
+default, so every batch boundary could leave a core idle that long while a worker thread parsed or wrote SQL.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 
 _LOCK = threading.Lock()
@@ -27,3 +34,8 @@ def thaw() -> None:
     the CLI) would otherwise keep every cycle that was alive at one of their starts."""
     with _LOCK:
         gc.unfreeze()
+
+
+def set_switch_interval(milliseconds: float) -> None:
+    """Process-wide; a shorter interval costs Python-only threads a little more switching."""
+    sys.setswitchinterval(milliseconds / 1000)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from core.config import Settings
-from core.heap import freeze_long_lived
+from core.heap import freeze_long_lived, set_switch_interval
 from retrieval.onnx_export import default_cache_dir, onnx_model_path, tokenizer_of
 from retrieval.token_spans import offset_span_counter, word_local
 
@@ -267,7 +267,10 @@ class Embedder:
         batch_size: int = 32,
         backend: str = "auto",
         cache_dir: Path | None = None,
+        switch_interval_ms: float | None = None,
     ) -> None:
+        """``switch_interval_ms``: set as the process's GIL switch interval when the model loads (``None``
+        leaves it alone); see ``core.heap``."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if backend != "auto" and backend not in EMBEDDING_BACKENDS:
@@ -278,6 +281,7 @@ class Embedder:
         self._batch_size = batch_size
         self._backend = backend
         self._cache_dir = cache_dir
+        self._switch_interval_ms = switch_interval_ms
         self._model: SentenceTransformer | None = None
         self._runtime: EncoderRuntime | None = None
         self._counter: Callable[[str], int] | None = None
@@ -293,6 +297,7 @@ class Embedder:
             settings.embed_batch_size,
             backend=settings.embedding_backend,
             cache_dir=settings.model_cache_dir,
+            switch_interval_ms=settings.gil_switch_interval_ms,
         )
 
     @property
@@ -306,7 +311,14 @@ class Embedder:
 
     def sibling(self, model: str, backend: str) -> Embedder:
         """Another model or backend with this one's device, batch size and export cache."""
-        return Embedder(model, self._device, self._batch_size, backend=backend, cache_dir=self._cache_dir)
+        return Embedder(
+            model,
+            self._device,
+            self._batch_size,
+            backend=backend,
+            cache_dir=self._cache_dir,
+            switch_interval_ms=self._switch_interval_ms,
+        )
 
     @property
     def backend(self) -> str:
@@ -334,6 +346,8 @@ class Embedder:
                     config = RuntimeConfig(self._batch_size, torch_threads(), self._cache_dir)
                     self._runtime = EMBEDDING_BACKENDS[self.backend](self.model, config)
                     freeze_long_lived()  # the model's libraries are the bulk of a process's objects
+                    if self._switch_interval_ms is not None:
+                        set_switch_interval(self._switch_interval_ms)
         return self._runtime
 
     @property

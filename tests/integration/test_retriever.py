@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -104,6 +105,17 @@ def test_embedder_contract(embedder: Embedder) -> None:
     for start, end in [(0, len(text)), (0, 15), (16, 40), (42, 67), (3, 30), (50, 51)]:
         assert count(start, end) == embedder.count_tokens(text[start:end])
     assert embedder.embed_documents([]).shape == (0, 384)
+
+
+def test_loading_the_model_sets_the_configured_gil_switch_interval() -> None:
+    before = sys.getswitchinterval()
+    try:
+        embedder = Embedder.from_settings(Settings(gil_switch_interval_ms=0.7, _env_file=None))
+        assert sys.getswitchinterval() == before  # nothing happens until the model loads
+        embedder.embed_documents(["loads the runtime"])
+        assert sys.getswitchinterval() == pytest.approx(0.0007)
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_bundled_names_resolve_to_the_wheel_and_others_pass_through() -> None:
