@@ -5,8 +5,9 @@
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# llama-cpp-python compiles llama.cpp from source.
+# llama-cpp-python compiles llama.cpp from source: for a portable x86-64-v3 CPU (AVX2, FMA, F16C), not the
+# build machine's own (an image runs elsewhere; a native build died with SIGILL on a VM advertising AMX).
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 CMAKE_ARGS="-DGGML_NATIVE=OFF"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake \
  && rm -rf /var/lib/apt/lists/*
