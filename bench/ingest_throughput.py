@@ -36,9 +36,8 @@ from typing import Any
 from bench.common import Report, print_table, progress, scifact_corpus, stopwatch
 from bench.serving import UNLIMITED, free_port
 from core.config import Settings
-from ingest.chunking import chunk_sections
 from ingest.parsers import parse_document
-from ingest.pipeline import embedding_text
+from ingest.pipeline import chunk_document, embedding_text
 from retrieval.embedding import Embedder
 
 TARGET_RATIO = 0.85
@@ -58,13 +57,7 @@ def pipeline_texts(files: Sequence[tuple[str, bytes]], embedder: Embedder, setti
             continue
         seen.add(data)
         parsed = parse_document(data, "text", max_pages=settings.max_pdf_pages)
-        drafts = chunk_sections(
-            parsed.sections,
-            embedder.count_tokens,
-            settings.chunk_size_tokens,
-            settings.chunk_overlap_tokens,
-            count_spans=embedder.count_spans,
-        )
+        drafts = chunk_document(parsed.sections, embedder, settings)
         texts.extend(embedding_text(d, parsed.title) for d in drafts)
     return texts
 

@@ -29,7 +29,9 @@ from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, INGEST_FAILURES, o
 from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
+from ingest.parsers.base import Section
 from ingest.sandbox import parse_isolated
+from retrieval.embedding import Embedder
 from retrieval.retriever import DEFAULT_PROFILE, PROFILE_FIELDS, HybridRetriever, IndexProfile
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,17 @@ def embedding_text(draft: ChunkDraft, title: str | None) -> str:
     return f"{context}\n{draft.text}" if context else draft.text
 
 
+def chunk_document(sections: Sequence[Section], embedder: Embedder, settings: Settings) -> list[ChunkDraft]:
+    """Chunks sized in the embedding model's own tokens (the benchmarks chunk through this too)."""
+    return chunk_sections(
+        sections,
+        embedder.count_tokens,
+        settings.chunk_size_tokens,
+        settings.chunk_overlap_tokens,
+        count_spans=embedder.count_spans,
+    )
+
+
 def build(
     document: Document,
     collection: str,
@@ -147,14 +160,7 @@ def build(
     )
     parsed_at = time.perf_counter()
     profile = IndexProfile.from_settings(settings)
-    embedder = retriever.embedder_for(profile)
-    drafts = chunk_sections(
-        parsed.sections,
-        embedder.count_tokens,
-        settings.chunk_size_tokens,
-        settings.chunk_overlap_tokens,
-        count_spans=embedder.count_spans,
-    )
+    drafts = chunk_document(parsed.sections, retriever.embedder_for(profile), settings)
     if not drafts:
         raise DocumentUnreadable(f"{document.filename} contains no text to index.")
     timings = {"parse": (parsed_at - started) * 1000, "chunk": (time.perf_counter() - parsed_at) * 1000}
