@@ -215,8 +215,9 @@ def ingest(
         batch = max(1, services.settings.ingest_batch_documents)
         with tqdm(total=len(queued), desc="indexing", unit="file") as bar:
             for start in range(0, len(queued), batch):
-                index_documents(services.db, services.retriever, services.settings, queued[start : start + batch])
-                bar.update(len(queued[start : start + batch]))
+                ids = queued[start : start + batch]
+                index_documents(services.db, services.retriever, services.settings, ids)
+                bar.update(len(ids))
         for document_id, path in names.items():
             document, _ = service.get_document(services.db, document_id)
             if document.status == "failed":
