@@ -399,7 +399,8 @@ def print_cpu(runs: Sequence[dict[str, Any]], texts: int, raws: Sequence[tuple[f
     if threads:
         print(
             "\nEnd to end CPU by thread, per round (MainThread: the client; uvicorn: the API's event loop; AnyIO: "
-            "its thread pool; ThreadPoolExecutor: the worker's two task threads; onnx-share: the second ONNX session)"
+            "its thread pool; ThreadPoolExecutor: the worker's two task threads; onnx-session: the ONNX sessions; "
+            "edge-flush: Qdrant Edge's flusher)"
         )
         shares = sorted(threads.items(), key=lambda item: item[1], reverse=True)
         print_table(["thread", "CPU s"], [[role, spent] for role, spent in shares if spent >= 0.05])

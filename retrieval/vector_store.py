@@ -39,7 +39,7 @@ class VectorStore(Protocol):
 def _qdrant_edge(settings: Settings) -> VectorStore:
     from retrieval.qdrant_edge import QdrantEdgeStore
 
-    return QdrantEdgeStore(settings.vector_dir)
+    return QdrantEdgeStore(settings.vector_dir, settings.edge_flush_interval_s)
 
 
 def _qdrant_server(settings: Settings) -> VectorStore:

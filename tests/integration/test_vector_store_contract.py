@@ -6,6 +6,7 @@ qdrant-client's local mode, which implements the same API in-process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,3 +239,54 @@ def test_edge_bulk_upsert_then_optimize(tmp_path: Path) -> None:
     hits = s.search("big", vectors[7], 5, SearchFilter(document_ids=allowed))
     assert [h.id for h in hits] == exact
     s.close()
+
+
+EDGE_WRITER = """
+import os, sys
+import numpy as np
+from core.types import ChunkRecord
+from retrieval.qdrant_edge import QdrantEdgeStore
+
+store = QdrantEdgeStore(sys.argv[1], flush_interval_s=3600)
+store.create("idx", 4)
+store.upsert("idx", [ChunkRecord(id=f"00000000-0000-0000-0000-00000000000{i}", text="t", payload={})
+                     for i in range(3)], np.eye(3, 4, dtype=np.float32))
+store.delete_document("idx", "none")
+os._exit(0)  # dies like a killed worker: no close(), no flush
+"""
+
+
+def test_edge_writes_survive_the_process_dying_before_a_flush(tmp_path: Path) -> None:
+    """Why flushing only every few seconds loses nothing when the process dies: Edge's write-ahead log."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", EDGE_WRITER, str(tmp_path / "edge")], cwd=root, check=True)
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    assert reopened.count("idx") == 3
+    reopened.close()
+
+
+def test_edge_flushes_dirty_shards_in_the_background(tmp_path: Path) -> None:
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05)
+    store.create("idx", DIM)
+    store.upsert("idx", recs, vectors)
+    shard = store._shards["idx"]
+    for _ in range(200):
+        if not shard.dirty:
+            break
+        threading.Event().wait(0.05)
+    assert not shard.dirty
+    store.close()
+
+
+def test_edge_flush_interval_zero_flushes_every_write(tmp_path: Path) -> None:
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0)
+    store.create("idx", DIM)
+    store.upsert("idx", recs, vectors)
+    assert not store._shards["idx"].dirty
+    assert store._flusher is None
+    store.close()
