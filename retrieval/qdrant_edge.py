@@ -18,6 +18,7 @@ flushes dirty shards every ``flush_interval_s`` (Qdrant's server does the same, 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import threading
@@ -47,6 +48,8 @@ from qdrant_edge import (
 
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
+
+log = logging.getLogger(__name__)
 
 # Payload fields that filters use, indexed so Qdrant's planner can filter inside the HNSW search.
 PAYLOAD_INDEXES = {
@@ -91,12 +94,20 @@ class _Shard:
         self.shard = shard
         self.lock = threading.Lock()
         self.dirty = False  # written since the last flush; guarded by ``lock``
+        self.closed = False  # dropped or closed: the flusher may still hold this object
 
     def flush_if_dirty(self) -> None:
         with self.lock:
-            if self.dirty:
+            if self.dirty and not self.closed:
                 self.shard.flush()
                 self.dirty = False
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.shard.flush()
+                self.shard.close()
+                self.closed = True
 
 
 class QdrantEdgeStore:
@@ -163,7 +174,10 @@ class QdrantEdgeStore:
 
     def _flush_periodically(self) -> None:
         while not self._closing.wait(self._flush_interval_s):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a shard stays dirty and is retried next time; the thread must not die
+                log.exception("flushing Qdrant Edge shards failed")
 
     def flush(self) -> None:
         """Write every shard's pending updates to disk (segments and WAL)."""
@@ -202,8 +216,7 @@ class QdrantEdgeStore:
         with self._lock:
             opened = self._shards.pop(index, None)
             if opened is not None:
-                with opened.lock:
-                    opened.shard.close()
+                opened.close()
             shutil.rmtree(self._path(index), ignore_errors=True)
 
     def exists(self, index: str) -> bool:
@@ -268,6 +281,4 @@ class QdrantEdgeStore:
         if flusher is not None:
             flusher.join()
         for opened in shards.values():
-            with opened.lock:
-                opened.shard.flush()
-                opened.shard.close()
+            opened.close()

@@ -290,3 +290,23 @@ def test_edge_flush_interval_zero_flushes_every_write(tmp_path: Path) -> None:
     assert not store._shards["idx"].dirty
     assert store._flusher is None
     store.close()
+
+
+def test_edge_flusher_skips_dropped_shards_and_keeps_running(tmp_path: Path) -> None:
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05)
+    store.create("gone", DIM)
+    store.upsert("gone", recs, vectors)
+    gone = store._shards["gone"]
+    store.drop("gone")
+    gone.flush_if_dirty()  # what the flusher does with a shard it listed just before the drop
+    store.create("kept", DIM)
+    store.upsert("kept", recs, vectors)
+    kept = store._shards["kept"]
+    for _ in range(200):
+        if not kept.dirty:
+            break
+        threading.Event().wait(0.05)
+    assert not kept.dirty
+    assert store._flusher is not None and store._flusher.is_alive()
+    store.close()
