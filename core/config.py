@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     edge_flush_interval_s: float = Field(
         5.0,
         ge=0,
+        allow_inf_nan=False,
         description="Seconds between flushes of embedded Qdrant Edge shards to disk (0: after every write). "
         "Writes are in Edge's write-ahead log when they return and survive the process dying; a flush also "
         "survives a power loss. A flush holds the GIL ~18 ms, which once per ingest batch slowed ingest.",

@@ -12,8 +12,10 @@ exported locally from the same weights); ``auto`` picks int8 ONNX on a CPU and t
 from __future__ import annotations
 
 import copy
+import inspect
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +99,10 @@ class TorchRuntime:
         return np.asarray(vectors, dtype=np.float32)
 
 
+RunBatch = Callable[[Any, Sequence[Any], np.ndarray, np.ndarray], None]
+_STOP = None  # what each session thread takes off the queue to exit
+
+
 class SessionPool:
     """One thread per ONNX session, all taking batches from one FIFO queue that outlives any call.
 
@@ -104,36 +110,54 @@ class SessionPool:
     once per 16-document ingest task (~70 chunks). Here a second call's batches (the other worker thread's)
     queue behind the first's, so both cores stay busy across calls (ingest bench: cores busy 1.89 -> 1.93 of
     2), and calls still finish in arrival order, as the per-process lock used to make them.
+
+    The threads hold the queue and a weak reference to ``run_batch`` only, so a runtime nobody uses any more
+    is collected; its pool then tells the threads to exit.
     """
 
-    def __init__(
-        self, sessions: Sequence[Any], run_batch: Callable[[Any, Sequence[Any], np.ndarray, np.ndarray], None]
-    ) -> None:
+    def __init__(self, sessions: Sequence[Any], run_batch: RunBatch) -> None:
         self._run_batch = run_batch
-        self._jobs: queue.SimpleQueue[tuple[_Call, np.ndarray]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[_Call, np.ndarray] | None] = queue.SimpleQueue()
+        self._enqueue = threading.Lock()  # one call's batches go in together
+        target = weakref.WeakMethod(run_batch) if inspect.ismethod(run_batch) else (lambda: run_batch)
         for number, session in enumerate(sessions):
-            thread = threading.Thread(target=self._serve, args=(session,), name=f"onnx-session-{number}", daemon=True)
+            thread = threading.Thread(
+                target=_serve, args=(self._jobs, session, target), name=f"onnx-session-{number}", daemon=True
+            )
             thread.start()
+        weakref.finalize(self, _stop_threads, self._jobs, len(sessions))
 
     def run(self, items: Sequence[Any], batches: Sequence[np.ndarray], out: np.ndarray) -> None:
         """Fill ``out``'s rows of every batch; re-raises the first batch's error in the caller."""
         call = _Call(items, out, len(batches))
-        for rows in batches:
-            self._jobs.put((call, rows))
+        with self._enqueue:
+            for rows in batches:
+                self._jobs.put((call, rows))
         call.done.wait()
         if call.error is not None:
             raise call.error
 
-    def _serve(self, session: Any) -> None:
-        while True:
-            call, rows = self._jobs.get()
-            try:
-                if call.error is None:
-                    self._run_batch(session, call.items, rows, call.out)
-            except BaseException as exc:  # handed to the waiting caller, never lost in this thread
-                call.error = call.error or exc
-            finally:
-                call.finish_batch()
+
+def _serve(jobs: queue.SimpleQueue[Any], session: Any, target: Callable[[], RunBatch | None]) -> None:
+    while (job := jobs.get()) is not _STOP:
+        call, rows = job
+        run_batch = None
+        try:
+            run_batch = target()
+            if run_batch is None:
+                raise RuntimeError("the embedding runtime was closed")
+            if call.error is None:
+                run_batch(session, call.items, rows, call.out)
+        except BaseException as exc:  # handed to the waiting caller, never lost in this thread
+            call.error = call.error or exc
+        finally:
+            call.finish_batch()
+            del job, call, rows, run_batch  # an idle thread must not keep the last call's arrays alive
+
+
+def _stop_threads(jobs: queue.SimpleQueue[Any], threads: int) -> None:
+    for _ in range(threads):
+        jobs.put(_STOP)
 
 
 class _Call:
@@ -208,30 +232,30 @@ class TokenIdInputs:
 
 
 # Texts where a hand-made tokenizer call could part from the model's own: spaces around, case and accents,
-# CJK, emoji, control characters, empty, and longer than the model reads (truncation).
+# CJK, emoji, control characters, empty; ``token_id_inputs`` adds one longer than the model reads.
 INPUT_PROBES = (
     "  Leading and trailing spaces\t",
     "CAPS, ünïcödé, naïve café; 中文字符 and 🙂 emoji",
     "tabs\tand\nnew lines\u00a0and\u2028separators\x00\x07",
     "",
-    "word " * 600,
 )
 
 
 def token_id_inputs(model: SentenceTransformer) -> ModelInputs:
-    """``TokenIdInputs`` when its ids and masks equal the model's ``preprocess`` on ``INPUT_PROBES``, else
-    ``PreprocessInputs`` (a slow tokenizer, a prompt, a lowercasing module, other truncation)."""
+    """``TokenIdInputs`` when its ids and masks equal the model's ``preprocess`` on ``INPUT_PROBES`` and a text
+    past the model's length, else ``PreprocessInputs`` (a slow tokenizer, a prompt, a lowercasing module,
+    other truncation, a tokenizer this cannot configure)."""
     fallback = PreprocessInputs(model)
-    backend = getattr(model.tokenizer, "backend_tokenizer", None)
-    pad_id = getattr(model.tokenizer, "pad_token_id", None)
-    if backend is None or pad_id is None:
+    try:
+        rust = copy.deepcopy(model.tokenizer.backend_tokenizer)
+        rust.no_padding()
+        rust.enable_truncation(max_length=int(model.max_seq_length))
+        fast = TokenIdInputs(rust, int(model.tokenizer.pad_token_id))
+        probes = [*INPUT_PROBES, "word " * (2 * int(model.max_seq_length))]
+        expected = fallback.feeds(fallback.prepare(probes)[0])
+        got = fast.feeds(fast.prepare(probes)[0])
+    except Exception:  # no Rust backend, no pad token, no length: the model's own path is always right
         return fallback
-    rust = copy.deepcopy(backend)
-    rust.no_padding()
-    rust.enable_truncation(max_length=int(model.max_seq_length))
-    fast = TokenIdInputs(rust, int(pad_id))
-    expected = fallback.feeds(fallback.prepare(INPUT_PROBES)[0])
-    got = fast.feeds(fast.prepare(INPUT_PROBES)[0])
     for name, array in expected.items():
         mine = got.get(name)
         if mine is None or mine.shape != array.shape or not np.array_equal(mine, array):

@@ -22,6 +22,7 @@ import logging
 import re
 import shutil
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,12 +103,17 @@ class _Shard:
                 self.shard.flush()
                 self.dirty = False
 
-    def close(self) -> None:
+    def close(self, flush: bool = True) -> None:
+        """Closed even if the flush fails (the error is raised after): the handle must not leak."""
         with self.lock:
-            if not self.closed:
-                self.shard.flush()
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                if flush:
+                    self.shard.flush()
+            finally:
                 self.shard.close()
-                self.closed = True
 
 
 class QdrantEdgeStore:
@@ -150,6 +156,8 @@ class QdrantEdgeStore:
         if opened is None:
             raise NotFound(f"vector index {index!r} does not exist")
         with opened.lock:
+            if opened.closed:  # dropped or closed since it was looked up
+                raise NotFound(f"vector index {index!r} does not exist")
             yield opened.shard
 
     @contextmanager
@@ -159,25 +167,28 @@ class QdrantEdgeStore:
         if opened is None:
             raise NotFound(f"vector index {index!r} does not exist")
         with opened.lock:
-            yield opened.shard
+            if opened.closed:
+                raise NotFound(f"vector index {index!r} does not exist")
+            try:
+                yield opened.shard
+            finally:  # a write that failed part-way may have applied some operations
+                opened.dirty = True
             if self._flush_interval_s == 0 or self._closing.is_set():
                 opened.shard.flush()
+                opened.dirty = False
                 return
-            opened.dirty = True
         self._start_flusher()
 
     def _start_flusher(self) -> None:
         with self._lock:
             if self._flusher is None and not self._closing.is_set():
-                self._flusher = threading.Thread(target=self._flush_periodically, name="edge-flush", daemon=True)
+                self._flusher = threading.Thread(
+                    target=_flush_periodically,
+                    args=(weakref.ref(self), self._closing, self._flush_interval_s),
+                    name="edge-flush",
+                    daemon=True,
+                )
                 self._flusher.start()
-
-    def _flush_periodically(self) -> None:
-        while not self._closing.wait(self._flush_interval_s):
-            try:
-                self.flush()
-            except Exception:  # a shard stays dirty and is retried next time; the thread must not die
-                log.exception("flushing Qdrant Edge shards failed")
 
     def flush(self) -> None:
         """Write every shard's pending updates to disk (segments and WAL)."""
@@ -216,7 +227,7 @@ class QdrantEdgeStore:
         with self._lock:
             opened = self._shards.pop(index, None)
             if opened is not None:
-                opened.close()
+                opened.close(flush=False)  # its folder is deleted next
             shutil.rmtree(self._path(index), ignore_errors=True)
 
     def exists(self, index: str) -> bool:
@@ -280,5 +291,24 @@ class QdrantEdgeStore:
             shards, self._shards = self._shards, {}
         if flusher is not None:
             flusher.join()
+        errors = []
         for opened in shards.values():
-            opened.close()
+            try:
+                opened.close()
+            except Exception as exc:  # every shard is closed; the first failure is reported after
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _flush_periodically(store: weakref.ref[QdrantEdgeStore], closing: threading.Event, interval_s: float) -> None:
+    """Holds the store only weakly between flushes: a store dropped without ``close()`` is still collected."""
+    while not closing.wait(interval_s):
+        opened = store()
+        if opened is None:
+            return
+        try:
+            opened.flush()
+        except Exception:  # a shard stays dirty and is retried next time; the thread must not die
+            log.exception("flushing Qdrant Edge shards failed")
+        del opened

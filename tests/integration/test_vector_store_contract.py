@@ -268,16 +268,21 @@ def test_edge_writes_survive_the_process_dying_before_a_flush(tmp_path: Path) ->
     reopened.close()
 
 
+def wait_until_flushed(shard: object) -> None:
+    for _ in range(200):
+        if not shard.dirty:  # type: ignore[attr-defined]
+            return
+        threading.Event().wait(0.05)
+
+
 def test_edge_flushes_dirty_shards_in_the_background(tmp_path: Path) -> None:
     recs, vectors = records()
-    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05)
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.5)
     store.create("idx", DIM)
     store.upsert("idx", recs, vectors)
     shard = store._shards["idx"]
-    for _ in range(200):
-        if not shard.dirty:
-            break
-        threading.Event().wait(0.05)
+    assert shard.dirty  # the write did not flush
+    wait_until_flushed(shard)
     assert not shard.dirty
     store.close()
 
@@ -292,21 +297,53 @@ def test_edge_flush_interval_zero_flushes_every_write(tmp_path: Path) -> None:
     store.close()
 
 
-def test_edge_flusher_skips_dropped_shards_and_keeps_running(tmp_path: Path) -> None:
+def test_edge_flusher_skips_dropped_shards_and_survives_a_failed_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recs, vectors = records()
     store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05)
     store.create("gone", DIM)
     store.upsert("gone", recs, vectors)
     gone = store._shards["gone"]
     store.drop("gone")
-    gone.flush_if_dirty()  # what the flusher does with a shard it listed just before the drop
+    gone.dirty = True
+    gone.flush_if_dirty()  # what the flusher does with a shard it listed just before the drop: nothing
+    with pytest.raises(NotFound):
+        store.upsert("gone", recs, vectors)
+
+    from retrieval import qdrant_edge
+
+    real = qdrant_edge._Shard.flush_if_dirty
+    failures: list[str] = []
+
+    def fail_once(shard: qdrant_edge._Shard) -> None:
+        if not failures:
+            failures.append("raised")
+            raise RuntimeError("disk full")
+        real(shard)
+
+    monkeypatch.setattr(qdrant_edge._Shard, "flush_if_dirty", fail_once)
     store.create("kept", DIM)
     store.upsert("kept", recs, vectors)
     kept = store._shards["kept"]
-    for _ in range(200):
-        if not kept.dirty:
-            break
-        threading.Event().wait(0.05)
-    assert not kept.dirty
-    assert store._flusher is not None and store._flusher.is_alive()
+    wait_until_flushed(kept)
+    assert failures == ["raised"]
+    assert not kept.dirty  # flushed on a later round, by the same thread
     store.close()
+
+
+def test_an_edge_store_dropped_without_close_is_collected_and_its_flusher_ends(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.5)  # waiting, not flushing, at the del
+    store.create("idx", DIM)
+    store.upsert("idx", recs, vectors)
+    flusher, ref = store._flusher, weakref.ref(store)
+    del store
+    gc.collect()
+    assert ref() is None
+    assert flusher is not None
+    flusher.join(5)
+    assert not flusher.is_alive()

@@ -60,3 +60,32 @@ def test_a_failing_batch_raises_in_the_caller_and_the_pool_keeps_working() -> No
 def test_a_call_with_no_batches_returns_at_once() -> None:
     pool = SessionPool(["a"], fill_with_length)
     assert run(pool, [], 4).shape == (0, 1)
+
+
+class Owner:
+    """Stands where ``OnnxRuntime`` does: the pool's ``run_batch`` is one of its methods."""
+
+    def __init__(self) -> None:
+        self.pool = SessionPool(["a", "b"], self.run_batch)
+
+    def run_batch(self, session: str, texts: Sequence[str], rows: np.ndarray, out: np.ndarray) -> None:
+        fill_with_length(session, texts, rows, out)
+
+
+def session_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("onnx-session-")]
+
+
+def test_the_threads_end_once_the_runtime_owning_the_pool_is_gone() -> None:
+    import gc
+
+    before = set(session_threads())
+    owner = Owner()
+    assert run(owner.pool, ["abc"], 1)[:, 0].tolist() == [3]
+    mine = [t for t in session_threads() if t not in before]
+    assert len(mine) == 2
+    del owner
+    gc.collect()
+    for thread in mine:
+        thread.join(5)
+        assert not thread.is_alive()
