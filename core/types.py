@@ -48,6 +48,9 @@ class ChunkRecord:
     text: str
     payload: dict[str, Any] = field(default_factory=dict)
     index_text: str | None = None
+    # Token ids of ``searchable_text`` (no special tokens) when the chunker already had them; only an
+    # optimization, so not part of equality.
+    content_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def searchable_text(self) -> str:

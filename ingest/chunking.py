@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 from ingest.parsers.base import Section
 
@@ -33,6 +34,16 @@ TokenCounter = Callable[[str], int]
 SpanCounter = Callable[[int, int], int]
 """Tokens in ``text[start:end]`` of the one text it was made for."""
 SpanCounting = Callable[[str], SpanCounter]
+
+
+@runtime_checkable
+class SpanTokens(Protocol):
+    """A ``SpanCounter`` that can also give a span's token ids; chunks then carry them (``token_ids``), so the
+    embedding model need not tokenize them again."""
+
+    def __call__(self, start: int, end: int) -> int: ...
+
+    def ids(self, start: int, end: int) -> tuple[int, ...] | None: ...
 
 
 def slice_counter(count_tokens: TokenCounter) -> SpanCounting:
@@ -47,6 +58,8 @@ class ChunkDraft:
     page: int | None
     heading: str | None
     token_count: int
+    # The text's token ids (no special tokens) where the counter could read them off; not part of equality.
+    token_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -88,9 +101,11 @@ def chunk_sections(
     drafts: list[ChunkDraft] = []
     for page, heading, text in _merge(sections):
         count = spans(text)
+        ids = count.ids if isinstance(count, SpanTokens) else None
         atoms = _atoms(text, count, size)
         for start, end, tokens in _pack(text, atoms, count, size, overlap):
-            drafts.append(ChunkDraft(len(drafts), text[start:end], page, heading, tokens))
+            token_ids = ids(start, end) if ids is not None else None
+            drafts.append(ChunkDraft(len(drafts), text[start:end], page, heading, tokens, token_ids))
     return drafts
 
 

@@ -91,9 +91,12 @@ def index_profile(settings: Settings, options: dict[str, Any] | None) -> IndexPr
     return IndexProfile.from_settings(effective_settings(settings, options))
 
 
-def chunk_records(document: Document, drafts: Sequence[ChunkDraft], title: str | None) -> list[ChunkRecord]:
+def chunk_records(
+    document: Document, drafts: Sequence[ChunkDraft], title: str | None, embedder: Embedder | None = None
+) -> list[ChunkRecord]:
     """Payloads carry what filters (filename, tags, upload time) and citations (page, text) need; both
-    searches match each chunk with its title and heading path (``index_text``)."""
+    searches match each chunk with its title and heading path (``index_text``). With the ``embedder`` that
+    chunked them, records carry the token ids of ``index_text`` where the chunker had the chunk's."""
     uploaded_at = document.created_at.timestamp()
     tags = list((document.metadata_ or {}).get("tags") or [])
     return [
@@ -101,6 +104,7 @@ def chunk_records(document: Document, drafts: Sequence[ChunkDraft], title: str |
             id=chunk_id(document.id, draft.ordinal),
             text=draft.text,
             index_text=embedding_text(draft, title),
+            content_ids=embedding_ids(draft, title, embedder) if embedder is not None else None,
             payload={
                 "document_id": document.id,
                 "filename": document.filename,
@@ -116,13 +120,29 @@ def chunk_records(document: Document, drafts: Sequence[ChunkDraft], title: str |
     ]
 
 
-def embedding_text(draft: ChunkDraft, title: str | None) -> str:
-    """What both searches match on: the title and heading path give a chunk its context."""
+def embedding_context(draft: ChunkDraft, title: str | None) -> str:
     parts = [title] if title else []
     if draft.heading and draft.heading != title:
         parts.append(draft.heading)
-    context = " > ".join(parts)
+    return " > ".join(parts)
+
+
+def embedding_text(draft: ChunkDraft, title: str | None) -> str:
+    """What both searches match on: the title and heading path give a chunk its context."""
+    context = embedding_context(draft, title)
     return f"{context}\n{draft.text}" if context else draft.text
+
+
+def embedding_ids(draft: ChunkDraft, title: str | None, embedder: Embedder) -> tuple[int, ...] | None:
+    """The ids of ``embedding_text`` from the chunk's own (the line break between context and chunk is a word
+    break, so the two tokenize apart), or ``None`` where the chunker had none."""
+    if draft.token_ids is None:
+        return None
+    context = embedding_context(draft, title)
+    if not context:
+        return draft.token_ids
+    prefix = embedder.context_ids(context)
+    return None if prefix is None else prefix + draft.token_ids
 
 
 def chunk_document(sections: Sequence[Section], embedder: Embedder, settings: Settings) -> list[ChunkDraft]:
@@ -160,7 +180,8 @@ def build(
     )
     parsed_at = time.perf_counter()
     profile = IndexProfile.from_settings(settings)
-    drafts = chunk_document(parsed.sections, retriever.embedder_for(profile), settings)
+    embedder = retriever.embedder_for(profile)
+    drafts = chunk_document(parsed.sections, embedder, settings)
     if not drafts:
         raise DocumentUnreadable(f"{document.filename} contains no text to index.")
     timings = {"parse": (parsed_at - started) * 1000, "chunk": (time.perf_counter() - parsed_at) * 1000}
@@ -181,7 +202,7 @@ def build(
         version=version,
         follow_serving=follow_serving,
         drafts=drafts,
-        records=chunk_records(document, drafts, parsed.title),
+        records=chunk_records(document, drafts, parsed.title, embedder),
         page_count=parsed.page_count,
         profile=profile,
     )

@@ -237,7 +237,9 @@ class HybridRetriever:
         if not records:
             return
         embedder = self.embedder_for(profile)
-        vectors = embedder.embed_documents([record.searchable_text for record in records])
+        vectors = embedder.embed_documents(
+            [record.searchable_text for record in records], [record.content_ids for record in records]
+        )
         if not self.vectors.exists(index):
             self.vectors.create(index, embedder.dim)
         self.vectors.upsert(index, records, vectors)

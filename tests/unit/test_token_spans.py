@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from ingest.chunking import chunk_sections
 from ingest.parsers.base import Section
-from retrieval.token_spans import offset_span_counter, word_local
+from retrieval.token_spans import OffsetSpans, offset_span_counter, word_local
 
 TEXTS = [
     "Mitochondria are the powerhouse of the cell. ATP synthase (complex V) couples H+ flux to ATP synthesis.",
@@ -63,3 +63,33 @@ def test_chunks_are_identical_with_and_without_span_counting(minilm: Tokenizer) 
         plain = chunk_sections(sections, count_text, size, overlap)
         assert chunk_sections(sections, count_text, size, overlap, count_spans=count_spans) == plain
         assert len(plain) > 2
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_span_ids_are_the_ids_of_the_span_alone_or_none(minilm: Tokenizer, text: str) -> None:
+    encoding = minilm.encode(text, add_special_tokens=False)
+    spans = OffsetSpans(text, encoding.offsets, exact(minilm), encoding.ids)
+    pairs = [(start, end) for start in range(len(text)) for end in range(start + 1, len(text) + 1)]
+    given = 0
+    for start, end in [*random.Random(11).sample(pairs, min(len(pairs), 3000)), (0, len(text))]:
+        ids = spans.ids(start, end)
+        if ids is not None:
+            given += 1
+            assert list(ids) == minilm.encode(text[start:end], add_special_tokens=False).ids, (start, end)
+    assert given >= 1
+    cut = next(i for i in range(1, len(text)) if text[i - 1].isalpha() and text[i].isalpha())
+    assert spans.ids(cut, len(text)) is None  # inside a word: tokenized alone it could differ
+
+
+def test_chunks_carry_their_ids_when_the_counter_has_them(minilm: Tokenizer) -> None:
+    def spans_of(text: str) -> OffsetSpans:
+        encoding = minilm.encode(text, add_special_tokens=False)
+        return OffsetSpans(text, encoding.offsets, exact(minilm), encoding.ids)
+
+    text = " ".join(TEXTS * 3)  # the long words are cut inside: those chunks have no ids
+    drafts = chunk_sections([Section(text, 1, None)], exact(minilm), 32, 8, count_spans=spans_of)
+    assert sum(d.token_ids is not None for d in drafts) > len(drafts) // 2
+    for draft in drafts:
+        if draft.token_ids is not None:
+            assert list(draft.token_ids) == minilm.encode(draft.text, add_special_tokens=False).ids
+    assert all(d.token_ids is None for d in chunk_sections([Section(TEXTS[0], 1, None)], exact(minilm), 32, 8))
