@@ -14,8 +14,9 @@ How a chunk is made, and why:
 * The next chunk repeats the previous chunk's last atoms that fit in ``overlap`` tokens, topped up with
   the trailing words of the atom before them; overlap never repeats a whole chunk.
 * Counting goes through a ``SpanCounter`` per section. By default each span is tokenized on its own; a
-  caller may pass ``count_spans`` that gives the same counts cheaper (``Embedder.span_counter`` tokenizes a
-  section once and counts word-aligned spans from the offsets: a twelfth of the tokenizer calls).
+  caller may pass ``count_spans`` that gives the same counts cheaper (``Embedder.count_spans`` tokenizes a
+  section once and counts word-aligned spans from the offsets: a twelfth of the tokenizer calls). A counter
+  that is also a ``SpanTokens`` gives each chunk its token ids, which the embedding then reuses.
 * A chunk's text is the exact slice of the section from its first atom to its last, and its token count
   is measured once on that slice; should a tokenizer count the whole as more than its parts, atoms are
   dropped from the end until it fits, so every chunk is at most ``size`` tokens.
