@@ -121,7 +121,6 @@ class SessionPool:
     """
 
     def __init__(self, sessions: Sequence[Any], run_batch: RunBatch) -> None:
-        self._run_batch = run_batch
         self._jobs: queue.SimpleQueue[tuple[_Call, np.ndarray] | None] = queue.SimpleQueue()
         self._enqueue = threading.Lock()  # one call's batches go in together
         target = weakref.WeakMethod(run_batch) if inspect.ismethod(run_batch) else (lambda: run_batch)
@@ -229,14 +228,14 @@ class TokenIdInputs:
     def __init__(self, rust: Any, pad_id: int, template: SpecialTokens | None = None) -> None:
         self._rust = rust
         self._pad_id = pad_id
-        self.template = template
+        self._template = template
 
     def prepare(
         self, texts: Sequence[str], content_ids: ContentIds | None = None
     ) -> tuple[Sequence[Any], Sequence[int]]:
         ids: list[list[int] | None] = [None] * len(texts)
-        if content_ids is not None and self.template is not None:
-            ids = [self.template.wrap(row) if row is not None else None for row in content_ids]
+        if content_ids is not None and self._template is not None:
+            ids = [self._template.wrap(row) if row is not None else None for row in content_ids]
         missing = [number for number, row in enumerate(ids) if row is None]
         if missing:
             encodings = self._rust.encode_batch([texts[number] for number in missing])

@@ -151,24 +151,25 @@ class QdrantEdgeStore:
             return opened
 
     @contextmanager
-    def _locked(self, index: str) -> Iterator[EdgeShard]:
+    def _held(self, index: str) -> Iterator[_Shard]:
+        """The index's open shard, under its lock."""
         opened = self._open(index)
         if opened is None:
             raise NotFound(f"vector index {index!r} does not exist")
         with opened.lock:
             if opened.closed:  # dropped or closed since it was looked up
                 raise NotFound(f"vector index {index!r} does not exist")
+            yield opened
+
+    @contextmanager
+    def _locked(self, index: str) -> Iterator[EdgeShard]:
+        with self._held(index) as opened:
             yield opened.shard
 
     @contextmanager
     def _writing(self, index: str) -> Iterator[EdgeShard]:
         """``_locked`` for updates: the shard is flushed now (interval 0) or by the background flusher."""
-        opened = self._open(index)
-        if opened is None:
-            raise NotFound(f"vector index {index!r} does not exist")
-        with opened.lock:
-            if opened.closed:
-                raise NotFound(f"vector index {index!r} does not exist")
+        with self._held(index) as opened:
             try:
                 yield opened.shard
             finally:  # a write that failed part-way may have applied some operations

@@ -66,10 +66,3 @@ class OffsetSpans:
         if self._ids is None or not self._aligned(start, end):
             return None
         return tuple(self._ids[bisect_left(self._starts, start) : bisect_right(self._ends, end)])
-
-
-def offset_span_counter(
-    text: str, offsets: Sequence[tuple[int, int]], count_text: Callable[[str], int]
-) -> Callable[[int, int], int]:
-    """``OffsetSpans`` without ids: counts only."""
-    return OffsetSpans(text, offsets, count_text)

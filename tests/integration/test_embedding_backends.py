@@ -175,3 +175,15 @@ def test_chunk_ids_from_the_chunker_embed_exactly_like_the_chunk_text() -> None:
     assert any(row is not None for row in ids) and any(row is None for row in ids)
     texts = [record.searchable_text for record in records]
     np.testing.assert_array_equal(embedder.embed_documents(texts, ids), embedder.embed_documents(texts))
+
+
+def test_token_id_inputs_wrap_the_callers_ids_instead_of_tokenizing_the_text() -> None:
+    model = Embedder("all-MiniLM-L6-v2", device="cpu").model
+    fast = token_id_inputs(model)
+    hello = model.tokenizer.backend_tokenizer.encode("hello world", add_special_tokens=False).ids
+    tokenized = fast.prepare(["hello world"])[0][0]
+    items, lengths = fast.prepare(["other words entirely", "hello world"], [hello, None])
+    assert list(items[0]) == list(tokenized) == list(items[1])  # the ids were used, not the first text
+    long_items, _ = fast.prepare(["unused"], [hello * 400])
+    assert len(long_items[0]) == model.max_seq_length  # truncated as the tokenizer truncates
+    assert lengths == [len(tokenized), len(tokenized)]

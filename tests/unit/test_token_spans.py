@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from ingest.chunking import chunk_sections
 from ingest.parsers.base import Section
-from retrieval.token_spans import OffsetSpans, offset_span_counter, word_local
+from retrieval.token_spans import OffsetSpans, word_local
 
 TEXTS = [
     "Mitochondria are the powerhouse of the cell. ATP synthase (complex V) couples H+ flux to ATP synthesis.",
@@ -46,7 +46,7 @@ def test_minilm_tokenizes_words_on_their_own_and_byte_level_bpe_does_not(minilm:
 @pytest.mark.parametrize("text", TEXTS)
 def test_every_span_counts_as_if_tokenized_alone(minilm: Tokenizer, text: str) -> None:
     count_text = exact(minilm)
-    count = offset_span_counter(text, minilm.encode(text, add_special_tokens=False).offsets, count_text)
+    count = OffsetSpans(text, minilm.encode(text, add_special_tokens=False).offsets, count_text)
     spans = [(start, end) for start in range(len(text)) for end in range(start + 1, len(text) + 1)]
     for start, end in [*random.Random(7).sample(spans, min(len(spans), 3000)), (0, len(text))]:
         assert count(start, end) == count_text(text[start:end]), (start, end, text[start:end])
@@ -56,7 +56,7 @@ def test_chunks_are_identical_with_and_without_span_counting(minilm: Tokenizer) 
     count_text = exact(minilm)
 
     def count_spans(text: str):
-        return offset_span_counter(text, minilm.encode(text, add_special_tokens=False).offsets, count_text)
+        return OffsetSpans(text, minilm.encode(text, add_special_tokens=False).offsets, count_text)
 
     sections = [Section(" ".join(TEXTS * 4), 1, "Heading"), Section("\n\n".join(TEXTS[::-1] * 3), 2, None)]
     for size, overlap in [(16, 4), (32, 8), (64, 16), (128, 32)]:
