@@ -3,9 +3,11 @@
 End to end: the real HTTP API (``create_app`` under uvicorn on loopback, temp data dir, no LLM) with its
 in-process Celery worker on the embedded stores (Qdrant Edge + bm25s), fed by an httpx client with
 keep-alive; one ``POST`` per abstract as a text file, timed from the first upload to the last document's
-``finished_at``. The server runs in a thread of this process so the worker's stages can be timed; the
-client shares the same two cores, as a bulk-loading script on the same machine would. The app is warmed
-first with one untimed document in another collection, so the model load is not in the figure.
+``finished_at`` (searchable in both indexes). Qdrant Edge builds its HNSW index once writes pause, after
+that; the bench then waits for the build and reports it beside the figure. The server runs in a thread of
+this process so the worker's stages can be timed; the client shares the same two cores, as a bulk-loading
+script on the same machine would. The app is warmed first with one untimed document in another
+collection, so the model load is not in the figure.
 
 Raw: ``Embedder.embed_documents`` over exactly the texts the pipeline embeds (the same parser,
 chunker and title/heading prefix), with the same model and batch size. Runs alternate (raw, e2e, raw,
@@ -102,7 +104,7 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
     import ingest.pipeline as pipeline
     import workers.tasks as tasks
     from retrieval.bm25s_index import CorpusBackedIndex
-    from retrieval.qdrant_edge import QdrantEdgeStore
+    from retrieval.qdrant_edge import QdrantEdgeStore, _Shard
     from retrieval.retriever import HybridRetriever
 
     # The task module imported some pipeline functions by name: wrap them there, where it calls them.
@@ -113,7 +115,7 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
         (HybridRetriever, "delete_document", "delete old chunks (both indexes)"),
         (Embedder, "embed_documents", "embed"),
         (QdrantEdgeStore, "bulk_upsert", "Edge upsert"),
-        (QdrantEdgeStore, "optimize", "Edge optimize (HNSW)"),
+        (_Shard, "optimize", "Edge optimize (HNSW)"),
         (CorpusBackedIndex, "add", "bm25s add (tokenize + rewrite corpus)"),
         (pipeline, "commit_indexed", "SQL chunk rows + indexed"),
         (tasks, "index_documents", "worker total (index_documents)"),
@@ -155,17 +157,19 @@ def parse_time(value: str) -> datetime:
 
 
 @contextmanager
-def api_server(settings: Settings) -> Iterator[Any]:
+def api_server(settings: Settings) -> Iterator[tuple[Any, Any]]:
     """The app under uvicorn on a loopback port, in a thread of this process (so the stage timers see the
-    worker), and an HTTP client with keep-alive: what a bulk-loading script does against ``ragctl serve``."""
+    worker), and an HTTP client with keep-alive: what a bulk-loading script does against ``ragctl serve``.
+    Yields the client and the app."""
     import httpx
     import uvicorn
 
     from api.app import create_app
 
     port = free_port()
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -181,7 +185,7 @@ def api_server(settings: Settings) -> Iterator[Any]:
                 raise RuntimeError("the API server did not start")
             time.sleep(0.05)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            yield client
+            yield client, app
     finally:
         server.should_exit = True
         thread.join(60)
@@ -197,7 +201,7 @@ def end_to_end(
 ) -> dict[str, Any]:
     """One round into fresh collections (``scifact-<round>``) of the same data dir, by a freshly started app."""
     collection, warmup = f"scifact-{round_no}", f"warmup-{round_no}"
-    with api_server(settings) as client:
+    with api_server(settings) as (client, app):
         client.post("/v1/collections", json={"name": warmup}).raise_for_status()
         warm = client.post(
             f"/v1/collections/{warmup}/documents",
@@ -227,6 +231,7 @@ def end_to_end(
             cpu = time.process_time() - cpu
             threads = {role: spent - threads_before.get(role, 0.0) for role, spent in thread_cpu().items()}
         documents = all_documents(client, collection)
+        hnsw_built = wait_for_hnsw(app, collection)
     finished = max(parse_time(d["finished_at"]) for d in documents)
     indexed = [d for d in documents if d["status"] == "indexed"]
     return {
@@ -236,9 +241,23 @@ def end_to_end(
         "chunks": sum(d["chunks"] or 0 for d in indexed),
         "seconds": (finished - started).total_seconds(),
         "upload_seconds": upload_s[0],
+        "hnsw_after_seconds": (hnsw_built - finished).total_seconds() if hnsw_built else None,
         "cpu_seconds": cpu,
         "thread_cpu": threads,
     }
+
+
+def wait_for_hnsw(app: Any, collection: str) -> datetime | None:
+    """When the collection's vectors were HNSW-indexed (Qdrant Edge builds once writes pause; this waits for
+    that build, or runs it if it has not started); None for a vector store that indexes on its own."""
+    from core.models import index_name
+    from retrieval.qdrant_edge import QdrantEdgeStore
+
+    store = app.state.services.vectors
+    if not isinstance(store, QdrantEdgeStore):
+        return None
+    store.optimize(index_name(collection, 1))
+    return datetime.now(UTC)
 
 
 def wait_idle(client: Any, collection: str, poll_s: float) -> None:
@@ -353,10 +372,35 @@ def print_report(
         before, after = raws[round_no - 1][0], raws[round_no][0]
         rate = run["chunks"] / run["seconds"]
         ratios.append(rate / ((before + after) / 2))
-        table.append([round_no, before, rate, after, run["seconds"], run["upload_seconds"], f"{ratios[-1]:.1%}"])
+        hnsw = run["hnsw_after_seconds"]
+        table.append(
+            [
+                round_no,
+                before,
+                rate,
+                after,
+                run["seconds"],
+                run["upload_seconds"],
+                "-" if hnsw is None else f"{hnsw:.1f}",
+                f"{ratios[-1]:.1%}",
+            ]
+        )
     print_table(
-        ["round", "raw before (chunks/s)", "end to end (chunks/s)", "raw after", "e2e s", "uploading s", "ratio"],
+        [
+            "round",
+            "raw before (chunks/s)",
+            "end to end (chunks/s)",
+            "raw after",
+            "e2e s",
+            "uploading s",
+            "HNSW built s later",
+            "ratio",
+        ],
         table,
+    )
+    print(
+        "(HNSW built s later: Qdrant Edge builds its HNSW index once writes pause; documents are searchable, by "
+        "exact search, from `indexed` on, so the build is not in the figure)"
     )
     ratio = sum(ratios) / len(ratios)
     verdict = "pass" if ratio >= TARGET_RATIO else "FAIL"
@@ -400,7 +444,7 @@ def print_cpu(runs: Sequence[dict[str, Any]], texts: int, raws: Sequence[tuple[f
         print(
             "\nEnd to end CPU by thread, per round (MainThread: the client; uvicorn: the API's event loop; AnyIO: "
             "its thread pool; ThreadPoolExecutor: the worker's two task threads; onnx-session: the ONNX sessions; "
-            "edge-flush: Qdrant Edge's flusher)"
+            "edge-maintenance: Qdrant Edge's flushes and HNSW builds)"
         )
         shares = sorted(threads.items(), key=lambda item: item[1], reverse=True)
         print_table(["thread", "CPU s"], [[role, spent] for role, spent in shares if spent >= 0.05])

@@ -26,6 +26,21 @@ class Settings(BaseSettings):
         "Writes are in Edge's write-ahead log when they return and survive the process dying; a flush also "
         "survives a power loss. A flush holds the GIL ~18 ms, which once per ingest batch slowed ingest.",
     )
+    edge_optimize_idle_s: float = Field(
+        2.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds without writes after which a Qdrant Edge shard builds its HNSW index in the "
+        "background (0: after every upsert). Points are searchable (exact search) before; the build holds the "
+        "GIL for seconds, which inside ingest stalled the embedding.",
+    )
+    edge_optimize_max_delay_s: float = Field(
+        300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Under a steady stream of writes, a Qdrant Edge shard still builds HNSW this often, so "
+        "exact search never covers more than this much ingest (~75k chunks at 250/s: ~5 ms a search here).",
+    )
     broker_url: str | None = Field(None, description="Celery broker; unset = in-process worker.")
 
     # --- API -----------------------------------------------------------------------------

@@ -1,17 +1,22 @@
 """Embedded vector store: Qdrant Edge (the Qdrant engine in-process), one shard per index.
 
-Edge has no background optimizer: points land in a plain (brute-force) appendable segment and
-only ``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a
-no-op until a segment crosses the indexing threshold, so it runs after every upsert; when it does
-work it blocks (and holds the GIL) for seconds, which is why ``bulk_upsert`` lets a re-index defer
-it to one call at the end.
+Edge has no background optimizer: points land in a plain (exact-search) appendable segment and
+only ``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op
+until a segment crosses the indexing threshold (~20k points here); when it does work it blocks, holding
+the GIL, for seconds (7.9 s over two whole-SciFact ingests, all of it stalling the embedding threads).
+So writes do not optimize: a background thread does once a shard has had no write for
+``optimize_idle_s`` (the end of a bulk load), or ``optimize_max_delay_s`` after the last optimize under
+a steady stream of writes, so exact search never covers more than that much ingest. Points are
+searchable when ``update`` returns either way, as with Qdrant's server, whose optimizer also indexes
+asynchronously. ``optimize_idle_s=0`` optimizes after every ``upsert`` instead; ``bulk_upsert`` never
+does, for a re-index that calls ``optimize`` once at the end.
 
 Nor does Edge flush on its own. Every update is in its write-ahead log when ``update`` returns, so it
 survives the process dying (tested: points written after the last flush are there after ``os._exit``);
 ``flush()`` writes the segments and syncs the WAL to disk, which is what a power loss needs. A flush takes
 ~18 ms and holds the GIL throughout: once per ingest batch, it stalled the embedding threads and the API
-for 1.2 s per 1,000 abstracts. Writes therefore only mark the shard dirty, and a background thread
-flushes dirty shards every ``flush_interval_s`` (Qdrant's server does the same, every 5 s by default);
+for 1.2 s per 1,000 abstracts. Writes therefore only mark the shard dirty, and the same thread flushes
+dirty shards every ``flush_interval_s`` (Qdrant's server does the same, every 5 s by default);
 ``close()`` flushes what is left. ``flush_interval_s=0`` flushes after every write.
 """
 
@@ -22,6 +27,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -93,15 +99,40 @@ def edge_filter(flt: SearchFilter | None) -> Filter | None:
 class _Shard:
     def __init__(self, shard: EdgeShard) -> None:
         self.shard = shard
-        self.lock = threading.Lock()
-        self.dirty = False  # written since the last flush; guarded by ``lock``
-        self.closed = False  # dropped or closed: the flusher may still hold this object
+        self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
+        self.dirty = False  # written since the last flush
+        self.closed = False  # dropped or closed: the maintenance thread may still hold this object
+        # Written since the last optimize; a shard just opened counts, since its last process may have
+        # ended before optimizing.
+        self.unoptimized = True
+        self.written_at = self.optimized_at = time.monotonic()
+
+    def wrote(self) -> None:
+        self.dirty = self.unoptimized = True
+        self.written_at = time.monotonic()
 
     def flush_if_dirty(self) -> None:
         with self.lock:
             if self.dirty and not self.closed:
                 self.shard.flush()
                 self.dirty = False
+
+    def optimize(self) -> bool:
+        """Caller holds ``lock``. A rebuilt shard is flushed at once: the build was the expensive part."""
+        changed = self.shard.optimize()
+        self.unoptimized = False
+        self.optimized_at = time.monotonic()
+        if changed:
+            self.shard.flush()
+            self.dirty = False
+        return changed
+
+    def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
+        with self.lock:
+            if self.closed or not self.unoptimized:
+                return
+            if now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s:
+                self.optimize()
 
     def close(self, flush: bool = True) -> None:
         """Closed even if the flush fails (the error is raised after): the handle must not leak."""
@@ -125,15 +156,24 @@ class QdrantEdgeStore:
 
     name = "qdrant_edge"
 
-    def __init__(self, root: Path, flush_interval_s: float = 5.0) -> None:
-        if flush_interval_s < 0:
-            raise ValueError("flush_interval_s must be >= 0")
+    def __init__(
+        self,
+        root: Path,
+        flush_interval_s: float = 5.0,
+        optimize_idle_s: float = 2.0,
+        optimize_max_delay_s: float = 300.0,
+    ) -> None:
+        if flush_interval_s < 0 or optimize_idle_s < 0 or optimize_max_delay_s <= 0:
+            raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.Lock()
         self._flush_interval_s = flush_interval_s
-        self._flusher: threading.Thread | None = None
+        self._optimize_idle_s = optimize_idle_s
+        self._optimize_max_delay_s = optimize_max_delay_s
+        self._flushed_at = time.monotonic()  # read and written by the maintenance thread only
+        self._maintainer: threading.Thread | None = None
         self._closing = threading.Event()
 
     def _path(self, index: str) -> Path:
@@ -146,9 +186,12 @@ class QdrantEdgeStore:
     def _open(self, index: str) -> _Shard | None:
         with self._lock:
             opened = self._shards.get(index)
-            if opened is None and self._on_disk(index):
+            loaded = opened is None and self._on_disk(index)
+            if loaded:
                 opened = self._shards[index] = _Shard(EdgeShard.load(str(self._path(index))))
-            return opened
+        if loaded:
+            self._start_maintainer()  # to optimize what its last process left unindexed
+        return opened
 
     @contextmanager
     def _held(self, index: str) -> Iterator[_Shard]:
@@ -168,28 +211,53 @@ class QdrantEdgeStore:
 
     @contextmanager
     def _writing(self, index: str) -> Iterator[EdgeShard]:
-        """``_locked`` for updates: the shard is flushed now (interval 0) or by the background flusher."""
+        """``_locked`` for updates: flushed now (interval 0) or later by the maintenance thread."""
         with self._held(index) as opened:
             try:
                 yield opened.shard
             finally:  # a write that failed part-way may have applied some operations
-                opened.dirty = True
+                opened.wrote()
             if self._flush_interval_s == 0 or self._closing.is_set():
                 opened.shard.flush()
                 opened.dirty = False
-                return
-        self._start_flusher()
+        self._start_maintainer()
 
-    def _start_flusher(self) -> None:
+    def _start_maintainer(self) -> None:
+        if self._flush_interval_s == 0 and self._optimize_idle_s == 0:
+            return  # writes do both themselves
+        positive = [s for s in (self._flush_interval_s, self._optimize_idle_s) if s > 0]
+        tick = min([*positive, self._optimize_max_delay_s]) / 2
         with self._lock:
-            if self._flusher is None and not self._closing.is_set():
-                self._flusher = threading.Thread(
-                    target=_flush_periodically,
-                    args=(weakref.ref(self), self._closing, self._flush_interval_s),
-                    name="edge-flush",
+            if self._maintainer is None and not self._closing.is_set():
+                self._maintainer = threading.Thread(
+                    target=_maintain_periodically,
+                    args=(weakref.ref(self), self._closing, tick),
+                    name="edge-maintenance",
                     daemon=True,
                 )
-                self._flusher.start()
+                self._maintainer.start()
+
+    def maintain(self) -> None:
+        """One round of the maintenance thread: build HNSW where writes paused, flush when it is time.
+
+        A shard that fails stays due and is retried next round; the others go on.
+        """
+        now = time.monotonic()
+        with self._lock:
+            shards = list(self._shards.values())
+        if self._optimize_idle_s > 0:
+            for opened in shards:
+                try:
+                    opened.optimize_if_due(now, self._optimize_idle_s, self._optimize_max_delay_s)
+                except Exception:
+                    log.exception("optimizing a Qdrant Edge shard failed")
+        if self._flush_interval_s > 0 and now - self._flushed_at >= self._flush_interval_s:
+            self._flushed_at = now
+            for opened in shards:
+                try:
+                    opened.flush_if_dirty()
+                except Exception:
+                    log.exception("flushing a Qdrant Edge shard failed")
 
     def flush(self) -> None:
         """Write every shard's pending updates to disk (segments and WAL)."""
@@ -236,11 +304,13 @@ class QdrantEdgeStore:
             return index in self._shards or self._on_disk(index)
 
     def upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
+        """Searchable on return; HNSW is built now (``optimize_idle_s=0``) or in the background."""
         self.bulk_upsert(index, records, vectors)
-        self.optimize(index)
+        if self._optimize_idle_s == 0:
+            self.optimize(index)
 
     def bulk_upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
-        """Upsert without building HNSW; call ``optimize`` once after the last batch."""
+        """Upsert without building HNSW inline; call ``optimize`` once after the last batch."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(records):
             raise BadInput(f"got {vectors.shape} vectors for {len(records)} records")
@@ -253,11 +323,8 @@ class QdrantEdgeStore:
 
     def optimize(self, index: str) -> bool:
         """Build HNSW for segments past the indexing threshold; True if anything was rebuilt."""
-        with self._locked(index) as shard:
-            changed = shard.optimize()
-            if changed:
-                shard.flush()
-            return changed
+        with self._held(index) as opened:
+            return opened.optimize()
 
     def delete_document(self, index: str, document_id: str) -> None:
         if not self.exists(index):
@@ -288,10 +355,10 @@ class QdrantEdgeStore:
     def close(self) -> None:
         self._closing.set()
         with self._lock:
-            flusher, self._flusher = self._flusher, None
+            maintainer, self._maintainer = self._maintainer, None
             shards, self._shards = self._shards, {}
-        if flusher is not None:
-            flusher.join()
+        if maintainer is not None:
+            maintainer.join()
         errors = []
         for opened in shards.values():
             try:
@@ -302,14 +369,11 @@ class QdrantEdgeStore:
             raise errors[0]
 
 
-def _flush_periodically(store: weakref.ref[QdrantEdgeStore], closing: threading.Event, interval_s: float) -> None:
-    """Holds the store only weakly between flushes: a store dropped without ``close()`` is still collected."""
-    while not closing.wait(interval_s):
+def _maintain_periodically(store: weakref.ref[QdrantEdgeStore], closing: threading.Event, tick_s: float) -> None:
+    """Holds the store only weakly between rounds: a store dropped without ``close()`` is still collected."""
+    while not closing.wait(tick_s):
         opened = store()
         if opened is None:
             return
-        try:
-            opened.flush()
-        except Exception:  # a shard stays dirty and is retried next time; the thread must not die
-            log.exception("flushing Qdrant Edge shards failed")
+        opened.maintain()
         del opened

@@ -39,7 +39,12 @@ class VectorStore(Protocol):
 def _qdrant_edge(settings: Settings) -> VectorStore:
     from retrieval.qdrant_edge import QdrantEdgeStore
 
-    return QdrantEdgeStore(settings.vector_dir, settings.edge_flush_interval_s)
+    return QdrantEdgeStore(
+        settings.vector_dir,
+        flush_interval_s=settings.edge_flush_interval_s,
+        optimize_idle_s=settings.edge_optimize_idle_s,
+        optimize_max_delay_s=settings.edge_optimize_max_delay_s,
+    )
 
 
 def _qdrant_server(settings: Settings) -> VectorStore:

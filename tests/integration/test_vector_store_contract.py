@@ -287,27 +287,86 @@ def test_edge_flushes_dirty_shards_in_the_background(tmp_path: Path) -> None:
     store.close()
 
 
-def test_edge_flush_interval_zero_flushes_every_write(tmp_path: Path) -> None:
+def test_edge_intervals_zero_flush_and_optimize_every_write_without_a_thread(tmp_path: Path) -> None:
     recs, vectors = records()
-    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0)
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0, optimize_idle_s=0)
     store.create("idx", DIM)
     store.upsert("idx", recs, vectors)
-    assert not store._shards["idx"].dirty
-    assert store._flusher is None
+    shard = store._shards["idx"]
+    assert not shard.dirty
+    assert not shard.unoptimized
+    assert store._maintainer is None
     store.close()
 
 
-def test_edge_flusher_skips_dropped_shards_and_survives_a_failed_flush(
+def wait_until_optimized(shard: object) -> None:
+    for _ in range(200):
+        if not shard.unoptimized:  # type: ignore[attr-defined]
+            return
+        threading.Event().wait(0.05)
+
+
+def test_edge_optimizes_in_the_background_once_writes_pause(tmp_path: Path) -> None:
+    """Ingest never waits on an HNSW build: the upsert returns searchable, the build follows a pause."""
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.3, optimize_max_delay_s=3600)
+    store.create("idx", DIM)
+    store.upsert("idx", recs, vectors)
+    shard = store._shards["idx"]
+    assert shard.unoptimized  # the write did not optimize
+    assert names_of(store.search("idx", QUERY, 10)) == ORDER  # searchable already
+    written = shard.written_at
+    wait_until_optimized(shard)
+    assert not shard.unoptimized
+    assert shard.optimized_at - written >= 0.3
+    assert names_of(store.search("idx", QUERY, 10)) == ORDER
+    store.close()
+
+
+def test_edge_optimizes_under_a_steady_stream_of_writes_after_the_max_delay(tmp_path: Path) -> None:
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=3600, optimize_max_delay_s=0.5)
+    store.create("idx", DIM)
+    shard = store._shards["idx"]
+    started = shard.optimized_at
+    optimized = False
+    for _ in range(60):  # a write every 50 ms: never idle for an hour
+        store.upsert("idx", recs, vectors)
+        threading.Event().wait(0.05)
+        if not shard.unoptimized:
+            optimized = True
+            break
+    assert optimized
+    assert shard.optimized_at - started >= 0.5
+    store.close()
+
+
+def test_edge_optimizes_a_reopened_shard_its_last_process_left_unindexed(tmp_path: Path) -> None:
+    recs, vectors = records()
+    first = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=3600)
+    first.create("idx", DIM)
+    first.upsert("idx", recs, vectors)
+    first.close()
+    reopened = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.1)
+    assert reopened.count("idx") == len(recs)  # opens the shard: no write follows
+    shard = reopened._shards["idx"]
+    wait_until_optimized(shard)
+    assert not shard.unoptimized
+    reopened.close()
+
+
+def test_edge_maintenance_skips_dropped_shards_and_survives_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recs, vectors = records()
-    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05)
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05, optimize_idle_s=0.05)
     store.create("gone", DIM)
     store.upsert("gone", recs, vectors)
     gone = store._shards["gone"]
     store.drop("gone")
     gone.dirty = True
-    gone.flush_if_dirty()  # what the flusher does with a shard it listed just before the drop: nothing
+    gone.flush_if_dirty()  # what the maintenance thread does with a shard it listed before the drop: nothing
+    gone.optimize_if_due(float("inf"), 0, 1)
     with pytest.raises(NotFound):
         store.upsert("gone", recs, vectors)
 
@@ -322,28 +381,41 @@ def test_edge_flusher_skips_dropped_shards_and_survives_a_failed_flush(
             raise RuntimeError("disk full")
         real(shard)
 
+    real_optimize = qdrant_edge._Shard.optimize
+    optimize_failures: list[str] = []
+
+    def fail_optimize_once(shard: qdrant_edge._Shard) -> bool:
+        if not optimize_failures:
+            optimize_failures.append("raised")
+            raise RuntimeError("out of memory")
+        return real_optimize(shard)
+
     monkeypatch.setattr(qdrant_edge._Shard, "flush_if_dirty", fail_once)
+    monkeypatch.setattr(qdrant_edge._Shard, "optimize", fail_optimize_once)
     store.create("kept", DIM)
     store.upsert("kept", recs, vectors)
     kept = store._shards["kept"]
     wait_until_flushed(kept)
+    wait_until_optimized(kept)
     assert failures == ["raised"]
+    assert optimize_failures == ["raised"]
     assert not kept.dirty  # flushed on a later round, by the same thread
+    assert not kept.unoptimized
     store.close()
 
 
-def test_an_edge_store_dropped_without_close_is_collected_and_its_flusher_ends(tmp_path: Path) -> None:
+def test_an_edge_store_dropped_without_close_is_collected_and_its_thread_ends(tmp_path: Path) -> None:
     import gc
     import weakref
 
     recs, vectors = records()
-    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.5)  # waiting, not flushing, at the del
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.5)  # waiting, not working, at the del
     store.create("idx", DIM)
     store.upsert("idx", recs, vectors)
-    flusher, ref = store._flusher, weakref.ref(store)
+    maintainer, ref = store._maintainer, weakref.ref(store)
     del store
     gc.collect()
     assert ref() is None
-    assert flusher is not None
-    flusher.join(5)
-    assert not flusher.is_alive()
+    assert maintainer is not None
+    maintainer.join(5)
+    assert not maintainer.is_alive()
