@@ -7,7 +7,6 @@ before it started. Under 50 concurrent clients those hand-offs, not the work, ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -19,6 +18,7 @@ from core.db import Database
 from core.keys import Principal
 from generation.conversation import ConversationService
 from generation.query_service import QueryService
+from ingest.service import Enqueue
 from workers.services import Services
 
 
@@ -42,7 +42,7 @@ async def get_conversations(request: Request) -> ConversationService:
     return request.app.state.services.conversations
 
 
-async def get_enqueue(request: Request) -> Callable[[str], None]:
+async def get_enqueue(request: Request) -> Enqueue:
     return request.app.state.enqueue
 
 
@@ -55,7 +55,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
 QueriesDep = Annotated[QueryService, Depends(get_queries)]
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
-EnqueueDep = Annotated[Callable[[str], None], Depends(get_enqueue)]
+EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.collections import bump_content_version
@@ -208,10 +208,41 @@ def build(
     )
 
 
+def claimable_by(token: str, now: datetime) -> ColumnElement[bool]:
+    """Documents a run holding ``token`` may take: not finished, and not held by another live run (claimed
+    under another token within the longest a task may run)."""
+    return and_(
+        Document.status.not_in((DocumentStatus.indexed, DocumentStatus.failed)),
+        or_(
+            Document.status != DocumentStatus.processing,
+            Document.claim_token.is_(None),
+            Document.claim_token == token,
+            Document.started_at.is_(None),
+            Document.started_at < now - timedelta(seconds=CLAIM_LEASE_S),
+        ),
+    )
+
+
+def claimable(db: Database, document_ids: Sequence[str], token: str) -> list[str]:
+    """Which of ``document_ids`` a run with ``token`` could claim now (a read: ``claim`` is what takes them).
+
+    Most tasks of a bulk load find their documents already taken into an earlier task's batch; this lets
+    them stop after one SELECT instead of claiming peers and running an empty pipeline.
+    """
+    if not document_ids:
+        return []
+    with db.session() as session:
+        found = set(
+            session.scalars(
+                select(Document.id).where(Document.id.in_(document_ids), claimable_by(token, datetime.now(UTC)))
+            )
+        )
+    return [document_id for document_id in document_ids if document_id in found]
+
+
 def claim(db: Database, document_ids: Sequence[str], token: str) -> dict[str, tuple[Document, Collection]]:
     """Mark the documents ``processing`` under ``token``. Leaves out those that are gone, finished, or held by
-    another live task run (a duplicate, or a peer taken into someone else's batch): claimed under another
-    token within the longest a task may run.
+    another live task run (a duplicate, or a peer taken into someone else's batch).
 
     The conditional UPDATE is the claim, so two runs never both take a document. (Reading the rows and then
     writing them let a task and another task's peer batch both claim one; the loser's commit then found
@@ -223,17 +254,7 @@ def claim(db: Database, document_ids: Sequence[str], token: str) -> dict[str, tu
     with db.session() as session:
         taken = session.scalars(
             update(Document)
-            .where(
-                Document.id.in_(document_ids),
-                Document.status.not_in((DocumentStatus.indexed, DocumentStatus.failed)),
-                or_(
-                    Document.status != DocumentStatus.processing,
-                    Document.claim_token.is_(None),
-                    Document.claim_token == token,
-                    Document.started_at.is_(None),
-                    Document.started_at < now - timedelta(seconds=CLAIM_LEASE_S),
-                ),
-            )
+            .where(Document.id.in_(document_ids), claimable_by(token, now))
             .values(status=DocumentStatus.processing, claim_token=token, attempts=Document.attempts + 1, started_at=now)
             .returning(Document.id)
         ).all()
@@ -248,18 +269,18 @@ def claim(db: Database, document_ids: Sequence[str], token: str) -> dict[str, tu
     return claimed
 
 
-def claim_queued_peers(db: Database, document_id: str, limit: int, token: str) -> list[str]:
+def claim_queued_peers(db: Database, own: Sequence[str], limit: int, token: str) -> list[str]:
     """Atomically take up to ``limit`` other queued documents, so one task embeds them all in shared batches.
 
-    Their own tasks still arrive later and find them finished (skipped). The conditional UPDATE makes two
-    workers never take the same document.
+    Their own tasks still arrive later and find them taken or finished (skipped). The conditional UPDATE
+    makes two workers never take the same document.
     """
     if limit <= 0:
         return []
     with db.session() as session:
         candidates = session.scalars(
             select(Document.id)
-            .where(Document.status == DocumentStatus.queued, Document.id != document_id)
+            .where(Document.status == DocumentStatus.queued, Document.id.not_in(own))
             .order_by(Document.created_at)
             .limit(limit)
         ).all()

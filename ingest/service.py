@@ -30,7 +30,7 @@ from ingest.reindex import live_versions
 from retrieval.retriever import HybridRetriever
 
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-Enqueue = Callable[[str], None]
+Enqueue = Callable[[Sequence[str]], None]  # document ids, queued as one unit
 
 
 def create_collection(db: Database, name: str, settings: Settings) -> Collection:
@@ -149,11 +149,11 @@ def submit_documents(
                 submit_documents(db, settings, collection_name, [upload], metadata, enqueue)[0] for upload in uploads
             ]
     documents = {**known, **created}
+    if created:
+        enqueue([document.id for document in created.values()])
     submissions = []
     for digest in digests:
         new = created.pop(digest, None) is not None  # a second file with the same bytes is a duplicate
-        if new:
-            enqueue(documents[digest].id)
         submissions.append(Submission(documents[digest], created=new))
     return submissions
 

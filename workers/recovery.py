@@ -22,8 +22,9 @@ def requeue_unfinished(services: Services, celery: Celery) -> tuple[int, int]:
     documents = unfinished_document_ids(services.db)
     jobs = unfinished_job_ids(services.db)
     enqueue_ingest, enqueue_reindex = ingest_enqueuer(celery), reindex_enqueuer(celery)
-    for document_id in documents:
-        enqueue_ingest(document_id)
+    size = services.settings.ingest_batch_documents
+    for start in range(0, len(documents), size):
+        enqueue_ingest(documents[start : start + size])
     for job_id in jobs:
         enqueue_reindex(job_id)
     if documents or jobs:

@@ -12,7 +12,7 @@ from core.errors import RagError
 from core.ids import new_id
 from core.models import DocumentStatus
 from core.retention import purge_expired
-from ingest.pipeline import claim_queued_peers, index_documents, mark_failed, release_claims
+from ingest.pipeline import SKIPPED, claim_queued_peers, claimable, index_documents, mark_failed, release_claims
 from ingest.reindex import run_reindex
 from ingest.service import stale_document_ids
 from workers.app import TASK_TIME_LIMIT_S
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INGEST_TASK = "rag.ingest_document"
+INGEST_BATCH_TASK = "rag.ingest_documents"
 REINDEX_TASK = "rag.reindex_collection"
 DROP_INDEX_TASK = "rag.reindex_drop_index"
 PURGE_TASK = "rag.purge_expired"
@@ -40,31 +41,49 @@ def services_of(task: Task) -> Services:
     return services
 
 
-def ingest_document(task: Task, document_id: str) -> str | None:
+def ingest_document(task: Task, document_id: str) -> str:
     """Index ``document_id`` together with up to RAG_INGEST_BATCH_DOCUMENTS - 1 other queued documents."""
+    return ingest(task, [document_id])[document_id]
+
+
+def ingest_documents(task: Task, document_ids: list[str]) -> dict[str, str]:
+    """One message for the documents of one upload request, topped up with other queued documents."""
+    return ingest(task, document_ids)
+
+
+def ingest(task: Task, document_ids: list[str]) -> dict[str, str]:
+    """Each document's final status. Documents another run took (into its batch) or finished are skipped
+    at the cost of one SELECT: in a bulk load that is most tasks."""
     services = services_of(task)
     token = (task.request.id or new_id()).replace("-", "")[:32]  # stable across this task's retries
-    peers = claim_queued_peers(services.db, document_id, services.settings.ingest_batch_documents - 1, token)
+    own = claimable(services.db, document_ids, token)
+    if not own:
+        return dict.fromkeys(document_ids, SKIPPED)
+    room = services.settings.ingest_batch_documents - len(own)
+    peers = claim_queued_peers(services.db, own, room, token)
     try:
-        statuses = index_documents(services.db, services.retriever, services.settings, [document_id, *peers], token)
-        return statuses[document_id]
+        statuses = index_documents(services.db, services.retriever, services.settings, [*own, *peers], token)
+        return {document_id: statuses.get(document_id, SKIPPED) for document_id in document_ids}
     except (*TRANSIENT, RagError) as exc:
         requeue_peers(task, services, peers, token)
         if task.request.retries >= MAX_RETRIES:
             message = "Indexing kept failing on an unavailable store; upload it again later."
-            mark_failed(services.db, document_id, message, reason="unavailable")
-            return DocumentStatus.failed
-        log.warning("ingest retry", extra={"document_id": document_id, "error": type(exc).__name__})
+            return mark_all_failed(services, own, document_ids, message, reason="unavailable")
+        log.warning("ingest retry", extra={"document_ids": own, "error": type(exc).__name__})
         raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
     except Exception:
-        log.exception("ingest crashed", extra={"document_id": document_id})
+        log.exception("ingest crashed", extra={"document_ids": own})
         requeue_peers(task, services, peers, token)
-        mark_failed(
-            services.db,
-            document_id,
-            "The file could not be processed (an unexpected parser error); check that it opens correctly.",
-        )
-        return DocumentStatus.failed
+        message = "The file could not be processed (an unexpected parser error); check that it opens correctly."
+        return mark_all_failed(services, own, document_ids, message, reason="error")
+
+
+def mark_all_failed(
+    services: Services, own: list[str], document_ids: list[str], message: str, reason: str
+) -> dict[str, str]:
+    for document_id in own:
+        mark_failed(services.db, document_id, message, reason=reason)
+    return {document_id: DocumentStatus.failed if document_id in own else SKIPPED for document_id in document_ids}
 
 
 def requeue_peers(task: Task, services: Services, peers: list[str], token: str) -> None:
@@ -108,6 +127,7 @@ def redrive_stale(task: Task) -> int:
 
 def register_tasks(app: Celery) -> None:
     app.task(name=INGEST_TASK, bind=True, acks_late=True)(ingest_document)
+    app.task(name=INGEST_BATCH_TASK, bind=True, acks_late=True)(ingest_documents)
     app.task(name=REINDEX_TASK, bind=True, acks_late=True)(reindex_collection)
     app.task(name=DROP_INDEX_TASK, bind=True, acks_late=True)(drop_index)
     app.task(name=PURGE_TASK, bind=True)(purge_expired_data)

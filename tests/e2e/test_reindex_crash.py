@@ -32,7 +32,7 @@ def seed(settings: Settings) -> None:
         for n in range(DOCUMENTS):
             topic = TOPICS[n % len(TOPICS)]
             text = f"Notes {n} about {topic}. The study of {topic} continues with observation number {n}."
-            service.submit_document(services.db, settings, "crash", f"{topic}-{n}.txt", text.encode(), None, ids.append)
+            service.submit_document(services.db, settings, "crash", f"{topic}-{n}.txt", text.encode(), None, ids.extend)
         index_documents(services.db, services.retriever, settings, ids)
     finally:
         services.close()

@@ -22,7 +22,7 @@ TEXT = b"Barn owls hunt at night. Their hearing locates voles under snow."
 
 def submit(services: Services, name: str) -> str:
     ids: list[str] = []
-    service.submit_document(services.db, services.settings, "r", name, TEXT + name.encode(), None, ids.append)
+    service.submit_document(services.db, services.settings, "r", name, TEXT + name.encode(), None, ids.extend)
     return ids[0]
 
 
@@ -59,7 +59,7 @@ def test_a_retry_removes_chunks_an_interrupted_run_left_behind(services: Service
 def test_a_document_taken_into_another_runs_batch_is_not_claimed_twice(services: Services) -> None:
     own, peer = submit(services, "own.txt"), submit(services, "peer.txt")
     # Run "b" (the task of `own`) takes `peer` into its batch while run "a" (peer's own task) starts.
-    assert claim_queued_peers(services.db, own, 5, "b") == [peer]
+    assert claim_queued_peers(services.db, [own], 5, "b") == [peer]
     assert claim(services.db, [peer], "a") == {}
     claimed = claim(services.db, [own, peer], "b")
     assert set(claimed) == {own, peer}

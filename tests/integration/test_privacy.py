@@ -29,7 +29,7 @@ def indexed_services(settings: Settings) -> Services:
     services = Services(settings)
     service.create_collection(services.db, "p", services.settings)
     ids: list[str] = []
-    service.submit_document(services.db, settings, "p", "a.txt", b"The list has Jane Doe on it.", None, ids.append)
+    service.submit_document(services.db, settings, "p", "a.txt", b"The list has Jane Doe on it.", None, ids.extend)
     index_documents(services.db, services.retriever, settings, ids)
     return services
 
