@@ -205,7 +205,7 @@ def ingest(
         for path in tqdm(files, desc="recording", unit="file"):
             try:
                 sub = service.submit_document(
-                    services.db, services.settings, collection, path.name, path.read_bytes(), None, queued.append
+                    services.db, services.settings, collection, path.name, path.read_bytes(), None, queued.extend
                 )
             except RagError as exc:
                 tqdm.write(f"{path}: {exc.message}")

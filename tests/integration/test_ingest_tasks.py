@@ -51,6 +51,13 @@ def upload(services: Services, *names: str) -> list[str]:
     return queued[0]
 
 
+def run(celery: Celery, task: str, *args: Any) -> Any:
+    """The task's return value, run here through Celery's own request machinery (``Task.apply``)."""
+    result = celery.tasks[task].apply(args=args)
+    assert result.successful(), result.traceback
+    return result.result
+
+
 def statuses(services: Services) -> dict[str, str]:
     with services.db.session() as session:
         return {d.filename: d.status for d in session.query(Document)}
@@ -94,7 +101,7 @@ def test_a_batch_task_indexes_its_documents_and_tops_up_with_queued_peers(servic
     owls, tides = upload(services, "owls.txt", "tides.txt")
     upload(services, "bread.txt")
     upload(services, "bees.txt")
-    result = celery.tasks[INGEST_BATCH_TASK].apply(args=[[owls, tides]]).get()
+    result = run(celery, INGEST_BATCH_TASK, [owls, tides])
     assert result == {owls: DocumentStatus.indexed, tides: DocumentStatus.indexed}
     # RAG_INGEST_BATCH_DOCUMENTS=3: the oldest queued peer came along, the next one waits for its own task.
     assert statuses(services) == {
@@ -111,7 +118,7 @@ def test_a_task_whose_documents_another_run_holds_stops_without_taking_peers(
     (owls,) = upload(services, "owls.txt")
     upload(services, "tides.txt")
     assert set(claim(services.db, [owls], "another-live-run")) == {owls}
-    assert celery.tasks[INGEST_TASK].apply(args=[owls]).get() == "skipped"
+    assert run(celery, INGEST_TASK, owls) == "skipped"
     assert statuses(services) == {"owls.txt": "processing", "tides.txt": "queued"}  # tides left for its own task
 
 
