@@ -52,15 +52,20 @@ def ingest_documents(task: Task, document_ids: list[str]) -> dict[str, str]:
 
 
 def ingest(task: Task, document_ids: list[str]) -> dict[str, str]:
-    """Each document's final status. Documents another run took (into its batch) or finished are skipped
-    at the cost of one SELECT: in a bulk load that is most tasks."""
+    """Each document's final status. Documents another run took (into its batch) or finished are skipped.
+
+    A task whose documents are all taken still indexes queued peers: one message per upload means most
+    messages of a bulk load find their document taken, and the queued ones behind them would otherwise
+    wait for their own messages (the embedded broker delivers one per poll). With nothing to take, the
+    task ends after two SELECTs.
+    """
     services = services_of(task)
     token = (task.request.id or new_id()).replace("-", "")[:32]  # stable across this task's retries
     own = claimable(services.db, document_ids, token)
-    if not own:
-        return dict.fromkeys(document_ids, SKIPPED)
     room = services.settings.ingest_batch_documents - len(own)
-    peers = claim_queued_peers(services.db, own, room, token)
+    peers = claim_queued_peers(services.db, document_ids, room, token)
+    if not own and not peers:
+        return dict.fromkeys(document_ids, SKIPPED)
     try:
         statuses = index_documents(services.db, services.retriever, services.settings, [*own, *peers], token)
         return {document_id: statuses.get(document_id, SKIPPED) for document_id in document_ids}

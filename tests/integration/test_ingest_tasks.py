@@ -112,14 +112,17 @@ def test_a_batch_task_indexes_its_documents_and_tops_up_with_queued_peers(servic
     }
 
 
-def test_a_task_whose_documents_another_run_holds_stops_without_taking_peers(
+def test_a_task_whose_documents_another_run_holds_takes_queued_peers_or_stops(
     services: Services, celery: Celery
 ) -> None:
     (owls,) = upload(services, "owls.txt")
     upload(services, "tides.txt")
     assert set(claim(services.db, [owls], "another-live-run")) == {owls}
     assert run(celery, INGEST_TASK, owls) == "skipped"
-    assert statuses(services) == {"owls.txt": "processing", "tides.txt": "queued"}  # tides left for its own task
+    # Its own document stays with the run that holds it; the queued one did not wait for its own message.
+    assert statuses(services) == {"owls.txt": "processing", "tides.txt": "indexed"}
+    assert run(celery, INGEST_TASK, owls) == "skipped"  # nothing left to take: ends after two SELECTs
+    assert statuses(services) == {"owls.txt": "processing", "tides.txt": "indexed"}
 
 
 def test_restart_recovery_requeues_unfinished_documents_in_batches(services: Services, celery: Celery) -> None:
