@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         celery = make_celery(settings)
         celery.services = services  # type: ignore[attr-defined]
         app.state.services = services
-        app.state.enqueue = ingest_enqueuer(celery)
+        app.state.enqueue = ingest_enqueuer(celery, settings.ingest_batch_documents)
         app.state.enqueue_reindex = reindex_enqueuer(celery)
         app.state.limits = RateLimits(settings)
         services.db  # noqa: B018 - create the schema before the first request

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,6 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
         (CorpusBackedIndex, "add", "bm25s add (tokenize + rewrite corpus)"),
         (pipeline, "commit_indexed", "SQL chunk rows + indexed"),
         (tasks, "index_documents", "worker total (index_documents)"),
-        (tasks, "index_document", "worker total (index_document)"),
     ]
     present = [(owner, name, stage) for owner, name, stage in targets if hasattr(owner, name)]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in present]
@@ -248,16 +247,18 @@ def end_to_end(
 
 
 def wait_for_hnsw(app: Any, collection: str) -> datetime | None:
-    """When the collection's vectors were HNSW-indexed (Qdrant Edge builds once writes pause; this waits for
-    that build, or runs it if it has not started); None for a vector store that indexes on its own."""
+    """When Qdrant Edge finished the collection's HNSW build (it starts once writes pause); None for a vector
+    store that indexes on its own."""
     from core.models import index_name
     from retrieval.qdrant_edge import QdrantEdgeStore
 
     store = app.state.services.vectors
     if not isinstance(store, QdrantEdgeStore):
         return None
-    store.optimize(index_name(collection, 1))
-    return datetime.now(UTC)
+    index = index_name(collection, 1)
+    while (optimized := store.optimized_since(index)) is None:
+        time.sleep(0.05)
+    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - optimized)
 
 
 def wait_idle(client: Any, collection: str, poll_s: float) -> None:

@@ -227,7 +227,7 @@ def claimable(db: Database, document_ids: Sequence[str], token: str) -> list[str
     """Which of ``document_ids`` a run with ``token`` could claim now (a read: ``claim`` is what takes them).
 
     Most tasks of a bulk load find their documents already taken into an earlier task's batch; this lets
-    them stop after one SELECT instead of claiming peers and running an empty pipeline.
+    them skip the claim and the pipeline for those (and stop early when no queued peers are left either).
     """
     if not document_ids:
         return []
@@ -313,10 +313,17 @@ def release_claims(db: Database, document_ids: Sequence[str], token: str) -> lis
         return list(released)
 
 
-def mark_failed(db: Database, document_id: str, message: str, reason: str = "error") -> None:
-    """``reason`` labels the failure metric: unreadable (the file), unavailable (a store), error (a bug)."""
+def mark_failed(db: Database, document_id: str, message: str, reason: str = "error", token: str | None = None) -> None:
+    """``reason`` labels the failure metric: unreadable (the file), unavailable (a store), error (a bug).
+
+    With ``token``, only while the run holding it still has the document: another run may have claimed
+    or indexed it since (a task's crash must not fail what it no longer holds).
+    """
     with db.session() as session:
         document = session.get(Document, document_id)
+        if document is not None and token is not None:
+            held = document.status == DocumentStatus.processing and document.claim_token == token
+            document = document if held else None
         if document is not None:
             document.status = DocumentStatus.failed
             document.error = message
@@ -528,8 +535,3 @@ def index_documents(
         },
     )
     return statuses
-
-
-def index_document(db: Database, retriever: HybridRetriever, settings: Settings, document_id: str) -> str:
-    """Index one document (the worker task's body). Raises only for errors worth a retry."""
-    return index_documents(db, retriever, settings, [document_id])[document_id]

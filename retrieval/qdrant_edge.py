@@ -9,7 +9,9 @@ So writes do not optimize: a background thread does once a shard has had no writ
 a steady stream of writes, so exact search never covers more than that much ingest. Points are
 searchable when ``update`` returns either way, as with Qdrant's server, whose optimizer also indexes
 asynchronously. ``optimize_idle_s=0`` optimizes after every ``upsert`` instead; ``bulk_upsert`` never
-does, for a re-index that calls ``optimize`` once at the end.
+does, for a bulk load that calls ``optimize`` once at the end (the benchmarks). Between the upserts of a
+bulk load of large files (a batch of PDFs can take longer than ``optimize_idle_s`` to embed), a build can
+still land mid-load; it then costs what it cost inline.
 
 Nor does Edge flush on its own. Every update is in its write-ahead log when ``update`` returns, so it
 survives the process dying (tested: points written after the last flush are there after ``os._exit``);
@@ -66,6 +68,7 @@ PAYLOAD_INDEXES = {
     "uploaded_at": PayloadSchemaType.Float,
 }
 _UPSERT_BATCH = 512
+_FATAL = (SystemExit, KeyboardInterrupt)
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
@@ -106,6 +109,7 @@ class _Shard:
         # ended before optimizing.
         self.unoptimized = True
         self.written_at = self.optimized_at = time.monotonic()
+        self.retry_at = 0.0  # after a failed build: not before then
 
     def wrote(self) -> None:
         self.dirty = self.unoptimized = True
@@ -129,10 +133,14 @@ class _Shard:
 
     def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
         with self.lock:
-            if self.closed or not self.unoptimized:
+            if self.closed or not self.unoptimized or now < self.retry_at:
                 return
             if now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s:
-                self.optimize()
+                try:
+                    self.optimize()
+                except BaseException:  # a failing build (seconds of GIL) is not retried every tick
+                    self.retry_at = time.monotonic() + max_delay_s
+                    raise
 
     def close(self, flush: bool = True) -> None:
         """Closed even if the flush fails (the error is raised after): the handle must not leak."""
@@ -240,7 +248,9 @@ class QdrantEdgeStore:
     def maintain(self) -> None:
         """One round of the maintenance thread: build HNSW where writes paused, flush when it is time.
 
-        A shard that fails stays due and is retried next round; the others go on.
+        A shard that fails stays due and is retried (a build after ``optimize_max_delay_s``); the others go
+        on. Rust panics (pyo3's ``PanicException``) derive from ``BaseException``: caught too, or the thread
+        would end and nothing would be optimized or flushed again.
         """
         now = time.monotonic()
         with self._lock:
@@ -249,15 +259,25 @@ class QdrantEdgeStore:
             for opened in shards:
                 try:
                     opened.optimize_if_due(now, self._optimize_idle_s, self._optimize_max_delay_s)
-                except Exception:
+                except _FATAL:
+                    raise
+                except BaseException:
                     log.exception("optimizing a Qdrant Edge shard failed")
         if self._flush_interval_s > 0 and now - self._flushed_at >= self._flush_interval_s:
             self._flushed_at = now
             for opened in shards:
                 try:
                     opened.flush_if_dirty()
-                except Exception:
+                except _FATAL:
+                    raise
+                except BaseException:
                     log.exception("flushing a Qdrant Edge shard failed")
+
+    def optimized_since(self, index: str) -> float | None:
+        """``time.monotonic()`` of the last optimize if nothing was written since (every point then sits in
+        an HNSW-indexed segment or one too small to need it), else None."""
+        with self._held(index) as opened:
+            return None if opened.unoptimized else opened.optimized_at
 
     def flush(self) -> None:
         """Write every shard's pending updates to disk (segments and WAL)."""
@@ -306,7 +326,7 @@ class QdrantEdgeStore:
     def upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
         """Searchable on return; HNSW is built now (``optimize_idle_s=0``) or in the background."""
         self.bulk_upsert(index, records, vectors)
-        if self._optimize_idle_s == 0:
+        if self._optimize_idle_s == 0 or self._closing.is_set():  # closed: no thread will
             self.optimize(index)
 
     def bulk_upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:

@@ -65,17 +65,21 @@ def enqueuer(app: Celery, task_name: str) -> Callable[[str], None]:
     return enqueue
 
 
-def ingest_enqueuer(app: Celery) -> Callable[[Sequence[str]], None]:
-    """``enqueue(document_ids)``: one message for the documents of one request (one task indexes them
-    together anyway), the single-document task for one. A message per document cost the API ~0.5 ms each
-    and left the worker thousands of tasks to skip after a bulk load."""
+def ingest_enqueuer(app: Celery, batch_documents: int) -> Callable[[Sequence[str]], None]:
+    """``enqueue(document_ids)``: one message per ``batch_documents`` documents of one request (one task
+    indexes that many together anyway), the single-document task for one. A message per document cost the
+    API ~0.5 ms each and left the worker thousands of tasks to skip after a bulk load."""
     from workers.tasks import INGEST_BATCH_TASK, INGEST_TASK
 
+    size = max(1, batch_documents)
+
     def enqueue(document_ids: Sequence[str]) -> None:
-        if len(document_ids) == 1:
-            app.send_task(INGEST_TASK, args=[document_ids[0]])
-        elif document_ids:
-            app.send_task(INGEST_BATCH_TASK, args=[list(document_ids)])
+        for start in range(0, len(document_ids), size):
+            batch = list(document_ids[start : start + size])
+            if len(batch) == 1:
+                app.send_task(INGEST_TASK, args=[batch[0]])
+            else:
+                app.send_task(INGEST_BATCH_TASK, args=[batch])
 
     return enqueue
 

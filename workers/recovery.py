@@ -21,10 +21,9 @@ log = logging.getLogger(__name__)
 def requeue_unfinished(services: Services, celery: Celery) -> tuple[int, int]:
     documents = unfinished_document_ids(services.db)
     jobs = unfinished_job_ids(services.db)
-    enqueue_ingest, enqueue_reindex = ingest_enqueuer(celery), reindex_enqueuer(celery)
-    size = services.settings.ingest_batch_documents
-    for start in range(0, len(documents), size):
-        enqueue_ingest(documents[start : start + size])
+    enqueue_ingest = ingest_enqueuer(celery, services.settings.ingest_batch_documents)
+    enqueue_reindex = reindex_enqueuer(celery)
+    enqueue_ingest(documents)
     for job_id in jobs:
         enqueue_reindex(job_id)
     if documents or jobs:

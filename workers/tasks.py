@@ -41,9 +41,10 @@ def services_of(task: Task) -> Services:
     return services
 
 
-def ingest_document(task: Task, document_id: str) -> str:
-    """Index ``document_id`` together with up to RAG_INGEST_BATCH_DOCUMENTS - 1 other queued documents."""
-    return ingest(task, [document_id])[document_id]
+def ingest_document(task: Task, document_id: str, alone: bool = False) -> str:
+    """Index ``document_id`` together with up to RAG_INGEST_BATCH_DOCUMENTS - 1 other queued documents, or
+    ``alone`` (sent after a batch it was in crashed, so a bad file fails only itself)."""
+    return ingest(task, [document_id], alone)[document_id]
 
 
 def ingest_documents(task: Task, document_ids: list[str]) -> dict[str, str]:
@@ -51,7 +52,7 @@ def ingest_documents(task: Task, document_ids: list[str]) -> dict[str, str]:
     return ingest(task, document_ids)
 
 
-def ingest(task: Task, document_ids: list[str]) -> dict[str, str]:
+def ingest(task: Task, document_ids: list[str], alone: bool = False) -> dict[str, str]:
     """Each document's final status. Documents another run took (into its batch) or finished are skipped.
 
     A task whose documents are all taken still indexes queued peers: one message per upload means most
@@ -62,7 +63,7 @@ def ingest(task: Task, document_ids: list[str]) -> dict[str, str]:
     services = services_of(task)
     token = (task.request.id or new_id()).replace("-", "")[:32]  # stable across this task's retries
     own = claimable(services.db, document_ids, token)
-    room = services.settings.ingest_batch_documents - len(own)
+    room = 0 if alone else services.settings.ingest_batch_documents - len(own)
     peers = claim_queued_peers(services.db, document_ids, room, token)
     if not own and not peers:
         return dict.fromkeys(document_ids, SKIPPED)
@@ -73,28 +74,33 @@ def ingest(task: Task, document_ids: list[str]) -> dict[str, str]:
         requeue_peers(task, services, peers, token)
         if task.request.retries >= MAX_RETRIES:
             message = "Indexing kept failing on an unavailable store; upload it again later."
-            return mark_all_failed(services, own, document_ids, message, reason="unavailable")
+            return mark_all_failed(services, own, token, document_ids, message, reason="unavailable")
         log.warning("ingest retry", extra={"document_ids": own, "error": type(exc).__name__})
         raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
     except Exception:
         log.exception("ingest crashed", extra={"document_ids": own})
-        requeue_peers(task, services, peers, token)
+        if len(own) + len(peers) > 1:  # one bad file must not fail its batch: each goes back to run alone
+            requeued = requeue_peers(task, services, [*own, *peers], token, alone=True)
+            return {d: DocumentStatus.queued if d in requeued else SKIPPED for d in document_ids}
         message = "The file could not be processed (an unexpected parser error); check that it opens correctly."
-        return mark_all_failed(services, own, document_ids, message, reason="error")
+        return mark_all_failed(services, own, token, document_ids, message, reason="error")
 
 
 def mark_all_failed(
-    services: Services, own: list[str], document_ids: list[str], message: str, reason: str
+    services: Services, own: list[str], token: str, document_ids: list[str], message: str, reason: str
 ) -> dict[str, str]:
     for document_id in own:
-        mark_failed(services.db, document_id, message, reason=reason)
+        mark_failed(services.db, document_id, message, reason=reason, token=token)
     return {document_id: DocumentStatus.failed if document_id in own else SKIPPED for document_id in document_ids}
 
 
-def requeue_peers(task: Task, services: Services, peers: list[str], token: str) -> None:
-    """Peers of a failed batch go back to the queue with a task of their own (theirs may be gone)."""
-    for peer in release_claims(services.db, peers, token):
-        task.app.send_task(INGEST_TASK, args=[peer])
+def requeue_peers(task: Task, services: Services, peers: list[str], token: str, alone: bool = False) -> list[str]:
+    """Documents of a failed batch that this run still holds go back to the queue, each with a task of its
+    own (theirs may be gone). Returns their ids."""
+    released = release_claims(services.db, peers, token)
+    for peer in released:
+        task.app.send_task(INGEST_TASK, args=[peer], kwargs={"alone": alone})
+    return released
 
 
 def reindex_collection(task: Task, job_id: str) -> str:

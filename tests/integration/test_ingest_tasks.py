@@ -64,13 +64,15 @@ def statuses(services: Services) -> dict[str, str]:
 
 
 def queued_messages(celery: Celery) -> list[tuple[str, Any]]:
-    """(task name, args) of every message waiting in the ingest queue of the memory broker."""
+    """(task name, args) of every message waiting in the ingest queue of the memory broker; keyword
+    arguments, where there are any, are appended to the args as a dict."""
     messages = []
     with celery.connection_for_read() as connection:
         queue = connection.SimpleQueue(queue_names(celery)[0])
         while queue.qsize():
             message = queue.get(timeout=1)
-            messages.append((message.headers["task"], message.decode()[0]))
+            args, kwargs, _ = message.decode()
+            messages.append((message.headers["task"], [*args, kwargs] if kwargs else args))
             message.ack()
         queue.close()
     return messages
@@ -90,11 +92,15 @@ def test_one_upload_request_queues_one_message_with_its_new_documents(services: 
 def test_the_api_sends_one_batch_task_for_several_files_and_the_single_task_for_one(celery: Celery) -> None:
     from workers.app import ingest_enqueuer
 
-    enqueue = ingest_enqueuer(celery)
-    enqueue(["a", "b"])
-    enqueue(["c"])
+    enqueue = ingest_enqueuer(celery, batch_documents=2)
+    enqueue(["a", "b", "c"])  # more files than a task takes: split
+    enqueue(["d"])
     enqueue([])
-    assert queued_messages(celery) == [(INGEST_BATCH_TASK, [["a", "b"]]), (INGEST_TASK, ["c"])]
+    assert queued_messages(celery) == [
+        (INGEST_BATCH_TASK, [["a", "b"]]),
+        (INGEST_TASK, ["c"]),
+        (INGEST_TASK, ["d"]),
+    ]
 
 
 def test_a_batch_task_indexes_its_documents_and_tops_up_with_queued_peers(services: Services, celery: Celery) -> None:
@@ -123,6 +129,32 @@ def test_a_task_whose_documents_another_run_holds_takes_queued_peers_or_stops(
     assert statuses(services) == {"owls.txt": "processing", "tides.txt": "indexed"}
     assert run(celery, INGEST_TASK, owls) == "skipped"  # nothing left to take: ends after two SELECTs
     assert statuses(services) == {"owls.txt": "processing", "tides.txt": "indexed"}
+
+
+def test_a_crash_in_a_batch_sends_each_document_back_alone_so_only_the_bad_file_fails(
+    services: Services, celery: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.pipeline
+
+    real_build = ingest.pipeline.build
+
+    def build(document: Document, *args: Any, **kwargs: Any) -> Any:
+        if document.filename == "tides.txt":
+            raise ValueError("a parser bug")  # not a RagError: an unexpected crash
+        return real_build(document, *args, **kwargs)
+
+    monkeypatch.setattr(ingest.pipeline, "build", build)
+    owls, tides = upload(services, "owls.txt", "tides.txt")
+    assert run(celery, INGEST_BATCH_TASK, [owls, tides]) == {owls: "queued", tides: "queued"}
+    assert statuses(services) == {"owls.txt": "queued", "tides.txt": "queued"}
+    requeued = queued_messages(celery)
+    alone = {"alone": True}
+    assert sorted(requeued, key=str) == sorted([(INGEST_TASK, [owls, alone]), (INGEST_TASK, [tides, alone])], key=str)
+    (bread,) = upload(services, "bread.txt")  # queued meanwhile: a task sent back to run alone leaves it
+    for name, (document_id, kwargs) in requeued:
+        assert run(celery, name, document_id, kwargs["alone"]) in ("indexed", "failed")
+    assert statuses(services) == {"owls.txt": "indexed", "tides.txt": "failed", "bread.txt": "queued"}
+    assert run(celery, INGEST_TASK, bread) == "indexed"
 
 
 def test_restart_recovery_requeues_unfinished_documents_in_batches(services: Services, celery: Celery) -> None:

@@ -359,7 +359,7 @@ def test_edge_maintenance_skips_dropped_shards_and_survives_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recs, vectors = records()
-    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05, optimize_idle_s=0.05)
+    store = QdrantEdgeStore(tmp_path / "edge", flush_interval_s=0.05, optimize_idle_s=0.05, optimize_max_delay_s=0.2)
     store.create("gone", DIM)
     store.upsert("gone", recs, vectors)
     gone = store._shards["gone"]
@@ -384,10 +384,13 @@ def test_edge_maintenance_skips_dropped_shards_and_survives_failures(
     real_optimize = qdrant_edge._Shard.optimize
     optimize_failures: list[str] = []
 
+    class Panic(BaseException):
+        """What a Rust panic reaches Python as (pyo3's PanicException is no ``Exception``)."""
+
     def fail_optimize_once(shard: qdrant_edge._Shard) -> bool:
         if not optimize_failures:
             optimize_failures.append("raised")
-            raise RuntimeError("out of memory")
+            raise Panic("called `Option::unwrap()` on a `None` value")
         return real_optimize(shard)
 
     monkeypatch.setattr(qdrant_edge._Shard, "flush_if_dirty", fail_once)
