@@ -197,7 +197,7 @@ def incremental(retriever: HybridRetriever, corpus: Corpus, trials: int, query: 
         row["embed 3 chunks"] = t[0]
         with stopwatch() as t:
             retriever.vectors.upsert(INDEX, records, vectors)
-        row["Edge upsert (+optimize)"] = t[0]
+        row["Edge upsert (HNSW later, in the background)"] = t[0]
         with stopwatch() as t:
             retriever.keywords.add(INDEX, records)
         row["bm25s add (write corpus)"] = t[0]
