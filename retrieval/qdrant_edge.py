@@ -115,11 +115,15 @@ class _Shard:
         self.dirty = self.unoptimized = True
         self.written_at = time.monotonic()
 
+    def flush(self) -> None:
+        """Caller holds ``lock``."""
+        self.shard.flush()
+        self.dirty = False
+
     def flush_if_dirty(self) -> None:
         with self.lock:
             if self.dirty and not self.closed:
-                self.shard.flush()
-                self.dirty = False
+                self.flush()
 
     def optimize(self) -> bool:
         """Caller holds ``lock``. A rebuilt shard is flushed at once: the build was the expensive part."""
@@ -127,8 +131,7 @@ class _Shard:
         self.unoptimized = False
         self.optimized_at = time.monotonic()
         if changed:
-            self.shard.flush()
-            self.dirty = False
+            self.flush()
         return changed
 
     def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
@@ -226,8 +229,7 @@ class QdrantEdgeStore:
             finally:  # a write that failed part-way may have applied some operations
                 opened.wrote()
             if self._flush_interval_s == 0 or self._closing.is_set():
-                opened.shard.flush()
-                opened.dirty = False
+                opened.flush()
         self._start_maintainer()
 
     def _start_maintainer(self) -> None:
@@ -257,21 +259,13 @@ class QdrantEdgeStore:
             shards = list(self._shards.values())
         if self._optimize_idle_s > 0:
             for opened in shards:
-                try:
+                with _logged("optimizing"):
                     opened.optimize_if_due(now, self._optimize_idle_s, self._optimize_max_delay_s)
-                except _FATAL:
-                    raise
-                except BaseException:
-                    log.exception("optimizing a Qdrant Edge shard failed")
         if self._flush_interval_s > 0 and now - self._flushed_at >= self._flush_interval_s:
             self._flushed_at = now
             for opened in shards:
-                try:
+                with _logged("flushing"):
                     opened.flush_if_dirty()
-                except _FATAL:
-                    raise
-                except BaseException:
-                    log.exception("flushing a Qdrant Edge shard failed")
 
     def optimized_since(self, index: str) -> float | None:
         """``time.monotonic()`` of the last optimize if nothing was written since (every point then sits in
@@ -387,6 +381,18 @@ class QdrantEdgeStore:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@contextmanager
+def _logged(doing: str) -> Iterator[None]:
+    """Logs and swallows one shard's failure so the maintenance thread goes on (``BaseException``: pyo3
+    panics are not ``Exception``s); only an exit or an interrupt propagates."""
+    try:
+        yield
+    except _FATAL:
+        raise
+    except BaseException:
+        log.exception("%s a Qdrant Edge shard failed", doing)
 
 
 def _maintain_periodically(store: weakref.ref[QdrantEdgeStore], closing: threading.Event, tick_s: float) -> None:

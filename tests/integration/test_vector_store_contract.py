@@ -7,6 +7,7 @@ qdrant-client's local mode, which implements the same API in-process.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,9 +269,10 @@ def test_edge_writes_survive_the_process_dying_before_a_flush(tmp_path: Path) ->
     reopened.close()
 
 
-def wait_until_flushed(shard: object) -> None:
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Polls for up to 10 s: the maintenance thread works on its own schedule."""
     for _ in range(200):
-        if not shard.dirty:  # type: ignore[attr-defined]
+        if condition():
             return
         threading.Event().wait(0.05)
 
@@ -282,7 +284,7 @@ def test_edge_flushes_dirty_shards_in_the_background(tmp_path: Path) -> None:
     store.upsert("idx", recs, vectors)
     shard = store._shards["idx"]
     assert shard.dirty  # the write did not flush
-    wait_until_flushed(shard)
+    wait_until(lambda: not shard.dirty)
     assert not shard.dirty
     store.close()
 
@@ -299,13 +301,6 @@ def test_edge_intervals_zero_flush_and_optimize_every_write_without_a_thread(tmp
     store.close()
 
 
-def wait_until_optimized(shard: object) -> None:
-    for _ in range(200):
-        if not shard.unoptimized:  # type: ignore[attr-defined]
-            return
-        threading.Event().wait(0.05)
-
-
 def test_edge_optimizes_in_the_background_once_writes_pause(tmp_path: Path) -> None:
     """Ingest never waits on an HNSW build: the upsert returns searchable, the build follows a pause."""
     recs, vectors = records()
@@ -314,10 +309,12 @@ def test_edge_optimizes_in_the_background_once_writes_pause(tmp_path: Path) -> N
     store.upsert("idx", recs, vectors)
     shard = store._shards["idx"]
     assert shard.unoptimized  # the write did not optimize
+    assert store.optimized_since("idx") is None
     assert names_of(store.search("idx", QUERY, 10)) == ORDER  # searchable already
     written = shard.written_at
-    wait_until_optimized(shard)
+    wait_until(lambda: not shard.unoptimized)
     assert not shard.unoptimized
+    assert store.optimized_since("idx") == shard.optimized_at
     assert shard.optimized_at - written >= 0.3
     assert names_of(store.search("idx", QUERY, 10)) == ORDER
     store.close()
@@ -341,6 +338,33 @@ def test_edge_optimizes_under_a_steady_stream_of_writes_after_the_max_delay(tmp_
     store.close()
 
 
+def test_edge_does_not_retry_a_failed_build_before_the_max_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval import qdrant_edge
+
+    recs, vectors = records()
+    store = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=3600, optimize_max_delay_s=3600)
+    store.create("idx", DIM)
+    store.upsert("idx", recs, vectors)
+    shard = store._shards["idx"]
+    attempts: list[float] = []
+
+    def failing(opened: qdrant_edge._Shard) -> bool:
+        attempts.append(time.monotonic())
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(qdrant_edge._Shard, "optimize", failing)
+    with pytest.raises(RuntimeError):
+        shard.optimize_if_due(time.monotonic() + 2, idle_s=1, max_delay_s=3600)  # idle long enough: due
+    shard.optimize_if_due(time.monotonic() + 2, idle_s=1, max_delay_s=3600)  # due, but it just failed
+    assert len(attempts) == 1
+    with pytest.raises(RuntimeError):  # retried once the max delay has passed
+        shard.optimize_if_due(shard.retry_at, idle_s=1, max_delay_s=3600)
+    assert len(attempts) == 2
+    store.close()
+
+
 def test_edge_optimizes_a_reopened_shard_its_last_process_left_unindexed(tmp_path: Path) -> None:
     recs, vectors = records()
     first = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=3600)
@@ -350,7 +374,7 @@ def test_edge_optimizes_a_reopened_shard_its_last_process_left_unindexed(tmp_pat
     reopened = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.1)
     assert reopened.count("idx") == len(recs)  # opens the shard: no write follows
     shard = reopened._shards["idx"]
-    wait_until_optimized(shard)
+    wait_until(lambda: not shard.unoptimized)
     assert not shard.unoptimized
     reopened.close()
 
@@ -398,8 +422,8 @@ def test_edge_maintenance_skips_dropped_shards_and_survives_failures(
     store.create("kept", DIM)
     store.upsert("kept", recs, vectors)
     kept = store._shards["kept"]
-    wait_until_flushed(kept)
-    wait_until_optimized(kept)
+    wait_until(lambda: not kept.dirty)
+    wait_until(lambda: not kept.unoptimized)
     assert failures == ["raised"]
     assert optimize_failures == ["raised"]
     assert not kept.dirty  # flushed on a later round, by the same thread
