@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.types import SearchFilter
 
@@ -63,6 +63,14 @@ class FiltersIn(BaseModel):
         )
 
 
+AnswerModeName = Literal["extractive", "generative", "auto"]
+ANSWER_MODE_HELP = (
+    "How the answer is written; unset = the server's RAG_ANSWER_MODE. extractive: the best evidence sentences, "
+    "quoted and cited; generative: the LLM, then verified sentence by sentence; auto: the LLM, falling back to "
+    "extractive when its answer loops or is not grounded."
+)
+
+
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, examples=["What does the report conclude?"])
@@ -72,6 +80,7 @@ class QueryIn(BaseModel):
     stream: bool = Field(False, description="Server-Sent Events: retrieval, token..., done.")
     filters: FiltersIn | None = None
     cache: bool = Field(True, description="false bypasses the answer cache for this request.")
+    answer_mode: AnswerModeName | None = Field(None, description=ANSWER_MODE_HELP)
 
     @field_validator("query")
     @classmethod
@@ -79,6 +88,12 @@ class QueryIn(BaseModel):
         if not value.strip():
             raise ValueError("query must contain text")
         return value.strip()
+
+
+class SpanOut(BaseModel):
+    start: int = Field(description="Offset of the quoted sentence in the chunk's text.")
+    end: int
+    quote: str = Field(description="Exactly text[start:end].")
 
 
 class CitationOut(BaseModel):
@@ -89,6 +104,17 @@ class CitationOut(BaseModel):
     page: int | None
     score: float
     text: str
+    quote: str | None = Field(None, description="The first cited sentence of this chunk (text[start:end]).")
+    start: int | None = None
+    end: int | None = None
+    spans: list[SpanOut] = Field([], description="Every sentence of this chunk the answer rests on.")
+
+
+class AnswerSentenceOut(BaseModel):
+    text: str
+    citations: list[int]
+    supported: bool = Field(description="A cited source sentence backs it (verification).")
+    support: float
 
 
 class QueryOut(BaseModel):
@@ -105,6 +131,16 @@ class QueryOut(BaseModel):
     backend: str | None
     events: list[dict[str, Any]]
     cache: dict[str, Any] = Field(description='{"hit": false} or {"hit": true, "kind": "exact"|"semantic", ...}')
+    answer_mode: str | None = Field(None, description="The mode that wrote the answer (after any fallback).")
+    fallback_reason: str | None = Field(
+        None,
+        description="Why the requested mode did not answer: loop, unsupported, model_abstained, empty, "
+        "llm_unavailable, no_llm.",
+    )
+    abstain_reason: str | None = Field(None, description="no_context, low_evidence or model (the LLM declined).")
+    groundedness: float | None = Field(None, description="Share of answer sentences backed by a cited sentence.")
+    answerability: float | None = Field(None, description="Evidence score the abstention threshold is applied to.")
+    sentences: list[AnswerSentenceOut] = []
 
 
 class QueryLogOut(BaseModel):
@@ -127,6 +163,19 @@ class QueryLogOut(BaseModel):
     error: str | None
     latency_ms: float
     created_at: datetime
+    answer_mode: str | None = None
+    fallback_reason: str | None = None
+    abstain_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _answer_verdict(self) -> QueryLogOut:
+        """Read from the log's ``answer`` event, which every answered query records."""
+        for event in self.events:
+            if isinstance(event, dict) and event.get("type") == "answer":
+                self.answer_mode = event.get("mode")
+                self.fallback_reason = event.get("fallback_reason")
+                self.abstain_reason = event.get("abstain_reason")
+        return self
 
 
 class DocumentPageOut(BaseModel):
@@ -199,6 +248,7 @@ class MessageIn(BaseModel):
     generate: bool = True
     stream: bool = False
     filters: FiltersIn | None = None
+    answer_mode: AnswerModeName | None = Field(None, description=ANSWER_MODE_HELP)
 
     @field_validator("message")
     @classmethod

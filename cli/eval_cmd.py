@@ -21,6 +21,13 @@ def eval_command(
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to ingest into / reuse.")],
     mode: Annotated[str, typer.Option(help="hybrid, vector, keyword, all, or a list like vector,hybrid.")] = ("hybrid"),
     generate: Annotated[bool, typer.Option(help="Also generate answers and score them.")] = False,
+    answer_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="With --generate: extractive, generative, auto, all, or a list like extractive,auto; each is "
+            "scored on its own (default: the server's RAG_ANSWER_MODE)."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     baseline: Annotated[
         Path | None,
@@ -41,13 +48,17 @@ def eval_command(
     """Ingest an eval set through the real pipeline (or reuse it), ask every question, print the scores."""
     from evaluation.datasets import load_dataset
     from evaluation.report import compare, format_comparison, format_report
-    from evaluation.runner import EvalOptions, parse_modes, run_eval
+    from evaluation.runner import EvalOptions, parse_answer_modes, parse_modes, run_eval
     from workers.services import Services
 
     try:
         modes = parse_modes(mode)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--mode") from exc
+    try:
+        answer_modes = parse_answer_modes(answer_mode)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--answer-mode") from exc
     baseline_report = json.loads(baseline.read_text()) if baseline else None
     options = EvalOptions(
         modes=modes,
@@ -57,6 +68,7 @@ def eval_command(
         judge=judge,
         price_prompt_per_1k=price_prompt_per_1k,
         price_completion_per_1k=price_completion_per_1k,
+        answer_modes=answer_modes,
     )
     services = Services(Settings())
     try:

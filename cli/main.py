@@ -239,6 +239,9 @@ def query(
     generate: Annotated[bool, typer.Option(help="Generate an answer (else retrieval only).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON response.")] = False,
     stream: Annotated[bool, typer.Option(help="Print answer tokens as they arrive.")] = False,
+    answer_mode: Annotated[
+        str | None, typer.Option(help="extractive, generative or auto (default: RAG_ANSWER_MODE).")
+    ] = None,
 ) -> None:
     """Ask a collection a question in this process."""
     from generation.query_service import QueryRequest
@@ -246,8 +249,16 @@ def query(
 
     if mode not in ("hybrid", "vector", "keyword"):
         raise typer.BadParameter("mode must be hybrid, vector or keyword")
+    if answer_mode not in (None, "extractive", "generative", "auto"):
+        raise typer.BadParameter("answer mode must be extractive, generative or auto", param_hint="--answer-mode")
     services = Services(Settings())
-    request = QueryRequest(query=text, top_k=top_k, mode=mode, generate=generate)  # type: ignore[arg-type]
+    request = QueryRequest(
+        query=text,
+        top_k=top_k,
+        mode=mode,  # type: ignore[arg-type]
+        generate=generate,
+        answer_mode=answer_mode,
+    )
     try:
         if stream and generate:
             final: dict = {}
@@ -255,6 +266,8 @@ def query(
                 if event["type"] == "token" and not as_json:
                     sys.stdout.write(event["text"])
                     sys.stdout.flush()
+                elif event["type"] == "reset" and not as_json:
+                    typer.echo(f"\n[the draft was replaced: {event['reason']}]")
                 elif event["type"] == "done":
                     final = event
             result = final

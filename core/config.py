@@ -159,7 +159,55 @@ class Settings(BaseSettings):
     llm_context_window: int = Field(2048, description="Tokens the model sees: prompt + answer.")
     llm_threads: int | None = Field(None, description="llama.cpp threads; unset = all cores.")
     llm_fallback_retrieval_only: bool = Field(
-        True, description="When every LLM backend is down, answer with the sources only (else 503)."
+        True,
+        description="When every LLM backend is down, answer extractively from the sources (answer_mode "
+        "extractive, backend retrieval_only) instead of failing with 503.",
+    )
+    llm_repeat_penalty: float = Field(
+        1.1,
+        ge=1.0,
+        le=2.0,
+        description="Penalty on repeating recent tokens (llama.cpp's repeat_penalty, vLLM's repetition_penalty); "
+        "1 = off. The loop guard stops whatever repetition still gets through.",
+    )
+
+    # --- answers ---------------------------------------------------------------------------
+    answer_mode: Literal["extractive", "generative", "auto"] = Field(
+        "extractive",
+        description="How answers are written (a request may pick its own with answer_mode): extractive = "
+        "the best evidence sentences, quoted and cited; generative = the LLM, then verified; auto = the LLM, "
+        "falling back to extractive when its draft loops or is not grounded. Chosen on clapnq-dev "
+        "(bench/answer_modes.py): with the embedded 135M model extractive scores best and costs no generation.",
+    )
+    abstain_threshold: float = Field(
+        0.6,
+        ge=-1.0,
+        le=1.0,
+        description="Answerability (cosine of the question to the best evidence sentence, read with its "
+        "chunk's heading) below which the answer is an abstention, before any LLM call; chosen on clapnq-dev "
+        "with bench/answer_modes.py (its abstention curve).",
+    )
+    support_threshold: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Support (mean of cosine and term coverage) an answer sentence needs from a source sentence "
+        "to count as grounded.",
+    )
+    auto_min_groundedness: float = Field(
+        0.5, ge=0.0, le=1.0, description="auto mode: a generated answer less grounded than this falls back."
+    )
+    evidence_hits: int = Field(2, ge=1, le=50, description="Top hits whose sentences are evidence candidates.")
+    evidence_neighbours: int = Field(
+        1, ge=0, le=5, description="Chunks on each side of an evidence hit also read (sentences cut at chunk edges)."
+    )
+    evidence_budget_words: int = Field(60, ge=5, le=1000, description="Words an extractive answer fills.")
+    evidence_max_sentences: int = Field(3, ge=1, le=50, description="Sentences an extractive answer holds at most.")
+    evidence_lexical_weight: float = Field(
+        0.2, description="Weight of question-term overlap beside the embedding cosine in sentence scores."
+    )
+    evidence_rank_weight: float = Field(
+        0.2, description="Score taken off a sentence per rank of its hit (prefers the best-ranked sources)."
     )
 
     # --- conversations -------------------------------------------------------------------------

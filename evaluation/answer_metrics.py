@@ -18,6 +18,7 @@ from rouge_score.rouge_scorer import RougeScorer
 
 from generation.backends.base import LLMBackend
 from generation.citations import is_abstention
+from generation.loops import has_loop
 from generation.prompt import count_prompt_tokens, neutralize
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -125,11 +126,30 @@ class AnswerRecord:
     completion_tokens: int = 0
     faithful: bool | None = None
     """The judge's verdict; ``None`` when not judged."""
+    groundedness: float | None = None
+    """The platform's share of verified answer sentences; ``None`` when it did not verify."""
+    fallback_reason: str | None = None
+    answerability: float | None = None
+    """The evidence score the platform's abstention threshold applies to."""
+
+    @property
+    def looped(self) -> bool:
+        return has_loop(self.answer)
 
 
 def score_answer(record: AnswerRecord, encode: Encode | None) -> dict[str, float | None]:
-    """Per-answer scores; reference-based ones only for answerable questions with references."""
+    """Per-answer scores; reference-based ones only for answerable questions with references.
+
+    An abstention on an answerable question scores 0 on every overlap metric: declining is a miss.
+    """
     references = record.references if record.answerable else ()
+    if references and record.abstained:
+        return {
+            "f1": 0.0,
+            "rouge_l": 0.0,
+            "similarity": 0.0 if encode else None,
+            "citation_precision": None,
+        }
     return {
         "f1": token_f1(record.answer, references),
         "rouge_l": rouge_l(record.answer, references),
@@ -172,6 +192,9 @@ def summarize_answers(
         "citation_rate": _mean(float(bool(r.cited_doc_ids)) for r, _ in answerable if not r.abstained),
         "abstention_rate": _mean(float(r.abstained) for r in unanswerable),
         "false_abstention_rate": _mean(float(r.abstained) for r, _ in answerable),
+        "loop_rate": _mean(float(r.looped) for r in records),
+        "groundedness": _mean(r.groundedness for r in records if not r.abstained),
+        "fallback_rate": _mean(float(r.fallback_reason is not None) for r in records if not r.abstained),
         "consistency": consistency(consistency_pairs),
         "prompt_tokens_per_question": round(prompt, 1),
         "completion_tokens_per_question": round(completion, 1),

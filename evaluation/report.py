@@ -50,7 +50,7 @@ class Comparison:
 
 def lower_is_better(key: str) -> bool:
     name = key.rsplit(".", 1)[-1]
-    return name == "false_abstention_rate" or any(part in name for part in _COST_PARTS)
+    return name in ("false_abstention_rate", "loop_rate", "fallback_rate") or any(part in name for part in _COST_PARTS)
 
 
 def is_unbounded(key: str) -> bool:
@@ -76,6 +76,8 @@ def flatten_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     for mode, body in (report.get("modes") or {}).items():
         for section in ("metrics", "stages"):
             flat.update(walk(f"modes.{mode}.{section}", body.get(section) or {}))
+    for answer_mode, body in (report.get("answer_modes") or {}).items():
+        flat.update(walk(f"answer_modes.{answer_mode}.metrics", body.get("metrics") or {}))
     return flat
 
 
@@ -148,11 +150,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         render_table(headers, rows),
     ]
     shown = set(columns)
-    extra = {k: v for k, v in (report.get("metrics") or {}).items() if k not in shown}
-    if extra:
-        parts.append(
-            render_table(["answers", "value"], [[k, _cell(k, v)] for k, v in extra.items()]),
-        )
+    answer_modes = report.get("answer_modes") or {}
+    if len(answer_modes) > 1:
+        parts.append(format_answer_modes(answer_modes))
+    else:
+        extra = {k: v for k, v in (report.get("metrics") or {}).items() if k not in shown}
+        if extra:
+            parts.append(render_table(["answers", "value"], [[k, _cell(k, v)] for k, v in extra.items()]))
     ingest = report.get("ingest") or {}
     if ingest:
         parts.append(
@@ -160,6 +164,14 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{ingest.get('failed')} failed), {ingest.get('chunks')} chunks, {ingest.get('seconds')} s"
         )
     return "\n\n".join(parts)
+
+
+def format_answer_modes(answer_modes: Mapping[str, Mapping[str, Any]]) -> str:
+    """Answer metrics of every answer mode side by side, one row per metric."""
+    names = list(answer_modes)
+    keys = list(dict.fromkeys(k for body in answer_modes.values() for k in (body.get("metrics") or {})))
+    rows = [[k, *(_cell(k, (answer_modes[m].get("metrics") or {}).get(k)) for m in names)] for k in keys]
+    return render_table(["answers", *names], rows)
 
 
 def format_comparison(comparison: Comparison, changed_only: bool = True) -> str:

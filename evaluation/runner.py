@@ -24,6 +24,7 @@ from core.models import UNFINISHED, Chunk, Document, DocumentStatus
 from evaluation.answer_metrics import AnswerRecord, abstained, judge_faithfulness, score_answer, summarize_answers
 from evaluation.datasets import EvalDataset, EvalQuestion
 from evaluation.metrics import RUN_DEPTH, doc_ranking, latency_percentiles, score_rankings
+from generation.modes import ANSWER_MODES
 from generation.prompt import PROMPT_VERSION
 from generation.query_service import STAGES, Mode, QueryRequest, QueryResult
 from ingest.pipeline import index_documents
@@ -59,6 +60,17 @@ SETTINGS_IN_REPORT = (
     "llm_max_tokens",
     "llm_context_window",
     "llm_threads",
+    "llm_repeat_penalty",
+    "answer_mode",
+    "abstain_threshold",
+    "support_threshold",
+    "auto_min_groundedness",
+    "evidence_hits",
+    "evidence_neighbours",
+    "evidence_budget_words",
+    "evidence_max_sentences",
+    "evidence_lexical_weight",
+    "evidence_rank_weight",
     "cache_exact",
     "cache_semantic",
 )
@@ -76,10 +88,25 @@ class EvalOptions:
     price_completion_per_1k: float = 0.0
     ingest_batch: int = 256
     progress: bool = True
+    answer_modes: tuple[str, ...] = ()
+    """Answer modes to generate with, each scored on its own; empty = the server's RAG_ANSWER_MODE."""
 
     @property
     def primary(self) -> Mode:
         return next(mode for mode in PRIMARY_ORDER if mode in self.modes)
+
+
+def parse_answer_modes(value: str | None) -> tuple[str, ...]:
+    """``all``, one answer mode, or a comma-separated list; None or empty = the server's default."""
+    if not value:
+        return ()
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if names == ["all"]:
+        return tuple(ANSWER_MODES)
+    unknown = [n for n in names if n not in ANSWER_MODES]
+    if unknown:
+        raise ValueError(f"unknown answer mode {', '.join(unknown)}: use all, {', '.join(ANSWER_MODES)}")
+    return tuple(dict.fromkeys(names))
 
 
 def parse_modes(value: str | Iterable[str]) -> tuple[Mode, ...]:
@@ -239,14 +266,16 @@ class AnswerRun:
     errors: list[dict[str, str]] = field(default_factory=list)
 
 
-def _answer_request(question: EvalQuestion, mode: Mode, top_k: int) -> QueryRequest:
-    return QueryRequest(query=question.text, top_k=top_k, mode=mode, generate=True, use_cache=False)
+def _answer_request(question: EvalQuestion, mode: Mode, top_k: int, answer_mode: str | None) -> QueryRequest:
+    return QueryRequest(
+        query=question.text, top_k=top_k, mode=mode, generate=True, use_cache=False, answer_mode=answer_mode
+    )
 
 
 def _answer(services: Services, collection: str, request: QueryRequest) -> QueryResult:
-    """A generated answer; a query that fell back to retrieval only counts as a failed question."""
+    """An answer; one the LLM could not write because every backend was down counts as a failed question."""
     result = services.queries.query(collection, request)
-    if result.answer is None:
+    if result.answer is None or result.fallback_reason == "llm_unavailable":
         detail = next((e.get("detail") for e in result.events if e.get("type") == "generation_unavailable"), None)
         raise RagError(f"no answer was generated ({detail or result.backend})")
     return result
@@ -264,6 +293,9 @@ def answer_record(question: EvalQuestion, result: QueryResult, corpus: Corpus) -
         cited_doc_ids=tuple(corpus.cited_id(c.get("document_id"), gold) for c in result.citations),
         prompt_tokens=int(result.usage.get("prompt_tokens", 0)),
         completion_tokens=int(result.usage.get("completion_tokens", 0)),
+        groundedness=result.groundedness,
+        fallback_reason=result.fallback_reason,
+        answerability=result.answerability,
     )
 
 
@@ -273,13 +305,15 @@ def run_answers(
     collection: str,
     corpus: Corpus,
     options: EvalOptions,
+    answer_mode: str | None = None,
 ) -> AnswerRun:
     run = AnswerRun()
     mode = options.primary
     encode = services.embedder.embed_documents
-    for question in tqdm(dataset.questions, desc=f"{mode} answers", unit="q", disable=not options.progress):
+    label = f"{answer_mode or services.settings.answer_mode} answers"
+    for question in tqdm(dataset.questions, desc=label, unit="q", disable=not options.progress):
         try:
-            result = _answer(services, collection, _answer_request(question, mode, options.top_k))
+            result = _answer(services, collection, _answer_request(question, mode, options.top_k, answer_mode))
         except RagError as exc:
             run.errors.append({"question": question.id, "error": exc.message})
             continue
@@ -295,7 +329,7 @@ def run_answers(
     for record in run.records[: options.consistency_questions]:
         question = next(q for q in dataset.questions if q.id == record.question_id)
         try:
-            again = _answer(services, collection, _answer_request(question, mode, options.top_k))
+            again = _answer(services, collection, _answer_request(question, mode, options.top_k, answer_mode))
         except RagError as exc:
             run.errors.append({"question": question.id, "error": f"consistency: {exc.message}"})
             continue
@@ -314,6 +348,8 @@ def settings_snapshot(services: Services, options: EvalOptions) -> dict[str, Any
     if options.generate and services.llm is not None:
         snapshot["llm_model"] = services.llm.model
         snapshot["prompt_version"] = PROMPT_VERSION
+    if options.answer_modes:
+        snapshot["answer_modes"] = list(options.answer_modes)
     return snapshot
 
 
@@ -337,6 +373,8 @@ def question_rows(
                 abstained=record.abstained,
                 answerable=record.answerable,
                 cited=list(record.cited_doc_ids),
+                answerability=record.answerability,
+                fallback_reason=record.fallback_reason,
                 **{k: v for k, v in answer_scores.items() if v is not None},
             )
             if record.faithful is not None:
@@ -353,8 +391,12 @@ def run_eval(
     Every query bypasses the answer cache: a cached answer would be measured instead of the pipeline.
     """
     options = options or EvalOptions()
-    if options.generate and services.llm is None:
-        raise RagError("Generation was asked for but no LLM backend is configured (RAG_LLM_BACKEND=none).")
+    needs_llm = {m for m in (options.answer_modes or (services.settings.answer_mode,)) if m != "extractive"}
+    if options.generate and needs_llm and services.llm is None:
+        raise RagError(
+            f"Answer mode {', '.join(sorted(needs_llm))} needs an LLM backend and none is configured "
+            "(RAG_LLM_BACKEND=none); use --answer-mode extractive."
+        )
     corpus = ingest_corpus(services, dataset, collection, options.ingest_batch, options.progress)
     modes: dict[str, dict[str, Any]] = {}
     per_mode: dict[str, dict[str, dict[str, float]]] = {}
@@ -367,26 +409,37 @@ def run_eval(
     primary = modes[options.primary]
     answers = None
     errors: list[dict[str, str]] = []
+    answer_modes: dict[str, dict[str, Any]] = {}
     if options.generate:
-        answers = run_answers(services, dataset, collection, corpus, options)
-        errors = answers.errors
         retrieval_latency = {
             k.replace("latency_ms", "retrieval_latency_ms"): primary["metrics"].pop(k)
             for k in list(primary["metrics"])
             if k.startswith("latency_ms")
         }
         primary["metrics"].update(retrieval_latency)
-        primary["metrics"].update(latency_percentiles([t["total"] for t in answers.timings if "total" in t]))
-        primary["metrics"].update(
-            summarize_answers(
-                answers.records,
-                answers.scores,
-                consistency_pairs=answers.consistency_pairs,
-                price_prompt_per_1k=options.price_prompt_per_1k,
-                price_completion_per_1k=options.price_completion_per_1k,
-            )
-        )
-        timings["answer"] = timing_percentiles(answers.timings)
+        for answer_mode in options.answer_modes or (None,):
+            run = run_answers(services, dataset, collection, corpus, options, answer_mode)
+            name = answer_mode or services.settings.answer_mode
+            answer_modes[name] = {
+                "metrics": {
+                    **latency_percentiles([t["total"] for t in run.timings if "total" in t]),
+                    **summarize_answers(
+                        run.records,
+                        run.scores,
+                        consistency_pairs=run.consistency_pairs,
+                        price_prompt_per_1k=options.price_prompt_per_1k,
+                        price_completion_per_1k=options.price_completion_per_1k,
+                    ),
+                },
+                "timings_ms": timing_percentiles(run.timings),
+                "errors": run.errors,
+            }
+            errors.extend({**e, "answer_mode": name} for e in run.errors)
+            if answers is None:
+                answers = run
+        first = next(iter(answer_modes.values()))
+        primary["metrics"].update(first["metrics"])
+        timings["answer"] = first["timings_ms"]
     report: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "collection": collection,
@@ -403,4 +456,6 @@ def run_eval(
     }
     if len(modes) > 1:
         report["modes"] = modes
+    if answer_modes:
+        report["answer_modes"] = answer_modes
     return report

@@ -1,22 +1,24 @@
-"""Question + ranked hits -> a cited answer, whole or streamed.
+"""Question + ranked hits -> the LLM's cited draft, whole or streamed, and the answer types every mode returns.
 
 Both paths share the same steps: screen chunks for injections, pack the prompt in the token budget,
-generate, filter the output, read the citations back. Everything a query log needs (truncation,
-injection flags, fallback events, usage, timings) is collected on the ``Answer``.
+generate under the loop guard, filter the output, read the citations back. Everything a query log needs
+(truncation, injection flags, fallback events, usage, timings) is collected on the ``Answer``. The answer
+modes (``generation.modes``) verify the draft or answer without the LLM at all.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from core.redaction import redact
 from core.types import Hit
 from generation.backends.base import LLMBackend
-from generation.backends.fallback import ChainCompletion, ChainStream
+from generation.backends.fallback import ChainStream
 from generation.citations import cited_numbers, is_abstention
+from generation.loops import LoopGuard, cut_loop, guarded
 from generation.prompt import ABSTAIN_TEXT, PROMPT_VERSION, SYSTEM_PROMPT, PackedPrompt, Source, pack_prompt
 from generation.safety import apply_output_filters, injection_score
 
@@ -47,13 +49,58 @@ def redact_messages(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]
     return out, counts
 
 
+@dataclass(frozen=True)
+class Span:
+    """A quoted sentence: ``chunk_text[start:end] == quote``."""
+
+    start: int
+    end: int
+    quote: str
+
+
+@dataclass
+class Citation:
+    """A cited chunk and the sentences of it the answer rests on (empty for an unverified draft)."""
+
+    number: int
+    chunk_id: str
+    document_id: str | None
+    filename: str | None
+    page: int | None
+    text: str
+    score: float
+    spans: list[Span] = field(default_factory=list)
+
+    @classmethod
+    def of_source(cls, source: Source) -> Citation:
+        return cls(
+            source.number, source.chunk_id, source.document_id, source.filename, source.page, source.text, source.score
+        )
+
+    def to_dict(self, score: float | None = None) -> dict[str, Any]:
+        first = self.spans[0] if self.spans else None
+        return {
+            "number": self.number,
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "filename": self.filename,
+            "page": self.page,
+            "score": round(float(self.score if score is None else score), 6),
+            "text": self.text,
+            "quote": first.quote if first else None,
+            "start": first.start if first else None,
+            "end": first.end if first else None,
+            "spans": [asdict(span) for span in self.spans],
+        }
+
+
 @dataclass
 class Answer:
     text: str
-    citations: list[Source]
+    citations: list[Citation]
     """Only the sources the answer cites, in order of first citation."""
     sources: list[Source]
-    """Everything that was packed into the prompt."""
+    """Everything that was packed into the prompt (empty when no LLM was asked)."""
     abstained: bool
     usage: dict[str, int]
     model: str | None
@@ -61,6 +108,18 @@ class Answer:
     events: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     prompt_version: str = PROMPT_VERSION
+    mode: str = "generative"
+    """The answer mode that produced ``text``: extractive or generative."""
+    fallback_reason: str | None = None
+    """Why the requested mode did not answer (auto falling back, a dead LLM), else None."""
+    abstain_reason: str | None = None
+    groundedness: float | None = None
+    """Share of the answer's sentences supported by a cited source sentence (None when unchecked)."""
+    answerability: float | None = None
+    sentences: list[dict[str, Any]] = field(default_factory=list)
+    """Per answer sentence: text, citation numbers, supported, support score."""
+    looped: bool = False
+    """The loop guard stopped the generation (the text is cut before the repetition)."""
 
 
 def screen_hits(hits: Sequence[Hit], policy: InjectionPolicy) -> tuple[list[Hit], list[dict[str, Any]]]:
@@ -123,6 +182,7 @@ def _abstain(packed: PackedPrompt, events: list[dict[str, Any]], timings: dict[s
     """No usable context: answering would only show what the model memorized, so it is not called."""
     events.append({"type": "no_context"})
     return Answer(
+        abstain_reason="no_context",
         text=ABSTAIN_TEXT,
         citations=[],
         sources=packed.sources,
@@ -135,11 +195,21 @@ def _abstain(packed: PackedPrompt, events: list[dict[str, Any]], timings: dict[s
     )
 
 
-def _finish(raw: str, packed: PackedPrompt, **fields: Any) -> Answer:
+def _finish(raw: str, packed: PackedPrompt, guard: LoopGuard, **fields: Any) -> Answer:
+    if guard.looped:
+        raw = cut_loop(raw)
+        fields["events"].append({"type": "loop_stopped", "kept_chars": len(raw)})
     text = apply_output_filters(raw, SYSTEM_PROMPT)
     by_number = {source.number: source for source in packed.sources}
-    citations = [by_number[number] for number in cited_numbers(text, by_number.keys())]
-    return Answer(text=text, citations=citations, sources=packed.sources, abstained=is_abstention(text), **fields)
+    citations = [Citation.of_source(by_number[n]) for n in cited_numbers(text, by_number.keys())]
+    return Answer(
+        text=text,
+        citations=citations,
+        sources=packed.sources,
+        abstained=is_abstention(text),
+        looped=guard.looped,
+        **fields,
+    )
 
 
 def _ms(since: float) -> float:
@@ -157,30 +227,24 @@ def generate_answer(
     injection_policy: InjectionPolicy = "down_rank",
     context: PromptContext = NO_CONTEXT,
 ) -> Answer:
-    """``hits`` best first; ``context_window`` defaults to the backend's. Raises ``Unavailable``."""
-    started = time.perf_counter()
-    packed, events = _prepare(llm, question, hits, max_tokens, context_window, injection_policy, context)
-    timings = {"prompt": _ms(started)}
-    if not packed.sources:
-        return _abstain(packed, events, timings)
-    generating = time.perf_counter()
-    completion = llm.complete(packed.messages, max_tokens, temperature)
-    timings["generate"] = _ms(generating)
-    if isinstance(completion, ChainCompletion):
-        events.extend(completion.events)
-    usage = {
-        "prompt_tokens": completion.prompt_tokens or packed.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-    }
-    return _finish(
-        completion.text,
-        packed,
-        usage=usage,
-        model=completion.model,
-        backend=completion.backend,
-        events=events,
-        timings_ms=timings,
-    )
+    """``hits`` best first; ``context_window`` defaults to the backend's. Raises ``Unavailable``.
+
+    Generation is streamed even here, so the loop guard can stop it at the first repetition instead of
+    letting it run to ``max_tokens``.
+    """
+    for event in stream_answer(
+        llm,
+        question,
+        hits,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        context_window=context_window,
+        injection_policy=injection_policy,
+        context=context,
+    ):
+        if event["type"] == "done":
+            return event["answer"]
+    raise AssertionError("stream_answer always ends with a done event")
 
 
 def stream_answer(
@@ -197,9 +261,10 @@ def stream_answer(
     """Yields ``{"type": "sources", "sources": [...]}`` once the prompt is packed, then
     ``{"type": "token", "text": ...}`` per piece, then ``{"type": "done", "answer": Answer}``.
 
-    Token events carry the model's raw text; output filters apply to the final answer only. Closing
-    the iterator (a client disconnected) stops generation. ``ttft`` is measured from this call's start,
-    so it includes prompt packing. A backend dying mid-stream raises ``Unavailable``.
+    Token events carry the model's raw text; output filters and the cut of a loop apply to the final answer
+    only. Closing the iterator (a client disconnected) or the loop guard firing stops generation. ``ttft``
+    is measured from this call's start, so it includes prompt packing. A backend dying mid-stream raises
+    ``Unavailable``.
     """
     started = time.perf_counter()
     packed, events = _prepare(llm, question, hits, max_tokens, context_window, injection_policy, context)
@@ -212,17 +277,17 @@ def stream_answer(
         return
     generating = time.perf_counter()
     pieces = llm.stream(packed.messages, max_tokens, temperature)
+    guard = LoopGuard()
+    tokens = guarded(pieces, guard)
     parts: list[str] = []
     try:
-        for piece in pieces:
+        for piece in tokens:
             if not parts:
                 timings["ttft"] = _ms(started)
             parts.append(piece)
             yield {"type": "token", "text": piece}
     finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()
+        tokens.close()
     timings["generate"] = _ms(generating)
     raw = "".join(parts)
     backend, model = llm.name, llm.model
@@ -230,5 +295,5 @@ def stream_answer(
         events.extend(pieces.events)
         backend, model = pieces.backend or backend, pieces.model or model
     usage = {"prompt_tokens": packed.prompt_tokens, "completion_tokens": llm.count_tokens(raw) if raw else 0}
-    answer = _finish(raw, packed, usage=usage, model=model, backend=backend, events=events, timings_ms=timings)
+    answer = _finish(raw, packed, guard, usage=usage, model=model, backend=backend, events=events, timings_ms=timings)
     yield {"type": "done", "answer": answer}

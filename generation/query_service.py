@@ -1,8 +1,9 @@
 """The query path shared by the API, the CLI and the evaluation runner.
 
-(cache lookup) -> retrieve (hybrid / vector / keyword) -> optionally generate a cited answer -> one
-``QueryLog`` row and one structured log line with the ids of every stage. The log row is written whether
-the query succeeds, fails over, hits the cache or the client goes away.
+(cache lookup) -> retrieve (hybrid / vector / keyword) -> optionally answer: gather evidence sentences
+from the top hits, abstain when they do not hold an answer, else answer in the requested mode
+(``generation.modes``) -> one ``QueryLog`` row and one structured log line with the ids of every stage.
+The log row is written whether the query succeeds, fails over, hits the cache or the client goes away.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from core.collections import get_collection
 from core.config import Settings
 from core.db import Database
-from core.errors import BadInput, NotFound, Unavailable
+from core.errors import NotFound, Unavailable
 from core.ids import new_id, sha256_hex
 from core.metrics import (
     CACHE_HITS,
@@ -35,10 +36,21 @@ from core.models import Collection, QueryLog
 from core.redaction import redact_text
 from core.tracing import flat_attributes, recording_span, span, start_span, traced_steps, traced_stream
 from core.types import Hit, SearchFilter
-from generation.answer import NO_CONTEXT, Answer, PromptContext, generate_answer, stream_answer
+from generation.answer import NO_CONTEXT, Answer, PromptContext
 from generation.backends.base import LLMBackend
 from generation.cache import AnswerCache, CacheHit, CacheScope
-from generation.prompt import PROMPT_VERSION, Source
+from generation.evidence import EvidenceWeights, PairScorer, gather_evidence
+from generation.modes import (
+    AnswerInputs,
+    AnswerMode,
+    AnswerPolicy,
+    GenerationOptions,
+    answer_events,
+    answer_mode,
+    final_answer,
+)
+from generation.passages import evidence_passages
+from generation.prompt import PROMPT_VERSION
 from retrieval.retriever import HybridRetriever, IndexProfile, RetrievalResult
 
 log = logging.getLogger(__name__)
@@ -56,6 +68,8 @@ class QueryRequest:
     filters: SearchFilter = field(default_factory=SearchFilter)
     use_cache: bool = True
     owner: str | None = None  # the API key id ("root" for the bootstrap key), for per-user data deletion
+    answer_mode: str | None = None
+    """extractive, generative or auto; None = ``RAG_ANSWER_MODE``."""
 
 
 @dataclass
@@ -73,6 +87,12 @@ class QueryResult:
     backend: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=lambda: {"hit": False})
+    answer_mode: str | None = None
+    fallback_reason: str | None = None
+    abstain_reason: str | None = None
+    groundedness: float | None = None
+    answerability: float | None = None
+    sentences: list[dict[str, Any]] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,18 +125,6 @@ def hit_citation(hit: Hit) -> dict[str, Any]:
     }
 
 
-def source_citation(source: Source, scores: dict[str, float]) -> dict[str, Any]:
-    return {
-        "number": source.number,
-        "chunk_id": source.chunk_id,
-        "document_id": source.document_id,
-        "filename": source.filename,
-        "page": source.page,
-        "score": round(float(scores.get(source.chunk_id, source.score)), 6),
-        "text": source.text,
-    }
-
-
 def filters_to_json(flt: SearchFilter) -> dict[str, Any]:
     body = {k: v for k, v in asdict(flt).items() if v not in ((), None)}
     for key in ("uploaded_after", "uploaded_before"):
@@ -144,9 +152,11 @@ def request_attributes(collection_name: str, request: QueryRequest) -> dict[str,
 
 
 def answer_attributes(answer: Answer) -> dict[str, Any]:
-    """What the LLM span keeps: the backend that answered (after any fallback), tokens and timings."""
+    """What the answer span keeps: the mode and the backend that answered (after any fallback), tokens,
+    groundedness and timings."""
     llm = {"backend": answer.backend, "model": answer.model}
-    return flat_attributes({"llm": llm, "usage": answer.usage, "timings_ms": answer.timings_ms})
+    verdict = {"mode": answer.mode, "fallback_reason": answer.fallback_reason, "groundedness": answer.groundedness}
+    return flat_attributes({"llm": llm, "answer": verdict, "usage": answer.usage, "timings_ms": answer.timings_ms})
 
 
 class QueryService:
@@ -218,33 +228,85 @@ class QueryService:
         scores = {h.id: h.score for h in result.hits}
         result.answer = answer.text
         result.abstained = answer.abstained
-        result.citations = [source_citation(s, scores) for s in answer.citations]
+        result.citations = [c.to_dict(scores.get(c.chunk_id)) for c in answer.citations]
         result.usage = dict(answer.usage)
         result.model = answer.model
         result.backend = answer.backend
+        result.answer_mode = answer.mode
+        result.fallback_reason = answer.fallback_reason
+        result.abstain_reason = answer.abstain_reason
+        result.groundedness = None if answer.groundedness is None else round(answer.groundedness, 4)
+        result.answerability = None if answer.answerability is None else round(answer.answerability, 4)
+        result.sentences = answer.sentences
         result.events.extend(answer.events)
+        result.events.append(
+            {
+                "type": "answer",
+                "mode": answer.mode,
+                "fallback_reason": answer.fallback_reason,
+                "abstain_reason": answer.abstain_reason,
+                "groundedness": result.groundedness,
+                "answerability": result.answerability,
+            }
+        )
         result.timings_ms.update({k: round(v, 2) for k, v in answer.timings_ms.items()})
 
-    def _generation_kwargs(self) -> dict[str, Any]:
-        return {
-            "max_tokens": self.settings.llm_max_tokens,
-            "temperature": self.settings.llm_temperature,
-            "context_window": self.settings.llm_context_window,
-        }
+    def _policy(self) -> AnswerPolicy:
+        s = self.settings
+        return AnswerPolicy(
+            abstain_threshold=s.abstain_threshold,
+            support_threshold=s.support_threshold,
+            min_groundedness=s.auto_min_groundedness,
+            fallback_on_unavailable=s.llm_fallback_retrieval_only,
+        )
 
-    def _generate(self, llm: LLMBackend, question: str, hits: list[Hit], context: PromptContext) -> Answer:
-        with span("rag.generate", **{"rag.llm.backend": llm.name, "rag.llm.model": llm.model}) as current:
-            answer = generate_answer(
-                llm, question, hits, context=self.prompt_context(context), **self._generation_kwargs()
+    def _weights(self) -> EvidenceWeights:
+        s = self.settings
+        return EvidenceWeights(
+            lexical=s.evidence_lexical_weight,
+            rank=s.evidence_rank_weight,
+            budget_words=s.evidence_budget_words,
+            max_sentences=s.evidence_max_sentences,
+        )
+
+    def _pair_scorer(self) -> PairScorer | None:
+        """The configured cross-encoder, when it can score (query, sentence) pairs."""
+        reranker = self.retriever.reranker
+        return reranker if reranker is not None and hasattr(reranker, "scores") else None  # type: ignore[return-value]
+
+    def _answer_inputs(
+        self,
+        collection: Collection,
+        request: QueryRequest,
+        result: QueryResult,
+        question: str | None,
+        context: PromptContext,
+    ) -> AnswerInputs:
+        """Evidence for the (standalone) query; the LLM, when asked, answers ``question`` with ``context``."""
+        started = time.perf_counter()
+        s = self.settings
+        encoder = self.retriever.embedder_for(IndexProfile.of_collection(s, collection.options))
+        with span("rag.evidence"):
+            passages = evidence_passages(
+                self.db, collection.index_version, result.hits, s.evidence_hits, s.evidence_neighbours
             )
-            if current.is_recording():
-                current.set_attributes(answer_attributes(answer))
-        return answer
+            evidence = gather_evidence(
+                request.query, passages, encoder, self._weights(), cross_encoder=self._pair_scorer()
+            )
+        return AnswerInputs(
+            question=question or request.query,
+            hits=result.hits,
+            evidence=evidence,
+            encoder=encoder,
+            policy=self._policy(),
+            generation=GenerationOptions(s.llm_max_tokens, s.llm_temperature, s.llm_context_window),
+            llm=self.llm,
+            context=self.prompt_context(context),
+            timings_ms={"evidence": _ms(started)},
+        )
 
-    def _require_llm(self) -> LLMBackend:
-        if self.llm is None:
-            raise BadInput('This deployment has no LLM backend (RAG_LLM_BACKEND=none); send "generate": false.')
-        return self.llm
+    def _mode_name(self, request: QueryRequest) -> str:
+        return request.answer_mode or self.settings.answer_mode
 
     # --- cache ------------------------------------------------------------------------------
 
@@ -256,6 +318,7 @@ class QueryService:
             "filters": filters_to_json(request.filters),
             "model": self.llm.model if request.generate and self.llm is not None else None,
             "prompt": PROMPT_VERSION,
+            "answer_mode": self._mode_name(request) if request.generate else None,
         }
         return CacheScope(collection.name, collection.index_version, collection.content_version, params)
 
@@ -290,11 +353,6 @@ class QueryService:
         external = self.settings.llm_backend == "openai"
         return replace(context, redact=self.settings.redact_prompts and external)
 
-    def _retrieval_only(self, result: QueryResult, exc: Unavailable) -> None:
-        """The last link of the fallback chain: sources without an answer, said plainly."""
-        result.backend = "retrieval_only"
-        result.events.append({"type": "generation_unavailable", "detail": exc.message})
-
     def query(
         self,
         collection_name: str,
@@ -318,6 +376,7 @@ class QueryService:
     ) -> QueryResult:
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
+        mode = answer_mode(self._mode_name(request)) if request.generate else None
         lookup = self._cache_lookup(collection, request)
         if lookup is not None and lookup[2] is not None:
             result = lookup[2]
@@ -327,14 +386,16 @@ class QueryService:
         result = self._retrieved(collection, request, lookup, events)
         error: str | None = None
         try:
-            if request.generate:
-                answer = self._generate(self._require_llm(), question or request.query, result.hits, context)
+            if mode is not None:
+                inputs = self._answer_inputs(collection, request, result, question, context)
+                with span("rag.answer", **{"rag.answer.mode": mode.name}) as current:
+                    answer = final_answer(answer_events(mode, inputs))
+                    if current.is_recording():
+                        current.set_attributes(answer_attributes(answer))
                 self._apply_answer(result, answer)
         except Unavailable as exc:
             error = exc.message
-            if not (self.settings.llm_fallback_retrieval_only and self.llm is not None):
-                raise
-            self._retrieval_only(result, exc)
+            raise
         finally:
             result.timings_ms["total"] = _ms(started)
             self.record(result, request, error)
@@ -372,12 +433,13 @@ class QueryService:
     ) -> Iterator[dict[str, Any]]:
         started = time.perf_counter()
         collection = get_collection(self.db, collection_name)
-        llm = self._require_llm()
+        mode = answer_mode(self._mode_name(request))
         lookup = self._cache_lookup(collection, request)
         if lookup is not None and lookup[2] is not None:
             return self._cached_events(lookup[2], request, started)
         result = self._retrieved(collection, request, lookup, events)
-        return self._events(llm, request, result, started, lookup, question or request.query, context)
+        inputs = self._answer_inputs(collection, request, result, question, context)
+        return self._events(mode, inputs, request, result, started, lookup)
 
     def _cached_events(self, result: QueryResult, request: QueryRequest, started: float) -> Iterator[dict[str, Any]]:
         result.timings_ms["total"] = _ms(started)
@@ -393,13 +455,12 @@ class QueryService:
 
     def _events(
         self,
-        llm: LLMBackend,
+        mode: AnswerMode,
+        inputs: AnswerInputs,
         request: QueryRequest,
         result: QueryResult,
         started: float,
         lookup: Any,
-        question: str,
-        context: PromptContext,
     ) -> Iterator[dict[str, Any]]:
         yield {
             "type": "retrieval",
@@ -408,20 +469,18 @@ class QueryService:
             "candidates": result.citations,
         }
         error: str | None = None
-        generating = start_span("rag.generate", **{"rag.llm.backend": llm.name, "rag.llm.model": llm.model})
+        answering = start_span("rag.answer", **{"rag.answer.mode": mode.name})
+        first_token: float | None = None
         try:
-            answer_events = traced_steps(
-                stream_answer(
-                    llm, question, result.hits, context=self.prompt_context(context), **self._generation_kwargs()
-                ),
-                generating,
-            )
-            for event in answer_events:
-                if event["type"] == "token":
+            for event in traced_steps(answer_events(mode, inputs), answering):
+                if event["type"] in ("token", "reset"):
+                    first_token = first_token or _ms(started)
                     yield event
                 elif event["type"] == "done":
                     self._apply_answer(result, event["answer"])
-                    generating.set_attributes(answer_attributes(event["answer"]))
+                    answering.set_attributes(answer_attributes(event["answer"]))
+                    # An answer written without the LLM has no generation ttft: its first token's time is it.
+                    result.timings_ms.setdefault("ttft", first_token or _ms(started))
         except Unavailable as exc:
             error = exc.message
             yield {"type": "error", "status": 503, "detail": exc.message}

@@ -90,6 +90,7 @@ def post_message(
         generate=body.generate,
         filters=body.filters.to_filter() if body.filters else SearchFilter(),
         owner=principal.owner,
+        answer_mode=body.answer_mode,
     )
     if body.stream:
         if not body.generate:

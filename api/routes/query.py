@@ -54,6 +54,7 @@ def query(
         filters=body.filters.to_filter() if body.filters else SearchFilter(),
         use_cache=body.cache,
         owner=principal.owner,
+        answer_mode=body.answer_mode,
     )
     if body.stream:
         if not body.generate:

