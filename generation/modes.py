@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core.errors import BadInput, Unavailable
+from core.tracing import flat_attributes, start_span, traced_steps
 from core.types import Hit
 from generation.answer import NO_CONTEXT, Answer, Citation, PromptContext, Span, stream_answer
 from generation.backends.base import LLMBackend
@@ -220,23 +221,33 @@ class _Draft:
     error: Unavailable | None = None
 
 
+def generation_attributes(answer: Answer) -> dict[str, Any]:
+    """What the LLM span keeps: the backend that answered (after any fallback), tokens and timings."""
+    llm = {"backend": answer.backend, "model": answer.model}
+    return flat_attributes({"llm": llm, "usage": answer.usage, "timings_ms": answer.timings_ms})
+
+
 def _generate(inputs: AnswerInputs, llm: LLMBackend, into: _Draft) -> Iterator[Event]:
+    """The LLM's draft under its own ``rag.generate`` span (a child of the answer's)."""
     options = inputs.generation
+    generating = start_span("rag.generate", **{"rag.llm.backend": llm.name, "rag.llm.model": llm.model})
+    steps = stream_answer(
+        llm,
+        inputs.question,
+        inputs.hits,
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        context_window=options.context_window,
+        context=inputs.context,
+    )
     try:
-        for event in stream_answer(
-            llm,
-            inputs.question,
-            inputs.hits,
-            max_tokens=options.max_tokens,
-            temperature=options.temperature,
-            context_window=options.context_window,
-            context=inputs.context,
-        ):
+        for event in traced_steps(steps, generating):
             if event["type"] == "token":
                 into.streamed = True
                 yield event
             elif event["type"] == "done":
                 into.answer = event["answer"]
+                generating.set_attributes(generation_attributes(event["answer"]))
     except Unavailable as error:
         if not inputs.policy.fallback_on_unavailable:
             raise

@@ -151,6 +151,11 @@ def request_attributes(collection_name: str, request: QueryRequest) -> dict[str,
     return flat_attributes(asked)
 
 
+def generation_error(answer: Answer) -> str | None:
+    """What the query log records as the error of a query answered without the LLM it asked for."""
+    return next((e.get("detail") for e in answer.events if e.get("type") == "generation_unavailable"), None)
+
+
 def answer_attributes(answer: Answer) -> dict[str, Any]:
     """What the answer span keeps: the mode and the backend that answered (after any fallback), tokens,
     groundedness and timings."""
@@ -393,6 +398,7 @@ class QueryService:
                     if current.is_recording():
                         current.set_attributes(answer_attributes(answer))
                 self._apply_answer(result, answer)
+                error = generation_error(answer)
         except Unavailable as exc:
             error = exc.message
             raise
@@ -479,6 +485,7 @@ class QueryService:
                 elif event["type"] == "done":
                     self._apply_answer(result, event["answer"])
                     answering.set_attributes(answer_attributes(event["answer"]))
+                    error = generation_error(event["answer"])
                     # An answer written without the LLM has no generation ttft: its first token's time is it.
                     result.timings_ms.setdefault("ttft", first_token or _ms(started))
         except Unavailable as exc:
@@ -492,7 +499,8 @@ class QueryService:
         finally:
             result.timings_ms["total"] = _ms(started)
             self.record(result, request, error)
-        self._cache_store(lookup, request, result)
+        if error is None:
+            self._cache_store(lookup, request, result)
         yield {"type": "done", **result.to_dict()}
 
     def record(self, result: QueryResult, request: QueryRequest, error: str | None) -> None:
@@ -532,6 +540,10 @@ class QueryService:
             "usage": result.usage,
             "timings_ms": result.timings_ms,
             "cache": result.cache,
+            "answer_mode": result.answer_mode,
+            "fallback_reason": result.fallback_reason,
+            "abstained": result.abstained,
+            "groundedness": result.groundedness,
             "events": result.events,
             "error": error,
         }

@@ -77,7 +77,14 @@ def test_generation_reports_answer_metrics(data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir, llm_backend="llama_cpp", llm_max_tokens=16, api_key=None, _env_file=None)
     services = Services(settings)
     # Two sources and short answers keep the 135M model's work (and this test) small.
-    options = EvalOptions(modes=("hybrid",), generate=True, top_k=2, consistency_questions=1, progress=False)
+    options = EvalOptions(
+        modes=("hybrid",),
+        generate=True,
+        top_k=2,
+        consistency_questions=1,
+        progress=False,
+        answer_modes=("generative", "extractive"),
+    )
     dataset = load_dataset(SET)
     few = replace(dataset, questions=dataset.questions[18:21])  # two answerable, one unanswerable
     try:
@@ -97,12 +104,22 @@ def test_generation_reports_answer_metrics(data_dir: Path) -> None:
         "cost_per_1k_questions",
         "latency_ms_p95",
         "retrieval_latency_ms_p95",
+        "citation_rate",
+        "loop_rate",
+        "groundedness",
+        "fallback_rate",
     ):
         assert key in metrics
-    assert metrics["prompt_tokens_per_question"] > 0
     assert metrics["consistency"] == 1.0  # temperature 0
+    assert metrics["loop_rate"] == 0.0
     assert report["settings"]["llm_model"]
-    assert "generate" in report["timings_ms"]["answer"]
+    # The first answer mode is the report's headline; each mode is scored on its own.
+    assert list(report["answer_modes"]) == ["generative", "extractive"]
+    generative, extractive = (report["answer_modes"][m]["metrics"] for m in ("generative", "extractive"))
+    assert metrics["answer_f1"] == generative["answer_f1"] and generative["prompt_tokens_per_question"] > 0
+    assert extractive["prompt_tokens_per_question"] == 0 and extractive["groundedness"] in (1.0, None)
+    if "generate" not in report["timings_ms"]["answer"]:  # every question abstained before the LLM
+        assert generative["false_abstention_rate"] == 1.0
 
 
 def test_cli_gates_on_a_baseline(data_dir: Path, tmp_path: Path) -> None:

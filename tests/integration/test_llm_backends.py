@@ -228,7 +228,7 @@ def test_generate_answer_from_source_one(llama: LlamaCppBackend) -> None:
     assert answer.backend == "llama_cpp"
     assert answer.usage["prompt_tokens"] > 0
     assert 0 < answer.usage["completion_tokens"] <= 40
-    assert set(answer.timings_ms) == {"prompt", "generate"}
+    assert set(answer.timings_ms) == {"prompt", "ttft", "generate"}
 
 
 def test_generate_answer_through_the_server(remote: OpenAICompatBackend) -> None:

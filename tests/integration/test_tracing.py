@@ -198,10 +198,12 @@ def test_a_query_is_traced_from_the_request_to_sql_with_its_retrieval_ids(
 def test_the_llm_call_is_a_child_span_whole_and_streamed(
     settings: Settings, traced: tuple[TracerProvider, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The embedded llama.cpp model answers; a stream is consumed step by step from pool threads (SSE)."""
+    """The embedded llama.cpp model answers (generative mode); a stream is consumed step by step from pool
+    threads (SSE). The LLM call is a span of its own under the answer step, which follows retrieval and the
+    evidence step under the query."""
     provider, exporter = traced
     answering = settings.model_copy(update={"llm_backend": "llama_cpp", "llm_max_tokens": 16})
-    question = {"query": "How do owls find their prey at night?", "top_k": 2}
+    question = {"query": "How do owls find their prey at night?", "top_k": 2, "answer_mode": "generative"}
     with caplog.at_level(logging.WARNING, logger="opentelemetry"), TestClient(create_app(answering)) as client:
         index_corpus(client)
         whole = client.post("/v1/collections/nature/query", json=question)
@@ -215,19 +217,22 @@ def test_the_llm_call_is_a_child_span_whole_and_streamed(
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")]
 
     for body, timing in ((whole.json(), "generate"), (streamed, "ttft")):
+        assert body["answer_mode"] in ("generative", "extractive") and not body["abstained"]
         [query] = [s for s in named(spans, "rag.query") if s.attributes["rag.query_id"] == body["query_id"]]
         server = [s.attributes["http.route"] for s in ancestors(spans, query) if s.kind == SpanKind.SERVER]
         assert server == [QUERY_ROUTE]
-        retrieve, generate = sorted(
+        retrieve, evidence, answer = sorted(
             (s for s in children(spans, query) if s.name.startswith("rag.")), key=lambda s: s.start_time
         )
-        assert (retrieve.name, generate.name) == ("rag.retrieve", "rag.generate")
-        assert generate.start_time >= retrieve.end_time
+        assert (retrieve.name, evidence.name, answer.name) == ("rag.retrieve", "rag.evidence", "rag.answer")
+        assert evidence.start_time >= retrieve.end_time and answer.start_time >= evidence.end_time
+        [generate] = [s for s in children(spans, answer) if s.name == "rag.generate"]
         assert generate.attributes["rag.llm.backend"] == body["backend"] == "llama_cpp"
         assert generate.attributes["rag.llm.model"] == body["model"]
         assert generate.attributes["rag.usage.prompt_tokens"] == body["usage"]["prompt_tokens"] > 0
         assert generate.attributes["rag.usage.completion_tokens"] == body["usage"]["completion_tokens"] > 0
         assert generate.attributes[f"rag.timings_ms.{timing}"] == body["timings_ms"][timing]
+        assert answer.attributes["rag.answer.mode"] == body["answer_mode"]
         assert query.attributes["rag.usage.completion_tokens"] == body["usage"]["completion_tokens"]
         assert list(query.attributes["rag.retrieval.fused"]) == body["retrieval"]["fused"][:MAX_SPAN_IDS]
 
