@@ -10,6 +10,7 @@ import re
 import zipfile
 from collections.abc import Sequence
 from datetime import date
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from docx import Document
@@ -140,6 +141,9 @@ def eml_bytes(
     message["Date"] = "Tue, 03 Mar 2026 09:30:00 +0000"
     message.set_content(body)
     for name, data, mime in attachments:
+        if mime == "message/rfc822":  # attached as a message part (RFC 2046 forbids base64 for it)
+            message.add_attachment(message_from_bytes(data, policy=policy.default), filename=name)
+            continue
         maintype, subtype = mime.split("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     return message.as_bytes()

@@ -87,10 +87,10 @@ def _attachment(part: EmailMessage, options: ParseOptions, depth: int) -> list[S
 
     name = part.get_filename() or f"unnamed {part.get_content_type()}"
     heading = f"{ATTACHMENT}: {name}"
-    if part.get_content_type() == "message/rfc822":
-        inner = part.get_payload()
-        data = inner[0].as_bytes(policy=policy.default) if isinstance(inner, list) and inner else b""
-    else:
+    inner = part.get_payload()
+    if part.get_content_type() == "message/rfc822" and isinstance(inner, list) and inner:
+        data = inner[0].as_bytes(policy=policy.default)
+    else:  # any other part, or a message part a sender base64-encoded anyway
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
     if not data:
