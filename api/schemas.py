@@ -89,6 +89,7 @@ class CitationOut(BaseModel):
     page: int | None
     score: float
     text: str
+    ocr: bool = Field(False, description="The text was read from an image by OCR (a scan); it may hold misreadings.")
 
 
 class QueryOut(BaseModel):

@@ -102,6 +102,7 @@ def hit_citation(hit: Hit) -> dict[str, Any]:
         "page": p.get("page"),
         "score": round(float(hit.score), 6),
         "text": p.get("text", ""),
+        "ocr": bool(p.get("ocr", False)),
     }
 
 
@@ -114,6 +115,7 @@ def source_citation(source: Source, scores: dict[str, float]) -> dict[str, Any]:
         "page": source.page,
         "score": round(float(scores.get(source.chunk_id, source.score)), 6),
         "text": source.text,
+        "ocr": source.ocr,
     }
 
 

@@ -107,12 +107,16 @@ def _binary_kind(data: bytes) -> str | None:
 
 
 def _office_kind(data: bytes) -> str | None:
-    """The Office kind by the archive's member names (read from its central directory; nothing inflated)."""
+    """The Office kind by the archive's member names (read from its central directory; nothing inflated).
+
+    A truncated archive has no central directory; the names in its local headers (stored uncompressed) then
+    decide, so a cut-off Office file reaches its parser and fails there as damaged, not as an unknown type.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
-        return None
+        names = {part for part, _ in _OFFICE_MAIN_PARTS if part.encode() in data}
     for part, kind in _OFFICE_MAIN_PARTS:
         if part in names:
             return kind
