@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 
 from docx import Document as open_docx
+from docx.blkcntnr import BlockItemContainer
 from docx.document import Document
 from docx.enum.style import WD_STYLE_TYPE
 from docx.oxml.ns import qn
@@ -32,6 +33,10 @@ _SKIPPED = {qn("w:del"), qn("w:moveFrom"), qn("w:instrText"), qn("w:delText")}
 _TEXT = qn("w:t")
 _BREAKS = {qn("w:br"): "\n", qn("w:cr"): "\n", qn("w:tab"): "\t"}
 _PARAGRAPH = qn("w:p")
+_TABLE = qn("w:tbl")
+_SDT = qn("w:sdt")
+_SDT_CONTENT = qn("w:sdtContent")
+_CUSTOM_XML = qn("w:customXml")
 
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
@@ -46,10 +51,10 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
             f"This {WHAT} cannot be read ({type(exc).__name__}); save it as .docx and upload it again."
         ) from exc
     builder = _Builder(_style_names(document))
-    for block in document.iter_inner_content():
+    for block in _blocks(document.element.body, document._body):
         if isinstance(block, Paragraph):
             builder.paragraph(block)
-        elif isinstance(block, Table):
+        else:
             builder.table(block)
     builder.flush()
     furniture = _headers_and_footers(document)
@@ -79,7 +84,10 @@ class _Builder:
 
     def table(self, table: Table) -> None:
         self.flush()
-        records = render_table(table_rows(table))
+        try:
+            records = render_table(table_rows(table))
+        except (ValueError, IndexError, KeyError):  # python-docx on an irregular grid: keep the cells' text
+            records = [" ".join(element_text(table._tbl).split())]
         if records:
             self.sections.append(
                 Section(text="\n\n".join(records), page=None, heading=self._heading_path(), keep_paragraphs=True)
@@ -102,6 +110,22 @@ class _Builder:
 
     def _heading_path(self) -> str | None:
         return HEADING_SEPARATOR.join(title for _, title in self._path) or None
+
+
+def _blocks(parent: _Element, owner: BlockItemContainer) -> Iterator[Paragraph | Table]:
+    """Paragraphs and tables in body order, including those inside content controls (``w:sdt``: cover pages,
+    tables of contents, form fields) and custom-XML wrappers, which python-docx's own iteration skips."""
+    for child in parent:
+        if child.tag == _PARAGRAPH:
+            yield Paragraph(child, owner)
+        elif child.tag == _TABLE:
+            yield Table(child, owner)
+        elif child.tag == _SDT:
+            content = child.find(_SDT_CONTENT)
+            if content is not None:
+                yield from _blocks(content, owner)
+        elif child.tag == _CUSTOM_XML:
+            yield from _blocks(child, owner)
 
 
 def element_text(element: _Element) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 from email import policy
+from email.errors import MessageError
 from email.message import EmailMessage, Message
 
 from core.errors import RagError
@@ -48,8 +49,8 @@ def parse_message(data: bytes, options: ParseOptions, depth: int) -> ParsedDocum
 def _header(message: EmailMessage, name: str) -> str:
     try:
         value = message.get(name)
-    except (ValueError, IndexError, TypeError):  # a malformed header the policy cannot parse
-        value = message.get_all(name, failobj=[None])[0]
+    except (MessageError, ValueError, IndexError, TypeError):  # a malformed header the policy cannot parse
+        value = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
     if value is None:
         return ""
     if name == "date":
@@ -105,6 +106,11 @@ def _attachment(part: EmailMessage, options: ParseOptions, depth: int) -> list[S
             parsed = parse_document(data, kind, options=options)
     except RagError as exc:
         return [Section(text=f"{heading} was not indexed: {exc.message}", page=None, heading=heading)]
+    except MemoryError:  # the sandbox's memory limit: the whole message is over it
+        raise
+    except Exception as exc:  # a parser bug on a hostile attachment fails the attachment, not the message
+        reason = f"it could not be parsed ({type(exc).__name__}); it may be damaged"
+        return [Section(text=f"{heading} was not indexed: {reason}.", page=None, heading=heading)]
     return [_under(section, heading) for section in parsed.sections]
 
 

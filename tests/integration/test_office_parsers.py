@@ -74,6 +74,22 @@ def test_docx_tracked_changes_give_the_final_text() -> None:
     assert parse_document(out.getvalue(), "docx").sections[0].text == "The valve is open"
 
 
+def test_docx_text_inside_content_controls_is_kept() -> None:
+    document = new_docx()
+    document.add_paragraph("Before the control.")
+    wrapped = document.add_paragraph("Inside a content control.")._p
+    sdt = etree.Element(qn("w:sdt"))
+    content = etree.SubElement(sdt, qn("w:sdtContent"))
+    wrapped.addprevious(sdt)
+    content.append(wrapped)
+    document.add_paragraph("After it.")
+    out = io.BytesIO()
+    document.save(out)
+    assert parse_document(out.getvalue(), "docx").sections[0].text == (
+        "Before the control.\n\nInside a content control.\n\nAfter it."
+    )
+
+
 def test_pptx_one_page_per_slide_with_notes_and_tables() -> None:
     data = documents.pptx_bytes(
         [("Kickoff", "Agenda and goals", "Remind everyone about the zebra budget"), ("Results", "Q1 numbers", "")],
@@ -286,3 +302,13 @@ def test_truncated_office_files_say_damaged(kind: str) -> None:
     }[kind]()
     with pytest.raises(DocumentUnreadable, match="damaged"):
         parse_document(data[: len(data) // 2], kind)
+
+
+def test_email_with_malformed_headers_still_gives_its_text() -> None:
+    raw = (
+        b'From: "unterminated <a@b\nTo: ,,,@@@;;<>\nSubject: =?utf-8?q?Pump_report?= =?bogus?b?xx?=\n'
+        b"Date: not a date at all\n\nThe pump failed on Tuesday.\n"
+    )
+    parsed = parse_document(raw, detect_kind(raw, "m.eml", None))
+    assert parsed.sections[-1].text == "The pump failed on Tuesday."
+    assert parsed.metadata["date"] == "not a date at all" and parsed.metadata["subject"].startswith("Pump report")
