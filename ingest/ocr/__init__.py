@@ -47,6 +47,15 @@ def resolve(choice: str) -> str | None:
     return choice
 
 
+def describe(choice: str) -> dict[str, object]:
+    """What ``/health`` says: the setting, the engine it means here (None: no OCR) and what is installed."""
+    try:
+        engine_name = resolve(choice)
+    except OcrUnavailable:
+        engine_name = None
+    return {"setting": choice, "engine": engine_name, "installed": available()}
+
+
 @cache
 def engine(name: str) -> OcrEngine:
     if name == "tesseract":
@@ -60,4 +69,4 @@ def engine(name: str) -> OcrEngine:
     raise OcrUnavailable(f"Unknown OCR engine {name!r}.")
 
 
-__all__ = ["CHOICES", "ENGINES", "OcrEngine", "OcrUnavailable", "available", "engine", "resolve"]
+__all__ = ["CHOICES", "ENGINES", "OcrEngine", "OcrUnavailable", "available", "describe", "engine", "resolve"]

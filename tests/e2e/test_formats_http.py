@@ -77,6 +77,14 @@ def upload(client: TestClient, name: str, data: bytes) -> dict:
     return response.json()
 
 
+def test_health_names_the_ocr_engine(client: TestClient) -> None:
+    assert client.get("/health").json()["ocr"] == {
+        "setting": "tesseract",
+        "engine": "tesseract",
+        "installed": ["tesseract", "rapidocr"],
+    }
+
+
 def test_answers_in_tables_notes_rows_and_scans_retrieve_their_file_first(client: TestClient) -> None:
     kinds = {}
     for name, data in UPLOADS.items():
