@@ -24,7 +24,7 @@ from lxml.etree import _Element
 
 from core.errors import DocumentUnreadable
 from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, ParseOptions, Section, require_text, tidy
-from ingest.parsers.office_zip import open_office_zip
+from ingest.parsers.office_zip import check_office_zip
 from ingest.parsers.rows import render_table
 
 WHAT = "Word document"
@@ -41,7 +41,7 @@ _CUSTOM_XML = qn("w:customXml")
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     options = options or ParseOptions()
-    open_office_zip(data, WHAT, options)
+    check_office_zip(data, WHAT, options)
     try:
         document = open_docx(io.BytesIO(data))
     except MemoryError:  # the sandbox's memory limit: let it report as such

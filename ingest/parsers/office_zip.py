@@ -4,8 +4,11 @@ Checked from the central directory before a byte is inflated: member count, tota
 the compression ratio (a ZIP bomb inflates a few KB into GBs). The sizes a directory declares bound what
 ``zipfile`` will inflate (it stops at the declared size and fails the CRC), so a lying directory cannot get
 past these limits. XML members must carry no DTD: OOXML never uses one, and a DTD is where entity
-declarations (billion laughs, external entities) live; the prolog of every XML member is read with that
-check, and the content-type table is parsed with defusedxml, which refuses DTDs and entities outright.
+declarations (billion laughs, external entities) live. Every member is checked, whatever its name (a
+package routes parts by content type, so a main document may be named ``x.dat``): one whose first bytes are
+XML must not declare a DTD before its root element. The content-type table is parsed with defusedxml,
+which refuses DTDs and entities outright. (The libraries behind also parse with entity resolution off:
+python-docx and python-pptx through lxml with ``resolve_entities=False``, openpyxl through defusedxml.)
 Macros (vbaProject.bin) and embedded objects (OLE, ActiveX) are never read: the parsers take text from the
 document XML only.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -30,16 +32,8 @@ _ROOT_ELEMENT = re.compile(rb"<[A-Za-z_]")
 _DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class OfficeArchive:
-    """A ZIP that passed ``open_office_zip``'s checks; ``bytes`` is what the parsing library reads."""
-
-    data: bytes
-    names: frozenset[str]
-
-
-def open_office_zip(data: bytes, what: str, options: ParseOptions) -> OfficeArchive:
-    """Raise ``DocumentUnreadable`` for a damaged archive or one past a limit; else the checked archive."""
+def check_office_zip(data: bytes, what: str, options: ParseOptions) -> None:
+    """Raise ``DocumentUnreadable`` for a damaged archive or one past a limit; return when a library may read it."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -50,11 +44,10 @@ def open_office_zip(data: bytes, what: str, options: ParseOptions) -> OfficeArch
     with archive:
         _check_sizes(members, what, options)
         for member in members:
-            if member.filename.lower().endswith((".xml", ".rels")):
+            if not member.is_dir():
                 _check_prolog(archive, member, what)
         if CONTENT_TYPES in archive.namelist():
             _check_content_types(archive.read(CONTENT_TYPES), what)
-        return OfficeArchive(data=data, names=frozenset(archive.namelist()))
 
 
 def _check_sizes(members: list[zipfile.ZipInfo], what: str, options: ParseOptions) -> None:
@@ -89,6 +82,8 @@ def _check_prolog(archive: zipfile.ZipFile, member: zipfile.ZipInfo, what: str) 
         ) from exc
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         head = head.decode("utf-16", errors="ignore").encode()
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return  # not XML (media, a macro project, an embedded object): never parsed, never checked
     root = _ROOT_ELEMENT.search(head)
     if _DTD.search(head, 0, root.start() if root else len(head)):
         raise DocumentUnreadable(

@@ -18,7 +18,7 @@ from pptx.slide import Slide
 
 from core.errors import DocumentUnreadable
 from ingest.parsers.base import ParsedDocument, ParseOptions, Section, require_text, tidy
-from ingest.parsers.office_zip import open_office_zip
+from ingest.parsers.office_zip import check_office_zip
 from ingest.parsers.rows import cell_text, render_table
 
 WHAT = "PowerPoint presentation"
@@ -27,7 +27,7 @@ NOTES_LABEL = "Speaker notes:"
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     options = options or ParseOptions()
-    open_office_zip(data, WHAT, options)
+    check_office_zip(data, WHAT, options)
     try:
         presentation = Presentation(io.BytesIO(data))
         slides = list(presentation.slides)

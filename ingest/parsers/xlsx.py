@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from core.errors import DocumentUnreadable
 from ingest.parsers.base import ParsedDocument, ParseOptions, Section, require_text
-from ingest.parsers.office_zip import open_office_zip
+from ingest.parsers.office_zip import check_office_zip
 from ingest.parsers.rows import bounded_records
 
 WHAT = "Excel workbook"
@@ -22,7 +22,7 @@ WHAT = "Excel workbook"
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     options = options or ParseOptions()
-    open_office_zip(data, WHAT, options)
+    check_office_zip(data, WHAT, options)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
     except MemoryError:  # the sandbox's memory limit: let it report as such

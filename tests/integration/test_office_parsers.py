@@ -273,6 +273,13 @@ def test_xml_entities_are_refused(builder) -> None:  # type: ignore[no-untyped-d
         parse_document(hostile, detect_kind(hostile, "x", None))
 
 
+def test_xml_entities_are_refused_in_a_part_whatever_its_name() -> None:
+    laughs = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "lol">]><r>&a;</r>'
+    hostile = rezip(small_docx(), add={"word/custom.dat": laughs})
+    with pytest.raises(DocumentUnreadable, match=r"declares XML entities \(part word/custom\.dat\)"):
+        parse_document(hostile, "docx")
+
+
 def test_macros_and_embedded_objects_are_ignored() -> None:
     data = rezip(
         small_docx(),
