@@ -319,3 +319,17 @@ def test_email_with_malformed_headers_still_gives_its_text() -> None:
     parsed = parse_document(raw, detect_kind(raw, "m.eml", None))
     assert parsed.sections[-1].text == "The pump failed on Tuesday."
     assert parsed.metadata["date"] == "not a date at all" and parsed.metadata["subject"].startswith("Pump report")
+
+
+def test_chunk_payloads_carry_the_email_headers_and_the_ocr_mark() -> None:
+    from core.models import Document
+    from ingest.parsers.base import Section
+    from ingest.pipeline import chunk_records
+
+    document = Document(id="doc", collection_id="c", filename="m.eml", content_type="email", sha256="0")
+    document.created_at = datetime(2026, 1, 1)
+    parsed = parse_document(documents.eml_bytes("Rota", "a@example.com", "b@example.com", "Monday: Ada."), "email")
+    sections = [*parsed.sections, Section(text="Read from a scan.", page=None, heading=None, ocr=True)]
+    records = chunk_records(document, chunk_sections(sections, words, 50, 5), parsed.title, None, parsed.metadata)
+    assert all(record.payload["source"] == parsed.metadata for record in records)
+    assert [record.payload["ocr"] for record in records] == [False, True]  # headers and body: one chunk
