@@ -107,3 +107,13 @@ def test_with_ocr_off_scans_say_what_to_do() -> None:
 def test_a_broken_image_fails_only_itself() -> None:
     with pytest.raises(DocumentUnreadable, match="damaged"):
         isolated(b"\x89PNG\r\n\x1a\n" + bytes(300), "image", "auto")
+
+
+def test_a_decompression_bomb_image_is_refused_from_its_header() -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("1", (12_000, 10_000)).save(out, format="PNG")  # 120 M pixels in ~20 KB
+    assert len(out.getvalue()) < 100_000
+    with pytest.raises(DocumentUnreadable, match="12,000 x 10,000 pixels, over the limit"):
+        isolated(out.getvalue(), "image", "auto")
