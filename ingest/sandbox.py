@@ -3,14 +3,17 @@
 A PDF bomb (millions of pages, deeply nested objects, a decompression bomb) must not take the worker down
 or hold it forever. PDFs, Office files (ZIP archives), e-mails (their attachments) and images (OCR) are
 parsed in a fresh process from a ``forkserver`` (no threads, no model copied in) under ``RLIMIT_AS``; the
-parent waits at most the time limit, then kills it (OCR included). Text, Markdown, HTML and CSV parse
-in-process: they are linear in the upload, which the upload limit already bounds.
+parent waits at most the time limit, then kills it and its process group (OCR programs included). Text,
+Markdown, HTML and CSV parse in-process: they are linear in the upload, which the upload limit bounds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import resource
+import signal
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -24,6 +27,8 @@ _CONTEXT.set_forkserver_preload(["ingest.parsers"])
 
 
 def _child(conn: Connection, data: bytes, kind: str, options: ParseOptions, memory_bytes: int) -> None:
+    # A process group of its own, so that stopping the parse also stops the programs it runs (tesseract).
+    os.setpgid(0, 0)
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
         conn.send(("ok", parse_document(data, kind, options=options)))
@@ -67,11 +72,20 @@ def parse_isolated(
             f"{filename} needed more than {memory_mb} MB to parse and was stopped; re-save it as a simpler file."
         ) from exc
     finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
+        _stop(child)
         receive.close()
     return _result(status, payload, filename, memory_mb)
+
+
+def _stop(child: multiprocessing.process.BaseProcess) -> None:
+    """Kill the child's process group (its OCR subprocesses too), then the child itself if it had not yet made
+    its group. The child is reaped only after the kill, so its pid (the group's id) cannot have been reused."""
+    assert child.pid is not None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    if child.is_alive():
+        child.kill()
+    child.join()
 
 
 def _result(status: str, payload: Any, filename: str, memory_mb: int) -> ParsedDocument:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,35 @@ def test_a_decompression_bomb_image_is_refused_from_its_header() -> None:
     assert len(out.getvalue()) < 100_000
     with pytest.raises(DocumentUnreadable, match="12,000 x 10,000 pixels, over the limit"):
         isolated(out.getvalue(), "image", "auto")
+
+
+def running_tesseracts() -> list[str]:
+    """Live (not zombie) tesseract processes on this machine."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(") ", 1)
+        except OSError:
+            continue
+        if fields[0].endswith("(tesseract") and not fields[1].startswith("Z"):
+            found.append(stat.parent.name)
+    return found
+
+
+def test_a_parse_stopped_by_the_time_limit_stops_its_ocr_program_too() -> None:
+    """tesseract is a program of its own: killing only the parse process would leave it reading the page."""
+    assert running_tesseracts() == []
+    # One dense page rendered at 600 dpi (~34 M pixels): tesseract reads it for several seconds, so the time
+    # limit strikes while it runs.
+    pages = [[f"Line {i} of a dense scan about tides, harbours and the keepers' logs." for i in range(40)]]
+    with pytest.raises(DocumentUnreadable, match=r"took longer than 4 s"):
+        parse_isolated(
+            documents.scanned_pdf_bytes(pages),
+            "pdf",
+            max_pages=100,
+            timeout_s=4,
+            memory_mb=2048,
+            options=ParseOptions(ocr="tesseract", ocr_dpi=600),
+        )
+    time.sleep(0.5)  # SIGKILL is delivered asynchronously
+    assert running_tesseracts() == []
