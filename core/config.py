@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Office files over 1 MB unpacked that compress better than this are refused (ZIP bombs; real "
         "documents stay under ~30 to 1).",
     )
+    docx_revisions: Literal["final", "original"] = Field(
+        "final",
+        description="Which text of a Word file's tracked changes is indexed: final (insertions kept, deletions "
+        "dropped, as if all were accepted) or original (as if all were rejected).",
+    )
+    docx_comments: bool = Field(False, description="Index a Word file's comments too, as a 'Comments' section.")
     email_attachment_depth: int = Field(
         2, ge=0, description="How deep e-mails attached to e-mails are read (0: attachments of the top message only)."
     )

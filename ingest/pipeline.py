@@ -102,6 +102,8 @@ def parse_options(settings: Settings) -> ParseOptions:
         max_archive_members=settings.office_max_members,
         max_compression_ratio=settings.office_max_compression_ratio,
         max_attachment_depth=settings.email_attachment_depth,
+        docx_revisions=settings.docx_revisions,
+        docx_comments=settings.docx_comments,
     )
 
 

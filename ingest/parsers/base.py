@@ -44,6 +44,8 @@ class ParseOptions:
     max_archive_members: int = 10_000
     max_compression_ratio: float = 200.0
     max_attachment_depth: int = 2
+    docx_revisions: str = "final"
+    docx_comments: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Word (DOCX) via python-docx: headings become the section path; paragraphs, lists and tables in body order.
 
 DOCX has no pages (the layout engine makes them), so sections carry no page number, only the heading path.
-Text is the final text of tracked changes: insertions kept, deletions and moved-from text dropped. Tables
-are rendered row by row with the header repeated ("header: value" pairs). Headers and footers are kept
-once each, in a section of their own at the end, since they repeat on every page. Comments, macros and
-embedded objects are not read.
+Tracked changes give the final text by default (insertions kept, deletions and moved-from text dropped), or
+the original text (``docx_revisions="original"``: the reverse). Tables are rendered row by row with the
+header repeated ("header: value" pairs). Headers and footers are kept once each, in a section of their own
+at the end, since they repeat on every page. Comments are left out unless ``docx_comments`` asks for them
+(a "Comments" section of "author: text" lines): they are remarks on the document, not its content. Macros
+and embedded objects are never read.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ from ingest.parsers.rows import render_table
 
 WHAT = "Word document"
 _HEADING_STYLE = re.compile(r"^heading (\d)$", re.IGNORECASE)
-_SKIPPED = {qn("w:del"), qn("w:moveFrom"), qn("w:instrText"), qn("w:delText")}
-_TEXT = qn("w:t")
+# Field codes (instrText) are markup, never text. Per revision view: the parts of tracked changes left out,
+# and the tags that carry text (deleted runs hold w:delText instead of w:t).
+_SKIPPED = {
+    "final": frozenset({qn("w:del"), qn("w:moveFrom"), qn("w:instrText")}),
+    "original": frozenset({qn("w:ins"), qn("w:moveTo"), qn("w:instrText")}),
+}
+_TEXTS = {"final": frozenset({qn("w:t")}), "original": frozenset({qn("w:t"), qn("w:delText")})}
 _BREAKS = {qn("w:br"): "\n", qn("w:cr"): "\n", qn("w:tab"): "\t"}
 _PARAGRAPH = qn("w:p")
 _TABLE = qn("w:tbl")
@@ -50,31 +57,38 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
         raise DocumentUnreadable(
             f"This {WHAT} cannot be read ({type(exc).__name__}); save it as .docx and upload it again."
         ) from exc
-    builder = _Builder(_style_names(document))
+    view = options.docx_revisions
+    if view not in _SKIPPED:
+        raise ValueError(f"docx_revisions must be one of {sorted(_SKIPPED)}, not {view!r}")
+    builder = _Builder(_style_names(document), view)
     for block in _blocks(document.element.body, document._body):
         if isinstance(block, Paragraph):
             builder.paragraph(block)
         else:
             builder.table(block)
     builder.flush()
-    furniture = _headers_and_footers(document)
+    furniture = _headers_and_footers(document, view)
     if furniture:
         builder.sections.append(Section(text="\n".join(furniture), page=None, heading="Headers and footers"))
+    remarks = _comments(document) if options.docx_comments else []
+    if remarks:
+        builder.sections.append(Section(text="\n\n".join(remarks), page=None, heading="Comments"))
     sections = require_text(builder.sections, f"The {WHAT}")
     title = (document.core_properties.title or "").strip() or builder.title
     return ParsedDocument(sections=sections, page_count=None, title=title or None)
 
 
 class _Builder:
-    def __init__(self, style_names: dict[str | None, str]) -> None:
+    def __init__(self, style_names: dict[str | None, str], view: str) -> None:
         self.style_names = style_names
+        self.view = view
         self.sections: list[Section] = []
         self.title: str | None = None
         self._path: list[tuple[int, str]] = []
         self._blocks: list[str] = []
 
     def paragraph(self, paragraph: Paragraph) -> None:
-        text = tidy(element_text(paragraph._p))
+        text = tidy(element_text(paragraph._p, self.view))
         style = self.style_names.get(paragraph._p.style, "").lower()
         level = _heading_level(style)
         if level is not None:
@@ -85,9 +99,9 @@ class _Builder:
     def table(self, table: Table) -> None:
         self.flush()
         try:
-            records = render_table(table_rows(table))
+            records = render_table(table_rows(table, self.view))
         except (ValueError, IndexError, KeyError):  # python-docx on an irregular grid: keep the cells' text
-            records = [" ".join(element_text(table._tbl).split())]
+            records = [" ".join(element_text(table._tbl, self.view).split())]
         if records:
             self.sections.append(
                 Section(text="\n\n".join(records), page=None, heading=self._heading_path(), keep_paragraphs=True)
@@ -128,28 +142,28 @@ def _blocks(parent: _Element, owner: BlockItemContainer) -> Iterator[Paragraph |
             yield from _blocks(child, owner)
 
 
-def element_text(element: _Element) -> str:
-    """Final text under ``element``: runs, tabs and breaks, without deleted or field-code text; one line per
+def element_text(element: _Element, view: str = "final") -> str:
+    """Text under ``element`` in one revision view: runs, tabs and breaks, without field codes; one line per
     paragraph."""
-    return "".join(_walk(element)).strip()
+    return "".join(_walk(element, _SKIPPED[view], _TEXTS[view])).strip()
 
 
-def _walk(element: _Element) -> Iterator[str]:
+def _walk(element: _Element, skipped: frozenset[str], texts: frozenset[str]) -> Iterator[str]:
     for child in element:
         tag = child.tag
-        if tag in _SKIPPED:
+        if tag in skipped:
             continue
-        if tag == _TEXT:
+        if tag in texts:
             yield child.text or ""
         elif tag in _BREAKS:
             yield _BREAKS[tag]
         else:
-            yield from _walk(child)
+            yield from _walk(child, skipped, texts)
             if tag == _PARAGRAPH:
                 yield "\n"
 
 
-def table_rows(table: Table) -> Iterator[list[str]]:
+def table_rows(table: Table, view: str = "final") -> Iterator[list[str]]:
     """Each row's cell texts; a merged cell (python-docx repeats it per grid column) counts once."""
     for row in table.rows:
         seen: set[int] = set()
@@ -158,7 +172,7 @@ def table_rows(table: Table) -> Iterator[list[str]]:
             if id(cell._tc) in seen:
                 continue
             seen.add(id(cell._tc))
-            cells.append(" ".join(element_text(cell._tc).split()))
+            cells.append(" ".join(element_text(cell._tc, view).split()))
         yield cells
 
 
@@ -187,7 +201,7 @@ def _is_list_item(paragraph: Paragraph, style: str) -> bool:
     return style.startswith("list")
 
 
-def _headers_and_footers(document: Document) -> list[str]:
+def _headers_and_footers(document: Document, view: str) -> list[str]:
     """Distinct header and footer lines across the document's sections, in first-seen order."""
     seen: dict[str, None] = {}
     for section in document.sections:
@@ -201,7 +215,17 @@ def _headers_and_footers(document: Document) -> list[str]:
         ):
             if part.is_linked_to_previous:
                 continue
-            for line in tidy(element_text(part._element)).split("\n"):
+            for line in tidy(element_text(part._element, view)).split("\n"):
                 if line.strip():
                     seen.setdefault(line.strip(), None)
     return list(seen)
+
+
+def _comments(document: Document) -> list[str]:
+    """ "author: text" per comment, in the order the comments part lists them."""
+    lines = []
+    for comment in document.comments:
+        text = " ".join(comment.text.split())
+        if text:
+            lines.append(f"{comment.author}: {text}" if comment.author else text)
+    return lines

@@ -60,7 +60,7 @@ def test_docx_headers_repeated_in_every_section_are_kept_once() -> None:
     assert text.count("Quarterly report") == 1
 
 
-def test_docx_tracked_changes_give_the_final_text() -> None:
+def test_docx_tracked_changes_give_the_final_text_or_the_original_and_comments_on_request() -> None:
     document = new_docx()
     paragraph = document.add_paragraph("The valve is ")
     p = paragraph._p
@@ -69,9 +69,17 @@ def test_docx_tracked_changes_give_the_final_text() -> None:
     etree.SubElement(etree.SubElement(inserted, qn("w:r")), qn("w:t")).text = "open"
     deleted = etree.SubElement(p, qn("w:del"), {qn("w:id"): "2", qn("w:author"): "A"})
     etree.SubElement(etree.SubElement(deleted, qn("w:r")), f"{{{w}}}delText").text = "closed"
+    document.add_comment(paragraph.runs, text="Check with the plant manager", author="Ann")
     out = io.BytesIO()
     document.save(out)
-    assert parse_document(out.getvalue(), "docx").sections[0].text == "The valve is open"
+    assert [s.text for s in parse_document(out.getvalue(), "docx").sections] == ["The valve is open"]
+    original = parse_document(out.getvalue(), "docx", options=ParseOptions(docx_revisions="original"))
+    assert [s.text for s in original.sections] == ["The valve is closed"]
+    commented = parse_document(out.getvalue(), "docx", options=ParseOptions(docx_comments=True))
+    assert [(s.heading, s.text) for s in commented.sections] == [
+        (None, "The valve is open"),
+        ("Comments", "Ann: Check with the plant manager"),
+    ]
 
 
 def test_docx_text_inside_content_controls_is_kept() -> None:
