@@ -9,7 +9,6 @@ import io
 import re
 import zipfile
 from collections.abc import Sequence
-from datetime import date
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -156,6 +155,3 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         except OSError:
             continue
     return ImageFont.load_default(size)
-
-
-SAMPLE_DATE = date(2026, 3, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from core.errors import DocumentUnreadable
 
@@ -36,7 +37,7 @@ class ParseOptions:
     """
 
     max_pages: int = 2000
-    ocr: str = "off"
+    ocr: Literal["auto", "tesseract", "rapidocr", "off"] = "off"
     ocr_dpi: int = 300
     max_rows: int = 100_000
     max_columns: int = 100
@@ -44,7 +45,7 @@ class ParseOptions:
     max_archive_members: int = 10_000
     max_compression_ratio: float = 200.0
     max_attachment_depth: int = 2
-    docx_revisions: str = "final"
+    docx_revisions: Literal["final", "original"] = "final"
     docx_comments: bool = False
 
 
