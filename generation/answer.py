@@ -70,11 +70,19 @@ class Citation:
     text: str
     score: float
     spans: list[Span] = field(default_factory=list)
+    ocr: bool = False
 
     @classmethod
     def of_source(cls, source: Source) -> Citation:
         return cls(
-            source.number, source.chunk_id, source.document_id, source.filename, source.page, source.text, source.score
+            source.number,
+            source.chunk_id,
+            source.document_id,
+            source.filename,
+            source.page,
+            source.text,
+            source.score,
+            ocr=source.ocr,
         )
 
     def to_dict(self, score: float | None = None) -> dict[str, Any]:
@@ -91,6 +99,7 @@ class Citation:
             "start": first.start if first else None,
             "end": first.end if first else None,
             "spans": [asdict(span) for span in self.spans],
+            "ocr": self.ocr,
         }
 
 

@@ -64,6 +64,8 @@ class Passage:
     context: str | None = None
     """The title or heading path of the chunk: a sentence saying "It was completed in 1889" is scored
     together with what "it" is."""
+    ocr: bool = False
+    """The text was read from an image (it may hold misreadings)."""
 
 
 @dataclass(frozen=True)

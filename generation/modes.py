@@ -80,7 +80,14 @@ def _ms(since: float) -> float:
 def _citation_of(candidate: Candidate, number: int) -> Citation:
     passage = candidate.passage
     return Citation(
-        number, passage.chunk_id, passage.document_id, passage.filename, passage.page, passage.text, passage.score
+        number,
+        passage.chunk_id,
+        passage.document_id,
+        passage.filename,
+        passage.page,
+        passage.text,
+        passage.score,
+        ocr=passage.ocr,
     )
 
 

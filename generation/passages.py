@@ -30,6 +30,7 @@ def passage_of_hit(rank: int, hit: Hit) -> Passage:
         text=str(payload.get("text") or ""),
         score=float(hit.score),
         context=payload.get("heading") or None,
+        ocr=bool(payload.get("ocr", False)),
     )
 
 
@@ -69,6 +70,8 @@ def evidence_passages(
             text=text,
             score=wanted[(doc, ordinal)].score,
             context=wanted[(doc, ordinal)].context,
+            # SQL rows do not say whether a chunk was read by OCR; a neighbour on its hit's page was.
+            ocr=wanted[(doc, ordinal)].ocr and page == wanted[(doc, ordinal)].page,
         )
         for chunk_id, doc, ordinal, page, text in rows
     ]

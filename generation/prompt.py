@@ -46,6 +46,7 @@ class Source:
     page: int | None
     text: str
     score: float
+    ocr: bool = False
 
 
 @dataclass
@@ -110,6 +111,7 @@ def source_from_hit(number: int, hit: Hit) -> Source:
         page=payload.get("page"),
         text=str(payload.get("text") or ""),
         score=hit.score,
+        ocr=bool(payload.get("ocr", False)),
     )
 
 

@@ -122,6 +122,7 @@ def hit_citation(hit: Hit) -> dict[str, Any]:
         "page": p.get("page"),
         "score": round(float(hit.score), 6),
         "text": p.get("text", ""),
+        "ocr": bool(p.get("ocr", False)),
     }
 
 

@@ -3,8 +3,12 @@
 How a chunk is made, and why:
 
 * Chunks never cross sections: a chunk cites one page and one heading. Consecutive sections with the
-  *same* page and heading are joined first (a parser may emit several; they are one run of text), so they
-  do not each leave a tiny chunk behind. Sections that differ in page or heading are never merged.
+  *same* page and heading (and the same ``ocr`` and ``keep_paragraphs`` marks) are joined first (a parser
+  may emit several; they are one run of text), so they do not each leave a tiny chunk behind. Sections that
+  differ in any of these are never merged.
+* In a ``keep_paragraphs`` section (table rows as records) each paragraph that fits in ``size`` is one
+  atom, so a chunk holds whole rows; such sections get no overlap, since a row's tail repeated at the top
+  of the next chunk would be a split row.
 * Section text is cut into atoms: sentences. A sentence longer than ``size`` falls back to its lines,
   then its words; a single "word" longer than ``size`` (a URL, base64) is cut into character runs.
   Each atom is counted once, so a whole book costs one tokenizer call per sentence, not one per growing
@@ -61,6 +65,7 @@ class ChunkDraft:
     token_count: int
     # The text's token ids (no special tokens) where the counter could read them off; not part of equality.
     token_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    ocr: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,33 +105,41 @@ def chunk_sections(
         raise ValueError("overlap must be at least 0 and smaller than size")
     spans = count_spans or slice_counter(count_tokens)
     drafts: list[ChunkDraft] = []
-    for page, heading, text in _merge(sections):
+    for (page, heading, ocr, keep), text in _merge(sections):
         count = spans(text)
         ids = count.ids if isinstance(count, SpanTokens) else None
-        atoms = _atoms(text, count, size)
-        for start, end, tokens in _pack(text, atoms, count, size, overlap):
+        atoms = _atoms(text, count, size, keep_paragraphs=keep)
+        for start, end, tokens in _pack(text, atoms, count, size, 0 if keep else overlap):
             token_ids = ids(start, end) if ids is not None else None
-            drafts.append(ChunkDraft(len(drafts), text[start:end], page, heading, tokens, token_ids))
+            drafts.append(ChunkDraft(len(drafts), text[start:end], page, heading, tokens, token_ids, ocr))
     return drafts
 
 
-def _merge(sections: Sequence[Section]) -> list[tuple[int | None, str | None, str]]:
-    groups: list[tuple[int | None, str | None, list[str]]] = []
+_GroupKey = tuple[int | None, str | None, bool, bool]
+
+
+def _merge(sections: Sequence[Section]) -> list[tuple[_GroupKey, str]]:
+    groups: list[tuple[_GroupKey, list[str]]] = []
     for section in sections:
         if not section.text.strip():
             continue
-        if groups and groups[-1][:2] == (section.page, section.heading):
-            groups[-1][2].append(section.text)
+        key = (section.page, section.heading, section.ocr, section.keep_paragraphs)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(section.text)
         else:
-            groups.append((section.page, section.heading, [section.text]))
-    return [(page, heading, "\n\n".join(texts)) for page, heading, texts in groups]
+            groups.append((key, [section.text]))
+    return [(key, "\n\n".join(texts)) for key, texts in groups]
 
 
-def _atoms(text: str, count: SpanCounter, size: int) -> list[_Atom]:
+def _atoms(text: str, count: SpanCounter, size: int, *, keep_paragraphs: bool = False) -> list[_Atom]:
     atoms: list[_Atom] = []
     for start, end in _pieces(text, 0, len(text), _PARAGRAPH_BREAK):
         first = len(atoms)
-        _split(text, start, end, 0, count, size, atoms)
+        tokens = count(start, end) if keep_paragraphs else size + 1
+        if tokens <= size:
+            atoms.append(_Atom(start, end, tokens))
+        else:
+            _split(text, start, end, 0, count, size, atoms)
         atoms[first] = replace(atoms[first], opens_paragraph=True)
     return atoms
 

@@ -29,7 +29,7 @@ from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, INGEST_FAILURES, o
 from core.models import Chunk, Collection, Document, DocumentStatus, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
-from ingest.parsers.base import Section
+from ingest.parsers.base import ParseOptions, Section
 from ingest.sandbox import parse_isolated
 from retrieval.embedding import Embedder
 from retrieval.retriever import DEFAULT_PROFILE, PROFILE_FIELDS, HybridRetriever, IndexProfile
@@ -91,14 +91,36 @@ def index_profile(settings: Settings, options: dict[str, Any] | None) -> IndexPr
     return IndexProfile.from_settings(effective_settings(settings, options))
 
 
+def parse_options(settings: Settings) -> ParseOptions:
+    return ParseOptions(
+        max_pages=settings.max_pdf_pages,
+        ocr=settings.ocr,
+        ocr_dpi=settings.ocr_dpi,
+        max_rows=settings.table_max_rows,
+        max_columns=settings.table_max_columns,
+        max_archive_mb=settings.office_max_uncompressed_mb,
+        max_archive_members=settings.office_max_members,
+        max_compression_ratio=settings.office_max_compression_ratio,
+        max_attachment_depth=settings.email_attachment_depth,
+        docx_revisions=settings.docx_revisions,
+        docx_comments=settings.docx_comments,
+    )
+
+
 def chunk_records(
-    document: Document, drafts: Sequence[ChunkDraft], title: str | None, embedder: Embedder | None = None
+    document: Document,
+    drafts: Sequence[ChunkDraft],
+    title: str | None,
+    embedder: Embedder | None = None,
+    source_metadata: dict[str, str] | None = None,
 ) -> list[ChunkRecord]:
     """Payloads carry what filters (filename, tags, upload time) and citations (page, text) need; both
     searches match each chunk with its title and heading path (``index_text``). With the ``embedder`` that
-    chunked them, records carry the token ids of ``index_text`` where the chunker had the chunk's."""
+    chunked them, records carry the token ids of ``index_text`` where the chunker had the chunk's.
+    ``ocr`` marks text read from an image; ``source`` carries the parser's facts (an e-mail's headers)."""
     uploaded_at = document.created_at.timestamp()
     tags = list((document.metadata_ or {}).get("tags") or [])
+    extra = {"source": dict(source_metadata)} if source_metadata else {}
     return [
         ChunkRecord(
             id=chunk_id(document.id, draft.ordinal),
@@ -114,6 +136,8 @@ def chunk_records(
                 "tags": tags,
                 "uploaded_at": uploaded_at,
                 "text": draft.text,
+                "ocr": draft.ocr,
+                **extra,
             },
         )
         for draft in drafts
@@ -177,6 +201,7 @@ def build(
         timeout_s=settings.parse_timeout_s,
         memory_mb=settings.parse_memory_mb,
         filename=document.filename,
+        options=parse_options(settings),
     )
     parsed_at = time.perf_counter()
     profile = IndexProfile.from_settings(settings)
@@ -202,7 +227,7 @@ def build(
         version=version,
         follow_serving=follow_serving,
         drafts=drafts,
-        records=chunk_records(document, drafts, parsed.title, embedder),
+        records=chunk_records(document, drafts, parsed.title, embedder, parsed.metadata),
         page_count=parsed.page_count,
         profile=profile,
     )

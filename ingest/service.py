@@ -21,9 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from core.collections import bump_content_version, collection_in, get_collection
 from core.config import Settings
 from core.db import Database
-from core.errors import BadInput, Conflict, NotFound, TooLarge
+from core.errors import BadInput, Conflict, NotFound, TooLarge, UnsupportedType
 from core.ids import new_id, sha256_hex
 from core.models import UNFINISHED, Chunk, Collection, Document, index_name
+from ingest import ocr
 from ingest.parsers.detect import detect_kind
 from ingest.pipeline import profile_options
 from ingest.reindex import live_versions
@@ -75,7 +76,13 @@ def validate_upload(
             f"The file is {len(data) / 1e6:.1f} MB; the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
         )
     name = safe_filename(filename)
-    return name, detect_kind(data, name, declared_type)
+    kind = detect_kind(data, name, declared_type)
+    if kind == "image" and (settings.ocr == "off" or not ocr.available()):
+        raise UnsupportedType(
+            f"{name} is an image, and OCR is off on this server (RAG_OCR={settings.ocr}, engines installed: "
+            f"{', '.join(ocr.available()) or 'none'}); upload a file with a text layer."
+        )
+    return name, kind
 
 
 @dataclass(frozen=True)

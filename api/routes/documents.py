@@ -104,7 +104,9 @@ async def upload_document(
     enqueue: EnqueueDep,
     limits: LimitsDep,
     principal: PrincipalDep,
-    file: Annotated[UploadFile, File(description="PDF, plain text, Markdown or HTML")],
+    file: Annotated[
+        UploadFile, File(description="PDF, DOCX, PPTX, XLSX, CSV, EML, PNG/JPEG/TIFF (OCR), text, Markdown or HTML")
+    ],
     metadata: MetadataForm = None,
     replace: ReplaceForm = False,
 ) -> DocumentOut:

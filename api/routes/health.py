@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ServicesDep
+from ingest import ocr
 from retrieval.vector_store import vector_backend_name
 
 router = APIRouter(tags=["health"])
@@ -23,6 +24,7 @@ def health(services: ServicesDep) -> dict[str, Any]:
         "embedding_backend": s.embedding_backend,
         "llm_backend": s.llm_backend,
         "reranker": {"active": reranker is not None, "model": s.reranker_model},
+        "ocr": ocr.describe(s.ocr),
         "worker": "external" if s.broker_url else "embedded",
         "auth": s.api_key is not None,
     }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from core.errors import DocumentUnreadable
 
@@ -13,11 +14,39 @@ HEADING_SEPARATOR = " > "
 
 @dataclass(frozen=True)
 class Section:
-    """A run of text under one heading on one page: the unit a chunk never crosses."""
+    """A run of text under one heading on one page: the unit a chunk never crosses.
+
+    ``ocr``: the text was read from an image (marked in chunk payloads). ``keep_paragraphs``: each
+    paragraph is a record (a table row rendered as "header: value" pairs) that a chunk never splits unless
+    it alone is over the chunk size, and that no overlap repeats in part.
+    """
 
     text: str
     page: int | None
     heading: str | None
+    ocr: bool = False
+    keep_paragraphs: bool = False
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """Limits and choices every parser gets; built from ``Settings`` by the pipeline.
+
+    The defaults are the settings' defaults except ``ocr``, which is off unless the caller picks an engine:
+    OCR costs seconds a page, so only the pipeline (and tests that ask) turn it on.
+    """
+
+    max_pages: int = 2000
+    ocr: Literal["auto", "tesseract", "rapidocr", "off"] = "off"
+    ocr_dpi: int = 300
+    max_rows: int = 100_000
+    max_columns: int = 100
+    max_archive_mb: float = 512.0
+    max_archive_members: int = 10_000
+    max_compression_ratio: float = 200.0
+    max_attachment_depth: int = 2
+    docx_revisions: Literal["final", "original"] = "final"
+    docx_comments: bool = False
 
 
 @dataclass(frozen=True)
@@ -25,6 +54,8 @@ class ParsedDocument:
     sections: list[Section]
     page_count: int | None
     title: str | None
+    # Facts about the source that are not its text (an e-mail's sender and date); copied into chunk payloads.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 # C0/C1 controls carry no text (PDF fonts map glyphs to them, latin-1 decodes junk to them); tab, newline,

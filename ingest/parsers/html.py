@@ -7,7 +7,7 @@ import re
 from bs4 import BeautifulSoup, NavigableString
 from bs4.dammit import EncodingDetector
 
-from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, Section, require_text, tidy
+from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, ParseOptions, Section, require_text, tidy
 from ingest.parsers.detect import decode_text
 
 # Page furniture and non-prose: indexing it would make every page of a site match the same queries.
@@ -26,8 +26,8 @@ _MARK = "\x00"
 _MARKED = re.compile(f"{_MARK}(\\d+){_MARK}")
 
 
-def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
-    """``max_pages`` only exists so every parser shares one signature; HTML has no pages."""
+def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
+    """HTML has no pages; ``options`` only exists so every parser shares one signature."""
     soup = BeautifulSoup(_decode(data).replace(_MARK, ""), "html.parser")
     title = _title(soup)
     for tag in soup.find_all(_DROP):

@@ -8,7 +8,7 @@ from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, Section, require_text, tidy
+from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, ParseOptions, Section, require_text, tidy
 from ingest.parsers.detect import decode_text
 
 _MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
@@ -17,8 +17,8 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)",
 _FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*[\"']?(.+?)[\"']?[ \t]*$", re.MULTILINE)
 
 
-def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
-    """``max_pages`` only exists so every parser shares one signature; Markdown has no pages."""
+def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
+    """Markdown has no pages; ``options`` only exists so every parser shares one signature."""
     source = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
     title = None
     front = _FRONT_MATTER.match(source)
@@ -28,7 +28,12 @@ def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
         source = source[front.end() :]
     walker = _Walker()
     walker.walk(_MARKDOWN.parse(source))
-    sections = require_text(walker.sections, "The Markdown file")
+    sections = walker.sections
+    if not any(section.text.strip() for section in sections):
+        # A title-only record (a heading, or a front-matter title, and no body) is still text to find it by.
+        titles = [name for name in (title, *walker.headings) if name]
+        sections = [Section(text="\n\n".join(dict.fromkeys(titles)), page=None, heading=None)]
+    sections = require_text(sections, "The Markdown file")
     return ParsedDocument(sections=sections, page_count=None, title=title or walker.first_h1)
 
 
@@ -38,6 +43,7 @@ class _Walker:
     def __init__(self) -> None:
         self.sections: list[Section] = []
         self.first_h1: str | None = None
+        self.headings: list[str] = []
         self._path: list[tuple[int, str]] = []
         self._blocks: list[str] = []
         self._list_depth = 0
@@ -98,6 +104,8 @@ class _Walker:
     def _heading(self, level: int, title: str) -> None:
         self._flush()
         title = " ".join(title.split())
+        if title:
+            self.headings.append(title)
         if level == 1 and self.first_h1 is None:
             self.first_h1 = title or None
         while self._path and self._path[-1][0] >= level:

@@ -2,23 +2,28 @@
 
 Page numbers are 1-based physical pages (what a viewer's page box shows), not printed page labels.
 Failures end the document with a message the uploader can act on: decrypt it, OCR it, re-export it.
+Pages without a text layer (scans) are rendered with pdfium and read by the configured OCR engine when one
+is on; their sections are marked ``ocr``. Pages that have text are never OCR'd.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 
+import pypdfium2 as pdfium
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import DependencyError
 from pypdf.generic import Destination
 
 from core.errors import DocumentUnreadable
-from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, Section, tidy
+from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, ParseOptions, Section, tidy
+from ingest.parsers.ocr_pages import MAX_PIXELS, ocr_engine_name, read_image
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,10 @@ _DAMAGED = "This PDF is damaged or truncated and cannot be read; re-export or re
 _NO_TEXT = (
     "This PDF has no extractable text (scanned or image-only); run OCR first "
     "(for example `ocrmypdf in.pdf out.pdf`) and upload the result."
+)
+_NO_TEXT_AFTER_OCR = (
+    "No text was found in this PDF: it has no text layer, and OCR ({engine}) found no text on its pages either. "
+    "If it holds text, upload a sharper scan (300 dpi) or a copy with a text layer."
 )
 # A word broken across lines by a hyphen ("adip-\niscing"); only rejoined when the next line starts lowercase,
 # so "Jean-\nPaul" keeps its hyphen.
@@ -41,7 +50,9 @@ _RUNNING_LINE_PAGES = 3
 _OFF_PAGE_MARGIN = 0.1
 
 
-def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
+def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
+    options = options or ParseOptions()
+    max_pages = options.max_pages
     reader = _open(data)
     try:
         page_count = len(reader.pages)
@@ -54,20 +65,58 @@ def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
             f"This PDF has {page_count} pages, over the limit of {max_pages}; split it into smaller files."
         )
     texts = [_page_text(page, index) for index, page in enumerate(reader.pages)]
+    engine_name = ocr_engine_name(options)
+    scanned = set()
+    if engine_name is not None and "" in texts:
+        scanned = _ocr_blank_pages(data, texts, engine_name, options.ocr_dpi)
     outline = _outline_by_page(reader)
     sections: list[Section] = []
     heading: HeadingPath = ()
     for index, text in enumerate(_drop_running_lines([text or "" for text in texts])):
         pieces = list(_cut_at_headings(text, heading, outline.get(index, [])))
         sections.extend(
-            Section(text=piece, page=index + 1, heading=HEADING_SEPARATOR.join(path) or None)
+            Section(text=piece, page=index + 1, heading=HEADING_SEPARATOR.join(path) or None, ocr=index in scanned)
             for piece, path in pieces
             if piece
         )
         heading = pieces[-1][1]
     if not sections:
-        raise DocumentUnreadable(_DAMAGED if None in texts else _NO_TEXT)
+        if None in texts:
+            raise DocumentUnreadable(_DAMAGED)
+        raise DocumentUnreadable(_NO_TEXT_AFTER_OCR.format(engine=engine_name) if engine_name else _NO_TEXT)
     return ParsedDocument(sections=sections, page_count=page_count, title=_title(reader, outline))
+
+
+def _ocr_blank_pages(data: bytes, texts: list[str | None], engine_name: str, dpi: int) -> set[int]:
+    """OCR every page whose text layer is empty, in place in ``texts``; returns the 0-based pages it filled.
+
+    A page pdfium cannot render keeps its empty text (the rest of the document still counts).
+    """
+    filled: set[int] = set()
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError:
+        log.warning("pdf: pdfium cannot open the file; pages without text stay empty", exc_info=True)
+        return filled
+    try:
+        for index, text in enumerate(texts):
+            if text != "" or index >= len(document):
+                continue
+            try:
+                page = document[index]
+                width, height = page.get_size()
+                scale = min(dpi / 72, math.sqrt(MAX_PIXELS / max(width * height, 1.0)))
+                image = page.render(scale=scale).to_pil()
+            except pdfium.PdfiumError:
+                log.warning("pdf page %d: pdfium cannot render it", index + 1, exc_info=True)
+                continue
+            found = read_image(image, engine_name)
+            if found:
+                texts[index] = found
+                filled.add(index)
+    finally:
+        document.close()
+    return filled
 
 
 def _open(data: bytes) -> PdfReader:

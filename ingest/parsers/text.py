@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ingest.parsers.base import ParsedDocument, Section, require_text, tidy
+from ingest.parsers.base import ParsedDocument, ParseOptions, Section, require_text, tidy
 from ingest.parsers.detect import decode_text
 
 
-def parse(data: bytes, *, max_pages: int = 2000) -> ParsedDocument:
-    """``max_pages`` only exists so every parser shares one signature; text has no pages."""
+def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
+    """Plain text has no pages; ``options`` only exists so every parser shares one signature."""
     sections = require_text([Section(text=tidy(decode_text(data)), page=None, heading=None)], "The text file")
     return ParsedDocument(sections=sections, page_count=None, title=None)

@@ -110,8 +110,11 @@ def test_parsing_is_bounded_in_time_and_memory(client: TestClient, pdf_dir: Path
 def test_types_are_sniffed_not_trusted(client: TestClient) -> None:
     text_named_pdf = outcome(client, "notes.pdf", b"Plain text notes that only pretend to be a PDF file.")
     assert text_named_pdf["status"] == "indexed" and text_named_pdf["content_type"] == "text"
-    png_named_txt = upload(client, "photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(512))
-    assert png_named_txt.status_code == 415 and "PNG" in png_named_txt.json()["detail"]
+    broken_png_named_txt = outcome(client, "photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(512))
+    assert broken_png_named_txt["content_type"] == "image" and broken_png_named_txt["status"] == "failed"
+    assert "damaged" in broken_png_named_txt["error"]
+    gif_named_txt = upload(client, "anim.txt", b"GIF89a" + bytes(512))
+    assert gif_named_txt.status_code == 415 and "GIF" in gif_named_txt.json()["detail"]
     zip_named_md = upload(client, "doc.md", b"PK\x03\x04" + bytes(512))
     assert zip_named_md.status_code == 415
     assert upload(client, "empty.txt", b"").status_code == 422

@@ -261,7 +261,7 @@ def test_plain_text_in_latin1() -> None:
     ("kind", "data"),
     [
         ("text", b" \n\t\n"),
-        ("markdown", b"# Only a heading\n\n## And another\n"),
+        ("markdown", b"---\nauthor: nobody\n---\n\n<!-- only a comment -->\n"),
         ("html", b"<html><head><title>t</title></head><body><script>x()</script></body></html>"),
     ],
 )

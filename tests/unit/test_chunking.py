@@ -204,3 +204,29 @@ def test_random_texts_keep_every_rule(seed: int) -> None:
             assert "".join("".join(c.text.split()) for c in chunks) == "".join(
                 "".join(s.text.split()) for s in sections
             )
+
+
+def test_table_rows_are_never_split_and_get_no_partial_overlap() -> None:
+    # Rows hold sentence ends ("Inc. ") that would be break points in prose.
+    rows = [f"Company: Acme{i} Inc. Ltd; City: Town{i}. North; Revenue: {i}" for i in range(40)]
+    section = Section("\n\n".join(rows), page=1, heading="Sheet1", keep_paragraphs=True)
+    drafts = chunk_sections([section], words, size=30, overlap=8)
+    assert len(drafts) > 1
+    for draft in drafts:
+        assert draft.token_count <= 30
+        assert all(line in rows for line in draft.text.split("\n\n")), draft.text
+    assert [line for draft in drafts for line in draft.text.split("\n\n")] == rows
+
+
+def test_ocr_and_table_sections_stay_apart_from_prose_and_keep_their_mark() -> None:
+    sections = [
+        Section("Prose on page one.", page=1, heading=None),
+        Section("Read from a scan.", page=1, heading=None, ocr=True),
+        Section("a: 1; b: 2", page=1, heading=None, keep_paragraphs=True),
+    ]
+    drafts = chunk_sections(sections, words, size=50, overlap=5)
+    assert [(d.text, d.ocr) for d in drafts] == [
+        ("Prose on page one.", False),
+        ("Read from a scan.", True),
+        ("a: 1; b: 2", False),
+    ]

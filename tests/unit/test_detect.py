@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from core.errors import BadInput, UnsupportedType
 from ingest.parsers.detect import decode_text, detect_kind
+from tests import documents
 
 PDF_BYTES = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
@@ -43,7 +46,7 @@ def test_text_mentioning_the_pdf_magic_stays_text() -> None:
 @pytest.mark.parametrize(
     ("data", "filename", "named"),
     [
-        (PNG_BYTES, "photo.txt", "PNG image"),
+        (b"GIF89a\x01\x00\x01\x00" + bytes(32), "anim.txt", "GIF image"),
         (ZIP_BYTES, "letter.docx", "ZIP archive"),
         (bytes(range(256)) * 8, "blob.md", "binary data"),
         ("no BOM".encode("utf-16-le"), "wide.txt", "binary data"),
@@ -84,3 +87,50 @@ def test_byte_order_marks(encoding: str) -> None:
 def test_a_few_control_characters_are_tolerated() -> None:
     text = "Plain words. " * 20 + "\x1b"
     assert decode_text(text.encode()) == text
+
+
+@pytest.mark.parametrize(
+    ("builder", "kind"),
+    [
+        (lambda: documents.docx_bytes("T", [("H", ["Body."])]), "docx"),
+        (lambda: documents.pptx_bytes([("T", "Body", "")]), "pptx"),
+        (lambda: documents.xlsx_bytes({"S": [["a"], ["b"]]}), "xlsx"),
+    ],
+)
+def test_office_files_by_their_main_part_whatever_the_name(builder: Callable[[], bytes], kind: str) -> None:
+    data = builder()
+    for name, declared in (("report.pdf", "application/pdf"), ("upload", None), ("notes.txt", "text/plain")):
+        assert detect_kind(data, name, declared) == kind
+
+
+@pytest.mark.parametrize(
+    "data",
+    [PNG_BYTES, b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"II*\x00\x08\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08"],
+)
+def test_png_jpeg_and_tiff_are_images(data: bytes) -> None:
+    assert detect_kind(data, "scan.txt", "text/plain") == "image"
+
+
+def test_encrypted_office_file_is_its_own_kind() -> None:
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500) + "EncryptedPackage".encode("utf-16-le") + bytes(100)
+    assert detect_kind(ole, "budget.xlsx", None) == "encrypted-office"
+    legacy = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600)
+    with pytest.raises(UnsupportedType, match="legacy Office file"):
+        detect_kind(legacy, "old.doc", None)
+
+
+def test_email_by_its_header_block() -> None:
+    mail = documents.eml_bytes("Plan", "ann@example.com", "bob@example.com", "Body.")
+    assert detect_kind(mail, "message.txt", "text/plain") == "email"
+    mbox = b"From ann@example.com Tue Mar  3 09:30:00 2026\nFrom: ann@example.com\nSubject: Hi\n\nBody\n"
+    assert detect_kind(mbox, "upload", None) == "email"
+    # Prose that happens to start "Note: ..." is not a message: one header-like line and no blank line after.
+    assert detect_kind(b"Note: this is text.\nIt goes on.\n", "n.txt", None) == "text"
+    assert detect_kind(b"Title: A\nAuthor: B\n\nBody\n", "n.txt", None) == "text"
+
+
+def test_csv_by_name_or_declared_type() -> None:
+    data = b"name,city\nAda,London\n"
+    assert detect_kind(data, "people.csv", None) == "csv"
+    assert detect_kind(data, "upload", "text/csv") == "csv"
+    assert detect_kind(data, "people.txt", None) == "text"
