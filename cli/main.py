@@ -244,7 +244,7 @@ def query(
     ] = None,
 ) -> None:
     """Ask a collection a question in this process."""
-    from generation.query_service import QueryRequest
+    from generation.query_types import QueryRequest
     from workers.services import Services
 
     if mode not in ("hybrid", "vector", "keyword"):

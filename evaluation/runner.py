@@ -26,7 +26,7 @@ from evaluation.datasets import EvalDataset, EvalQuestion
 from evaluation.metrics import RUN_DEPTH, doc_ranking, latency_percentiles, score_rankings
 from generation.modes import ANSWER_MODES
 from generation.prompt import PROMPT_VERSION
-from generation.query_service import STAGES, Mode, QueryRequest, QueryResult
+from generation.query_types import STAGES, Mode, QueryRequest, QueryResult
 from ingest.pipeline import index_documents
 from ingest.service import create_collection, submit_document
 from retrieval.vector_store import vector_backend_name

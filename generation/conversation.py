@@ -23,7 +23,8 @@ from core.errors import NotFound, Unavailable
 from core.models import Collection, Conversation, Memory, Turn
 from generation.answer import PromptContext
 from generation.backends.base import LLMBackend, Message
-from generation.query_service import QueryRequest, QueryResult, QueryService
+from generation.query_service import QueryService
+from generation.query_types import QueryRequest, QueryResult
 from retrieval.text_analysis import tokenize
 
 log = logging.getLogger(__name__)

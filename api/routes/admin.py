@@ -10,7 +10,7 @@ from api.schemas import CreatedKeyOut, KeyIn, KeyOut, QueryLogOut, QueryLogPageO
 from core import keys
 from core.models import ApiKey, Role
 from core.retention import forget_owner
-from generation.query_service import QueryLogFilter, list_query_logs
+from generation.query_log import QueryLogFilter, list_query_logs
 from ingest import reindex
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])

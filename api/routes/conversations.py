@@ -13,7 +13,7 @@ from core.keys import Principal
 from core.models import Conversation, Role, Turn
 from core.types import SearchFilter
 from generation.conversation import delete_memory, preferences_of, set_memory
-from generation.query_service import QueryRequest
+from generation.query_types import QueryRequest
 
 router = APIRouter(tags=["conversations"])
 

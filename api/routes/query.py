@@ -13,7 +13,8 @@ from api.schemas import QueryIn, QueryLogOut, QueryOut
 from core.errors import BadInput
 from core.models import Role
 from core.types import SearchFilter
-from generation.query_service import QueryRequest, get_query_log
+from generation.query_log import get_query_log
+from generation.query_types import QueryRequest
 
 router = APIRouter(tags=["query"])
 

@@ -126,7 +126,7 @@ def test_embedded_llama_cpp_answers_whole_and_streamed(tmp_path: Path) -> None:
 
 def test_openai_backend_with_redaction_and_fallback(tmp_path: Path, server: LlmServer) -> None:
     with make_client(
-        tmp_path, llm_backend="openai", llm_base_url=server.base_url, redact_prompts=True, llm_timeout_s=10
+        tmp_path, llm_backend="openai", llm_base_url=server.base_url, redact_prompts=True, llm_timeout_s=30
     ) as client:
         seed(client)
         body = ask(client, answer_mode="generative")

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.config import Settings
 from core.models import JobStatus, ReindexJob
-from generation.query_service import QueryRequest
+from generation.query_types import QueryRequest
 from ingest import service
 from ingest.pipeline import index_documents
 from ingest.reindex import BATCH, get_job, unfinished_job_ids

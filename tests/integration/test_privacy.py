@@ -14,7 +14,7 @@ from core.config import Settings
 from core.models import Collection, Conversation, QueryLog
 from core.redaction import redact_text
 from core.telemetry import JsonFormatter
-from generation.query_service import QueryRequest
+from generation.query_types import QueryRequest
 from ingest import service
 from ingest.pipeline import index_documents
 from workers.app import make_celery
