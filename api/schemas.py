@@ -140,7 +140,9 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
     role: Literal["admin", "writer", "reader"]
-    collections: list[str] | None = Field(None, description="Collections this key may use; null = all.")
+    collections: list[str] | None = Field(
+        None, min_length=1, description="Collections this key may use (at least one); null = all."
+    )
 
 
 class KeyOut(BaseModel):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
 from api.schemas import CreatedKeyOut, KeyIn, KeyOut, QueryLogOut, QueryLogPageOut, ReindexIn, ReindexJobOut
 from core import keys
+from core.errors import NotFound
 from core.models import ApiKey, Role
 from core.retention import forget_owner
 from generation.query_service import QueryLogFilter, list_query_logs
@@ -96,8 +97,9 @@ def start_reindex(
 
 @router.get("/reindex/{job_id}")
 def reindex_status(job_id: str, db: DbDep, principal: PrincipalDep) -> ReindexJobOut:
+    principal.require_role(Role.admin)
     view = reindex.get_job(db, job_id)
-    principal.require(Role.admin, view.collection)
+    principal.require_visible(Role.admin, view.collection, NotFound(f"Re-index job {job_id!r} does not exist."))
     return job_out(view)
 
 

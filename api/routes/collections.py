@@ -12,7 +12,8 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_collection(body: CollectionIn, db: DbDep, settings: SettingsDep, principal: PrincipalDep) -> CollectionOut:
-    principal.require(Role.admin)
+    """A collection-scoped admin may create only collections its scope names."""
+    principal.require(Role.admin, body.name)
     c = service.create_collection(db, body.name, settings)
     return CollectionOut(
         name=c.name, index_version=c.index_version, documents=0, created_at=c.created_at, options=c.options

@@ -10,7 +10,8 @@ from api.deps import DbDep, EnqueueDep, LimitsDep, PrincipalDep, ServicesDep, id
 from api.schemas import DocumentOut, DocumentPageOut
 from core.config import Settings
 from core.db import Database
-from core.errors import BadInput, TooLarge
+from core.errors import BadInput, NotFound, TooLarge
+from core.keys import Principal
 from core.models import Document, Role
 from ingest import service
 from retrieval.retriever import HybridRetriever
@@ -171,17 +172,22 @@ def list_documents(
     )
 
 
+def visible_document(db: Database, document_id: str, principal: Principal, role: Role) -> tuple[Document, str]:
+    principal.require_role(role)
+    document, collection = service.get_document(db, document_id)
+    principal.require_visible(role, collection, NotFound(f"Document {document_id!r} does not exist."))
+    return document, collection
+
+
 @router.get("/v1/documents/{document_id}")
 def get_document(document_id: str, db: DbDep, principal: PrincipalDep) -> DocumentOut:
-    document, collection = service.get_document(db, document_id)
-    principal.require(Role.reader, collection)
+    document, collection = visible_document(db, document_id, principal, Role.reader)
     return document_out(document, collection)
 
 
 @router.delete("/v1/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_document(document_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     """Its chunks leave both indexes, its row and (unless shared) its original are removed."""
-    _, collection = service.get_document(services.db, document_id)
-    principal.require(Role.writer, collection)
+    visible_document(services.db, document_id, principal, Role.writer)
     service.delete_document(services.db, services.retriever, document_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
