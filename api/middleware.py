@@ -6,6 +6,7 @@ forwarded message by message, never buffered, and its duration is measured to th
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -18,6 +19,7 @@ from core.metrics import REQUEST_LATENCY
 from core.telemetry import REQUEST_ID
 
 log = logging.getLogger("api.request")
+error_log = logging.getLogger("api.app")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from a proxy or client are echoed into logs and headers: only short, plain tokens are trusted.
@@ -87,3 +89,41 @@ class RequestContextMiddleware:
             # and its log line should carry it too.
             if not failed:
                 REQUEST_ID.reset(token)
+
+
+class UnexpectedErrorMiddleware:
+    """Turns an unhandled exception into the documented 500 body (with an incident id; details go to the
+    log only) without re-raising, so the connection stays usable. A response already under way (a stream)
+    cannot be replaced: that error is re-raised and the server ends the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            incident = uuid.uuid4().hex[:12]
+            error_log.exception("unhandled error", extra={"incident": incident, "path": scope["path"]})
+            body = json.dumps({"detail": f"Internal error (incident {incident}); the server log has the details."})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})

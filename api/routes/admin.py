@@ -1,12 +1,21 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
-from api.schemas import CreatedKeyOut, KeyIn, KeyOut, QueryLogOut, QueryLogPageOut, ReindexIn, ReindexJobOut
+from api.schemas import (
+    MAX_OFFSET,
+    CreatedKeyOut,
+    KeyIn,
+    KeyOut,
+    QueryLogOut,
+    QueryLogPageOut,
+    ReindexIn,
+    ReindexJobOut,
+    UtcDatetime,
+)
 from core import keys
 from core.errors import NotFound
 from core.models import ApiKey, Role
@@ -108,13 +117,13 @@ def query_logs(
     db: DbDep,
     principal: PrincipalDep,
     collection: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    min_latency_ms: Annotated[float | None, Query(ge=0)] = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
+    min_latency_ms: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     errors: Annotated[bool, Query(description="Only queries that failed or fell back.")] = False,
     backend: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> QueryLogPageOut:
     """The query log, newest first: what was asked, what each stage returned, which model answered, how fast."""
     if collection is None:
