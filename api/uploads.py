@@ -187,6 +187,7 @@ def multipart_openapi(field: str, many: bool) -> dict[str, object]:
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
+                        "additionalProperties": False,
                         "required": [field],
                         "properties": {
                             field: {**file_schema, "description": "PDF, plain text, Markdown or HTML"},

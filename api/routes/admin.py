@@ -8,6 +8,7 @@ from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
 from api.schemas import (
     MAX_OFFSET,
     CreatedKeyOut,
+    ErrorOut,
     KeyIn,
     KeyOut,
     QueryLogOut,
@@ -83,7 +84,11 @@ def job_out(view: reindex.JobView) -> ReindexJobOut:
     )
 
 
-@router.post("/collections/{name}/reindex", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/collections/{name}/reindex",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"model": ErrorOut, "description": "A re-index of this collection is running"}},
+)
 def start_reindex(
     name: str,
     request: Request,
