@@ -231,8 +231,9 @@ def delete_collection(db: Database, retriever: HybridRetriever, name: str) -> No
     collection = get_collection(db, name)
     with db.session() as session:
         documents = list(session.scalars(select(Document).where(Document.collection_id == collection.id)))
-    for version in live_versions(db, collection.id):
-        retriever.drop_index(index_name(name, version))
+    if COLLECTION_NAME.fullmatch(name):  # a name stored before full-match validation never got an index
+        for version in live_versions(db, collection.id):
+            retriever.drop_index(index_name(name, version))
     with db.session() as session:
         session.execute(sql_delete(Collection).where(Collection.id == collection.id))
     remove_unshared_blobs(db, documents)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import ConversationsDep, DbDep, LimitsDep, PrincipalDep, SettingsDep, identity
-from api.routes.query import drain_in_thread
+from api.routes.query import SSE_RESPONSE, drain_in_thread
 from api.schemas import ConversationOut, MemoryIn, MessageIn, MessageOut, TurnOut
 from core.errors import BadInput, NotFound
 from core.keys import Principal
@@ -76,7 +76,7 @@ def delete_conversation(conversation_id: str, conversations: ConversationsDep, p
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/v1/conversations/{conversation_id}/messages", response_model=MessageOut)
+@router.post("/v1/conversations/{conversation_id}/messages", response_model=MessageOut, responses=SSE_RESPONSE)
 def post_message(
     conversation_id: str,
     body: MessageIn,

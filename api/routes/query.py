@@ -32,7 +32,15 @@ async def drain_in_thread(events: Iterator[dict[str, Any]]) -> AsyncIterator[dic
         await anyio.to_thread.run_sync(events.close)
 
 
-@router.post("/v1/collections/{name}/query", response_model=QueryOut)
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": 'JSON, or with "stream": true Server-Sent Events',
+    }
+}
+
+
+@router.post("/v1/collections/{name}/query", response_model=QueryOut, responses=SSE_RESPONSE)
 def query(
     name: str,
     body: QueryIn,

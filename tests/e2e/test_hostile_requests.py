@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.config import Settings
-from core.models import Document
+from core.models import Collection, Document
+from tests.e2e.helpers import wait_for_status
 
 SURROGATE = '{"x": "\\ud800"}'
 DEEP = "[" * 1000 + "]" * 1000
@@ -110,6 +111,25 @@ def test_collection_names_are_matched_whole(client: TestClient, name: str) -> No
     response = send_json(client, "POST", "/v1/collections", {"name": name})
     assert_error_shape(response, 422)
     assert all(c["name"] == c["name"].strip() for c in client.get("/v1/collections").json())
+
+
+def test_a_collection_stored_with_a_bad_name_fails_its_documents_and_can_be_deleted(client: TestClient) -> None:
+    """A row from before full-match validation: its documents end ``failed`` (never ``processing``
+    forever) and the collection can still be deleted."""
+    db = client.app.state.services.db  # type: ignore[attr-defined]
+    with db.session() as session:
+        session.add(Collection(name="legacy\n", options={}))
+    uploaded = client.post("/v1/collections/legacy%0A/documents", files={"file": ("l.txt", b"Legacy text here.")})
+    assert uploaded.status_code == 202, uploaded.text
+    assert wait_for_status(client, uploaded.json()["id"], timeout=120)["status"] == "failed"
+    assert client.delete("/v1/collections/legacy%0A").status_code == 204
+    assert client.get("/v1/collections/legacy%0A/documents").status_code == 404
+
+
+@pytest.mark.parametrize("key", ["language%0A", "lang%20uage", "language%09", "%C3%A9", "%00"])
+def test_memory_keys_are_matched_whole(client: TestClient, key: str) -> None:
+    response = client.put(f"/v1/memory/{key}", json={"value": "English"})
+    assert_error_shape(response, 422)
 
 
 @pytest.mark.parametrize(
