@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.limits import RateLimits
-from api.middleware import RequestContextMiddleware, UnexpectedErrorMiddleware
+from api.middleware import RequestContextMiddleware, UnexpectedErrorMiddleware, UrlGuardMiddleware
 from api.routes import admin, collections, conversations, documents, health, ops, query
 from api.schemas import ErrorOut
 from core.config import Settings
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     # server keeps the connection open (Starlette's own handler for ``Exception`` re-raises to the server,
     # which then closes the connection and the client's next request on it fails).
     app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UrlGuardMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -127,3 +127,32 @@ class UnexpectedErrorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": body.encode()})
+
+
+class UrlGuardMiddleware:
+    """Refuses a URL whose path or query holds a NUL character (``%00``) with the documented 422 body.
+
+    One rule at the edge for every path and query parameter: PostgreSQL cannot take NUL in a text value,
+    so such an id or filter would otherwise reach the database and fail there as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and has_nul(scope):
+            body = json.dumps({"detail": "The URL contains a NUL character (%00), which no name or id may hold."})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        await self.app(scope, receive, send)
+
+
+def has_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"").lower()
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query

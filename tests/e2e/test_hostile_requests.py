@@ -4,9 +4,12 @@ row can break a later read."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -51,12 +54,41 @@ BAD_NAMES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("hostile-req") / "data", llm_backend="none", _env_file=None)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        assert c.post("/v1/collections", json={"name": "h"}).status_code == 201
-        yield c
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str | None]:
+    """SQLite (the embedded default), or a fresh PostgreSQL database, which refuses NUL in text."""
+    if kind == "sqlite":
+        yield None
+        return
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=2).close()
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
+    name = f"rag_hostile_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def client(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    with database(request.param) as url:
+        settings = Settings(
+            data_dir=tmp_path_factory.mktemp("hostile-req") / "data",
+            llm_backend="none",
+            database_url=url,
+            _env_file=None,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            assert c.post("/v1/collections", json={"name": "h"}).status_code == 201
+            yield c
 
 
 def send_json(client: TestClient, method: str, path: str, body: Any) -> Any:
@@ -217,3 +249,23 @@ def test_unknown_routes_and_methods_use_the_same_body(client: TestClient) -> Non
     assert_error_shape(client.put("/v1/collections"), 405)
     assert_error_shape(client.post("/v1/collections", json={"nope": 1}), 422)
     assert isinstance(client.post("/v1/collections", json={"nope": 1}).json()["errors"], list)
+
+
+@pytest.mark.parametrize(
+    "method, url",
+    [
+        ("GET", "/v1/documents/%00"),
+        ("DELETE", "/v1/documents/a%00b"),
+        ("GET", "/v1/queries/%00"),
+        ("GET", "/v1/conversations/%00"),
+        ("GET", "/v1/admin/reindex/%00"),
+        ("GET", "/v1/admin/queries?collection=%00"),
+        ("GET", "/v1/admin/queries?backend=x%00"),
+        ("DELETE", "/v1/collections/%00"),
+        ("DELETE", "/v1/admin/keys/%00"),
+        ("POST", "/v1/collections/%00/conversations"),
+        ("GET", "/v1/collections/h/documents?status=%00"),
+    ],
+)
+def test_a_nul_in_a_path_or_query_is_422(client: TestClient, method: str, url: str) -> None:
+    assert_error_shape(client.request(method, url), 422)
