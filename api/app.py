@@ -121,6 +121,7 @@ def field_error(error: Any) -> dict[str, Any]:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in {
+        400: "The body could not be parsed (not UTF-8, nested too deep, an integer of over 4,300 digits)",
         401: "Missing, invalid or revoked API key",
         403: "The key's role is too low, or the collection named in the path is outside its scope",
         404: "Not found (also: a record of a collection outside the key's scope)",

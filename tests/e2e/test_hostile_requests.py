@@ -269,3 +269,20 @@ def test_unknown_routes_and_methods_use_the_same_body(client: TestClient) -> Non
 )
 def test_a_nul_in_a_path_or_query_is_422(client: TestClient, method: str, url: str) -> None:
     assert_error_shape(client.request(method, url), 422)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"query": "x", "top_k": ' + b"9" * 5000 + b"}",
+        b'{"query": "x", "filters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"query": "\xff\xfe"}',
+    ],
+    ids=["5000-digit integer", "nested 100000 deep", "not UTF-8"],
+)
+def test_json_bodies_the_parser_refuses_are_a_documented_4xx(client: TestClient, body: bytes) -> None:
+    response = client.post("/v1/collections/h/query", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code in (400, 422), response.text[:300]
+    assert_error_shape(response, response.status_code)
+    operation = client.app.openapi()["paths"]["/v1/collections/{name}/query"]["post"]  # type: ignore[attr-defined]
+    assert str(response.status_code) in operation["responses"]
