@@ -94,11 +94,13 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def trust_upload(name: str, request: Request, services: Services, limits: RateLimits, principal: Principal) -> None:
+async def trust_upload(
+    name: str, request: Request, services: Services, limits: RateLimits, principal: Principal
+) -> None:
     """Everything that needs no body byte, in order: key (a dependency), role and scope, the collection,
     the rate limit. Only then may the body be read."""
     principal.require(Role.writer, name)
-    get_collection(services.db, name)
+    await run_in_threadpool(get_collection, services.db, name)
     limits.hit("upload", identity(principal, request))
 
 
@@ -118,7 +120,7 @@ async def upload_document(
 ) -> DocumentOut:
     """Multipart ``file`` (PDF, plain text, Markdown or HTML), optional ``metadata`` (a JSON object) and
     ``replace``. The key, role, scope and size are checked before the body is read (``api.uploads``)."""
-    trust_upload(name, request, services, limits, principal)
+    await trust_upload(name, request, services, limits, principal)
     settings = services.settings
     form = await read_upload_form(request, "file", 1, settings.max_upload_bytes)
     try:
@@ -158,7 +160,7 @@ async def upload_documents(
 ) -> list[DocumentOut]:
     """Several ``files`` in one request. All files are checked before any is stored, so one bad file rejects
     the request as a whole."""
-    trust_upload(name, request, services, limits, principal)
+    await trust_upload(name, request, services, limits, principal)
     settings = services.settings
     form = await read_upload_form(request, "files", settings.max_files_per_request, settings.max_upload_bytes)
     try:
