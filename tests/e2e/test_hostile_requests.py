@@ -4,19 +4,16 @@ row can break a later read."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.config import Settings
 from core.models import Collection, Document
-from tests.e2e.helpers import wait_for_status
+from tests.e2e.helpers import database, wait_for_status
 
 SURROGATE = '{"x": "\\ud800"}'
 DEEP = "[" * 1000 + "]" * 1000
@@ -52,29 +49,6 @@ BAD_NAMES = [
     "dócs",
     "docs\ud800",
 ]
-
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@contextmanager
-def database(kind: str) -> Iterator[str | None]:
-    """SQLite (the embedded default), or a fresh PostgreSQL database, which refuses NUL in text."""
-    if kind == "sqlite":
-        yield None
-        return
-    try:
-        psycopg.connect(PG_ADMIN, connect_timeout=2).close()
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
-    name = f"rag_hostile_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

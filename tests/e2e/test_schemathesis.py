@@ -21,27 +21,33 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from core.config import Settings
+from tests.e2e.helpers import database
 
 ROOT_KEY = "schemathesis-root-key"
-APP = create_app(
-    Settings(
+
+
+def settings_for(database_url: str | None) -> Settings:
+    return Settings(
         data_dir=Path(tempfile.mkdtemp(prefix="schemathesis-")) / "data",
         llm_backend="none",
         api_key=ROOT_KEY,
+        database_url=database_url,
         rate_limit_query="100000/minute",
         rate_limit_upload="100000/minute",
         _env_file=None,
     )
-)
-SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings_for(None)))
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """One lifespan for the module: the embedded stores lock their folders to one opener."""
-    with TestClient(APP, raise_server_exceptions=False) as c:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """One app per database for the module (the embedded stores lock their folders to one opener);
+    PostgreSQL refuses what SQLite stores (NUL in text), so both are attacked."""
+    with database(request.param) as url, TestClient(create_app(settings_for(url)), raise_server_exceptions=False) as c:
         root = {"Authorization": f"Bearer {ROOT_KEY}"}
         c.post("/v1/collections", json={"name": "docs"}, headers=root)
         c.post("/v1/collections/docs/documents", files={"file": ("a.txt", b"Some text to find.")}, headers=root)
