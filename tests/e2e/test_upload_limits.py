@@ -28,7 +28,7 @@ BIG = 200 * 1024 * 1024
 CHUNK = 256 * 1024
 # What the kernel's socket buffers can hold between a client and a server that stopped reading; a
 # client that got this far (and no further) was refused early, not read.
-EARLY = 48 * 1024 * 1024
+EARLY = 16 * 1024 * 1024
 SERVER = """
 import uvicorn
 from api.app import create_app
