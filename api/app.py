@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.limits import RateLimits
-from api.middleware import RequestContextMiddleware
+from api.middleware import RequestContextMiddleware, UnexpectedErrorMiddleware, UrlGuardMiddleware
 from api.routes import admin, collections, conversations, documents, health, ops, query
+from api.schemas import ErrorOut
 from core.config import Settings
 from core.errors import RagError, RateLimited
 from core.heap import freeze_long_lived, thaw
+from core.jsonsafe import repair_text
 from core.tracing import configure_tracing
 from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
 from workers.embedded import EmbeddedWorker
 from workers.recovery import requeue_unfinished
 from workers.services import Services
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> FastAPI:
@@ -74,25 +74,59 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             headers = {"Retry-After": str(exc.retry_after_s)}
         elif exc.status_code == 503:
             headers = {"Retry-After": "5"}
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+        return error_response(exc.status_code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        errors = [field_error(e) for e in exc.errors()]
+        summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3])
+        return error_response(422, f"Invalid request: {summary}"[:1000], errors=errors)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error", extra={"incident": incident, "path": request.url.path})
-        return JSONResponse(
-            {"detail": f"Internal error (incident {incident}); the server log has the details."},
-            status_code=500,
-        )
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
-    for module in (health, ops, collections, documents, query, conversations, admin):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    app.include_router(ops.router)
+    for module in (collections, documents, query, conversations, admin):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
+    # Innermost layer (added first): an unexpected error becomes a 500 there and is not re-raised, so the
+    # server keeps the connection open (Starlette's own handler for ``Exception`` re-raises to the server,
+    # which then closes the connection and the client's next request on it fails).
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UrlGuardMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def error_response(
+    status: int, detail: str, *, errors: list[dict[str, Any]] | None = None, headers=None
+) -> JSONResponse:  # type: ignore[no-untyped-def]
+    """The one body of every 4xx and 5xx: ``ErrorOut`` (``detail``, plus ``errors`` on a 422 from validation)."""
+    body: dict[str, Any] = {"detail": repair_text(detail)}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def field_error(error: Any) -> dict[str, Any]:
+    """A pydantic error without its input; the location may hold a client's JSON key, so it is repaired."""
+    return {
+        "loc": [repair_text(p) if isinstance(p, str) else p for p in error.get("loc", ())],
+        "msg": repair_text(str(error.get("msg", ""))),
+        "type": str(error.get("type", "")),
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in {
+        400: "The body could not be parsed (not UTF-8, nested too deep, an integer of over 4,300 digits)",
+        401: "Missing, invalid or revoked API key",
+        403: "The key's role is too low, or the collection named in the path is outside its scope",
+        404: "Not found (also: a record of a collection outside the key's scope)",
+        422: "Invalid input",
+        429: "Over the per-key rate limit (Retry-After says when to retry)",
+        503: "A dependency is unavailable (Retry-After says when to retry)",
+    }.items()
+}

@@ -66,6 +66,20 @@ def get_principal(settings: SettingsDep, db: DbDep, authorization: Annotated[str
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def get_optional_principal(
+    settings: SettingsDep, db: DbDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    """For the open probes: ``None`` when the caller has no valid key, or when the key store cannot be read
+    (a readiness probe must answer while the database is down)."""
+    try:
+        return authenticate(settings.api_key, db, authorization)
+    except Exception:
+        return None
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
 def identity(principal: Principal, request: Request) -> str:
     """Rate-limit bucket owner: the key, or the client address when the API is open."""
     if principal.key_id is not None:

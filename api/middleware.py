@@ -6,6 +6,7 @@ forwarded message by message, never buffered, and its duration is measured to th
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -18,6 +19,7 @@ from core.metrics import REQUEST_LATENCY
 from core.telemetry import REQUEST_ID
 
 log = logging.getLogger("api.request")
+error_log = logging.getLogger("api.app")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from a proxy or client are echoed into logs and headers: only short, plain tokens are trusted.
@@ -87,3 +89,70 @@ class RequestContextMiddleware:
             # and its log line should carry it too.
             if not failed:
                 REQUEST_ID.reset(token)
+
+
+class UnexpectedErrorMiddleware:
+    """Turns an unhandled exception into the documented 500 body (with an incident id; details go to the
+    log only) without re-raising, so the connection stays usable. A response already under way (a stream)
+    cannot be replaced: that error is re-raised and the server ends the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            incident = uuid.uuid4().hex[:12]
+            error_log.exception("unhandled error", extra={"incident": incident, "path": scope["path"]})
+            body = json.dumps({"detail": f"Internal error (incident {incident}); the server log has the details."})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})
+
+
+class UrlGuardMiddleware:
+    """Refuses a URL whose path or query holds a NUL character (``%00``) with the documented 422 body.
+
+    One rule at the edge for every path and query parameter: PostgreSQL cannot take NUL in a text value,
+    so such an id or filter would otherwise reach the database and fail there as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and has_nul(scope):
+            body = json.dumps({"detail": "The URL contains a NUL character (%00), which no name or id may hold."})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        await self.app(scope, receive, send)
+
+
+def has_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"").lower()
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query

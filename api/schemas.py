@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.jsonsafe import check_text
 from core.types import SearchFilter
+
+
+def as_utc(value: datetime) -> datetime:
+    """Every datetime in and out is timezone-aware UTC: a naive input means UTC, and rows read back from
+    SQLite (which drops the offset) get it back. An instant outside years 1-9999 in UTC is a 422."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("datetime is outside the years 1-9999 once converted to UTC") from exc
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+Text = Annotated[str, AfterValidator(check_text)]
+"""Text that can be stored and served back: valid Unicode (no lone surrogates) without NUL characters."""
+COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_OFFSET = 1_000_000_000
 
 
 class CollectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=63, examples=["docs"])
+    name: str = Field(min_length=1, max_length=63, pattern=COLLECTION_NAME_PATTERN, examples=["docs"])
 
 
 class CollectionOut(BaseModel):
     name: str
     index_version: int
     documents: int
-    created_at: datetime
+    created_at: UtcDatetime
     options: dict[str, Any] = Field(
         default_factory=dict, description="How its indexes are built: embedding model, tokenizer, chunking."
     )
@@ -37,9 +56,9 @@ class DocumentOut(BaseModel):
     chunks: int
     pages: int | None
     metadata: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     duplicate: bool = Field(False, description="True when these bytes were already in the collection.")
 
 
@@ -47,11 +66,11 @@ class FiltersIn(BaseModel):
     """Applied inside both searches, before fusion."""
 
     model_config = ConfigDict(extra="forbid")
-    document_ids: list[str] = []
-    filenames: list[str] = []
-    tags: list[str] = Field([], description="Chunks of documents carrying any of these tags.")
-    uploaded_after: datetime | None = None
-    uploaded_before: datetime | None = None
+    document_ids: list[Text] = []
+    filenames: list[Text] = []
+    tags: list[Text] = Field([], description="Chunks of documents carrying any of these tags.")
+    uploaded_after: UtcDatetime | None = None
+    uploaded_before: UtcDatetime | None = None
 
     def to_filter(self) -> SearchFilter:
         return SearchFilter(
@@ -73,7 +92,7 @@ ANSWER_MODE_HELP = (
 
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, examples=["What does the report conclude?"])
+    query: Text = Field(min_length=1, examples=["What does the report conclude?"])
     top_k: int = Field(5, ge=1, le=100)
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
     generate: bool = True
@@ -163,7 +182,7 @@ class QueryLogOut(BaseModel):
     events: list[Any]
     error: str | None
     latency_ms: float
-    created_at: datetime
+    created_at: UtcDatetime
     answer_mode: str | None = None
     fallback_reason: str | None = None
     abstain_reason: str | None = None
@@ -188,9 +207,11 @@ class DocumentPageOut(BaseModel):
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=128)
+    name: Text = Field(min_length=1, max_length=128)
     role: Literal["admin", "writer", "reader"]
-    collections: list[str] | None = Field(None, description="Collections this key may use; null = all.")
+    collections: list[Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]] | None = Field(
+        None, min_length=1, description="Collections this key may use (at least one); null = all."
+    )
 
 
 class KeyOut(BaseModel):
@@ -199,8 +220,8 @@ class KeyOut(BaseModel):
     prefix: str
     role: str
     collections: list[str] | None
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None
 
 
 class CreatedKeyOut(KeyOut):
@@ -234,16 +255,16 @@ class ReindexJobOut(BaseModel):
     done: int
     errors: list[Any]
     eta_s: float | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
 
 
 class MessageIn(BaseModel):
     """A conversation turn: the same options as a query, with ``message`` as the follow-up question."""
 
     model_config = ConfigDict(extra="forbid")
-    message: str = Field(min_length=1, examples=["And what about its side effects?"])
+    message: Text = Field(min_length=1, examples=["And what about its side effects?"])
     top_k: int = Field(5, ge=1, le=100)
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
     generate: bool = True
@@ -267,7 +288,7 @@ class TurnOut(BaseModel):
     answer: str | None
     citations: list[dict[str, Any]]
     query_id: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ConversationOut(BaseModel):
@@ -275,7 +296,7 @@ class ConversationOut(BaseModel):
     collection: str
     summary: str | None
     summarized_turns: int
-    created_at: datetime
+    created_at: UtcDatetime
     turns: list[TurnOut]
 
 
@@ -287,7 +308,7 @@ class MessageOut(QueryOut):
 
 class MemoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: str = Field(min_length=1, max_length=500, examples=["French"])
+    value: Text = Field(min_length=1, max_length=500, examples=["French"])
 
 
 class QueryLogPageOut(BaseModel):
@@ -295,3 +316,16 @@ class QueryLogPageOut(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class FieldErrorOut(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    detail: str = Field(description="What went wrong and, where it helps, what to do.")
+    errors: list[FieldErrorOut] | None = Field(None, description="Per-field problems, on a 422 from validation.")

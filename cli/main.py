@@ -40,11 +40,20 @@ def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
     return key, True
 
 
-def banner(url: str, key: str, created: bool) -> str:
-    auth = f'-H "Authorization: Bearer {key}"'
+def banner(url: str, key: str, created: bool, from_env: bool) -> str:
+    """The key itself is printed once, on the start that created it; a key the operator supplied
+    (RAG_API_KEY) or one kept from an earlier start is a secret the log must not hold."""
+    if created:
+        shown, line = key, f"API key (created on first start, kept in the data dir; shown only this once): {key}"
+    else:
+        shown = "<your key>"
+        line = (
+            "API key: from RAG_API_KEY (not shown)" if from_env else "API key: kept in <data dir>/api_key (not shown)"
+        )
+    auth = f'-H "Authorization: Bearer {shown}"'
     return f"""
 hybrid-rag is running at {url}  (OpenAPI: {url}/docs)
-API key{" (created on first start, kept in the data dir)" if created else ""}: {key}
+{line}
 
 Try it:
   curl -s {auth} -H 'Content-Type: application/json' -d '{{"name":"docs"}}' {url}/v1/collections
@@ -75,12 +84,13 @@ def serve(
     from core.telemetry import configure_logging
 
     settings = Settings()
+    from_env = bool(settings.api_key)
     key, created = load_or_create_api_key(settings)
     settings = settings.model_copy(update={"api_key": key})
     host = host or settings.host
     port = port or settings.port
     configure_logging(redact=settings.redact_logs)
-    typer.echo(banner(f"http://{host}:{port}", key, created))
+    typer.echo(banner(f"http://{host}:{port}", key, created, from_env))
     if workers == 1:
         uvicorn.run(
             create_app(settings),

@@ -29,7 +29,7 @@ def generate_key() -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a role and the collections it may touch (``None`` = all)."""
+    """Who is calling: a role and the collections it may touch (``None`` = all, an empty set = none)."""
 
     key_id: str | None
     role: Role
@@ -41,10 +41,25 @@ class Principal:
         return collection is None or self.collections is None or collection in self.collections
 
     def require(self, role: Role, collection: str | None = None) -> None:
+        """For requests that name a collection: the caller already knows the name, so 403 reveals nothing."""
+        self.require_role(role)
+        if collection is not None and not self.in_scope(collection):
+            raise Forbidden(f"This key is not allowed to use collection {collection!r}.")
+
+    def require_role(self, role: Role) -> None:
         if ROLE_RANK[self.role] < ROLE_RANK[role]:
             raise Forbidden(f"This key has the {self.role.value} role; this needs {role.value}.")
-        if collection is not None and self.collections is not None and collection not in self.collections:
-            raise Forbidden(f"This key is not allowed to use collection {collection!r}.")
+
+    def in_scope(self, collection: str) -> bool:
+        return self.collections is None or collection in self.collections
+
+    def require_visible(self, role: Role, collection: str, missing: NotFound) -> None:
+        """For records addressed by id (documents, query logs, jobs, conversations): the one rule is that a
+        record of a collection outside the key's scope answers exactly like a missing one, so a scoped key
+        cannot learn which ids exist. The role is checked first; a 403 there depends on the key alone."""
+        self.require_role(role)
+        if not self.in_scope(collection):
+            raise missing
 
     @property
     def owner(self) -> str:
@@ -68,10 +83,13 @@ class CreatedKey:
 
 
 def create_key(db: Database, name: str, role: str, collections: list[str] | None) -> CreatedKey:
+    """``collections`` None = every collection; an empty list is refused, never widened to "all"."""
     try:
         parsed_role = Role(role)
     except ValueError as exc:
         raise BadInput(f"role must be one of {', '.join(r.value for r in Role)}.") from exc
+    if collections is not None and not collections:
+        raise BadInput('collections must name at least one collection, or be null for "all collections".')
     key = generate_key()
     with db.session() as session:
         record = ApiKey(
@@ -79,7 +97,7 @@ def create_key(db: Database, name: str, role: str, collections: list[str] | None
             key_hash=hash_key(key),
             prefix=key[:8],
             role=parsed_role.value,
-            collections=sorted(set(collections)) if collections else None,
+            collections=None if collections is None else sorted(set(collections)),
         )
         session.add(record)
     return CreatedKey(key=key, record=record)
@@ -114,7 +132,7 @@ def principal_for(db: Database, key: str) -> Principal | None:
         record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
         if record is None or record.revoked_at is not None:
             return None
-        scope = frozenset(record.collections) if record.collections else None
+        scope = None if record.collections is None else frozenset(record.collections)
         return Principal(key_id=record.id, role=Role(record.role), collections=scope)
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from core.collections import get_collection
 from core.db import Database
@@ -181,6 +182,10 @@ def delete_memory(db: Database, owner: str, key: str | None = None) -> int:
         return len(rows)
 
 
+def gone(conversation_id: str) -> NotFound:
+    return NotFound(f"Conversation {conversation_id!r} does not exist (it was deleted).")
+
+
 class ConversationService:
     def __init__(self, db: Database, queries: QueryService) -> None:
         self.db = db
@@ -201,7 +206,8 @@ class ConversationService:
             if conversation is None or (owner is not None and conversation.owner != owner):
                 raise NotFound(f"Conversation {conversation_id!r} does not exist.")
             collection = session.get(Collection, conversation.collection_id)
-            assert collection is not None
+            if collection is None:  # its collection was deleted since the row was read
+                raise gone(conversation_id)
             turns = session.scalars(
                 select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.ordinal)
             ).all()
@@ -223,7 +229,8 @@ class ConversationService:
         summary = summarize(self.queries.llm, conversation.summary, aged)
         with self.db.session() as session:
             row = session.get(Conversation, conversation.id)
-            assert row is not None
+            if row is None:
+                raise gone(conversation.id)
             row.summary = summary
             row.summarized_turns = start + len(aged)
         return summary, turns[start + len(aged) :], [{"type": "history_summarized", "turns": len(aged)}]
@@ -250,7 +257,19 @@ class ConversationService:
         return TurnPlan(conversation, collection, len(turns), question, query, method, context, events)
 
     def _save_turn(self, plan: TurnPlan, result: QueryResult) -> Turn:
+        """The conversation row is locked before the turn is written, so a DELETE that raced the answer
+        ends this request with 404 (the turn is not kept), never with a foreign-key error."""
+        try:
+            return self._insert_turn(plan, result)
+        except IntegrityError as exc:  # the conversation row went away between the lock and the commit
+            raise gone(plan.conversation.id) from exc
+
+    def _insert_turn(self, plan: TurnPlan, result: QueryResult) -> Turn:
         with self.db.session() as session:
+            row = session.get(Conversation, plan.conversation.id, with_for_update=True)
+            if row is None:
+                raise gone(plan.conversation.id)
+            row.updated_at = datetime.now(UTC)
             turn = Turn(
                 conversation_id=plan.conversation.id,
                 ordinal=plan.ordinal,
@@ -262,9 +281,6 @@ class ConversationService:
                 query_id=result.query_id,
             )
             session.add(turn)
-            row = session.get(Conversation, plan.conversation.id)
-            if row is not None:
-                row.updated_at = datetime.now(UTC)
         return turn
 
     def _request(self, plan: TurnPlan, request: QueryRequest) -> QueryRequest:
@@ -289,7 +305,11 @@ class ConversationService:
             for event in events:
                 if event["type"] == "done":
                     known = {k: v for k, v in event.items() if k in QueryResult.__dataclass_fields__}
-                    turn = self._save_turn(plan, QueryResult(**known))
+                    try:
+                        turn = self._save_turn(plan, QueryResult(**known))
+                    except NotFound as exc:  # deleted while streaming: the stream ends with an error event
+                        yield {"type": "error", "status": exc.status_code, "detail": exc.message}
+                        return
                     event = {**event, "conversation_id": plan.conversation.id, "turn": turn.ordinal}
                 yield event
 

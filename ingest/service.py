@@ -23,6 +23,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge, UnsupportedType
 from core.ids import new_id, sha256_hex
+from core.jsonsafe import check_json
 from core.models import UNFINISHED, Chunk, Collection, Document, index_name
 from ingest import ocr
 from ingest.parsers.detect import detect_kind
@@ -36,7 +37,7 @@ Enqueue = Callable[[Sequence[str]], None]  # document ids, queued as one unit
 
 def create_collection(db: Database, name: str, settings: Settings) -> Collection:
     """The collection records how its indexes are built (model, tokenizer) from ``settings``."""
-    if not COLLECTION_NAME.match(name):
+    if not COLLECTION_NAME.fullmatch(name):
         raise BadInput(
             "Collection names use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit."
         )
@@ -123,6 +124,7 @@ def submit_documents(
 ) -> list[Submission]:
     """Every file is checked before any is stored; the new ones are recorded in one transaction and queued
     after it commits. Same bytes -> same document, within the request too."""
+    check_json(metadata or {}, "metadata")  # every caller (API, CLI) stores only what can be served back
     with db.session() as session:  # one read transaction for the collection and the duplicate checks
         collection = collection_in(session, collection_name)
         checked = [validate_upload(settings, u.filename, u.data, u.declared_type) for u in uploads]
@@ -236,8 +238,9 @@ def delete_collection(db: Database, retriever: HybridRetriever, name: str) -> No
     collection = get_collection(db, name)
     with db.session() as session:
         documents = list(session.scalars(select(Document).where(Document.collection_id == collection.id)))
-    for version in live_versions(db, collection.id):
-        retriever.drop_index(index_name(name, version))
+    if COLLECTION_NAME.fullmatch(name):  # a name stored before full-match validation never got an index
+        for version in live_versions(db, collection.id):
+            retriever.drop_index(index_name(name, version))
     with db.session() as session:
         session.execute(sql_delete(Collection).where(Collection.id == collection.id))
     remove_unshared_blobs(db, documents)

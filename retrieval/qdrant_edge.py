@@ -74,7 +74,7 @@ _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 def check_index_name(index: str) -> str:
     """Index names become directory names; refuse anything that could escape the root."""
-    if not _INDEX_NAME.match(index) or ".." in index:
+    if not _INDEX_NAME.fullmatch(index) or ".." in index:
         raise BadInput(f"invalid index name {index!r}: use letters, digits, '_', '-' and '.'")
     return index
 

@@ -71,6 +71,9 @@ def ingest(task: Task, document_ids: list[str], alone: bool = False) -> dict[str
         statuses = index_documents(services.db, services.retriever, services.settings, [*own, *peers], token)
         return {document_id: statuses.get(document_id, SKIPPED) for document_id in document_ids}
     except (*TRANSIENT, RagError) as exc:
+        if isinstance(exc, RagError) and exc.status_code != 503:  # permanent: retrying cannot help
+            log.warning("ingest refused", extra={"document_ids": own, "error": exc.message})
+            return fail_or_split(task, services, own, peers, token, document_ids, exc.message)
         requeue_peers(task, services, peers, token)
         if task.request.retries >= MAX_RETRIES:
             message = "Indexing kept failing on an unavailable store; upload it again later."
@@ -79,11 +82,25 @@ def ingest(task: Task, document_ids: list[str], alone: bool = False) -> dict[str
         raise task.retry(exc=exc, countdown=min(60, 2**task.request.retries)) from exc
     except Exception:
         log.exception("ingest crashed", extra={"document_ids": own})
-        if len(own) + len(peers) > 1:  # one bad file must not fail its batch: each goes back to run alone
-            requeued = requeue_peers(task, services, [*own, *peers], token, alone=True)
-            return {d: DocumentStatus.queued if d in requeued else SKIPPED for d in document_ids}
         message = "The file could not be processed (an unexpected parser error); check that it opens correctly."
-        return mark_all_failed(services, own, token, document_ids, message, reason="error")
+        return fail_or_split(task, services, own, peers, token, document_ids, message)
+
+
+def fail_or_split(
+    task: Task,
+    services: Services,
+    own: list[str],
+    peers: list[str],
+    token: str,
+    document_ids: list[str],
+    message: str,
+) -> dict[str, str]:
+    """A document that can never be indexed ends ``failed``, never queued forever; one bad file must not
+    fail its batch, so a batch goes back to the queue with each document to run alone."""
+    if len(own) + len(peers) > 1:
+        requeued = requeue_peers(task, services, [*own, *peers], token, alone=True)
+        return {d: DocumentStatus.queued if d in requeued else SKIPPED for d in document_ids}
+    return mark_all_failed(services, own, token, document_ids, message, reason="error")
 
 
 def mark_all_failed(

@@ -1,13 +1,24 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
-from api.schemas import CreatedKeyOut, KeyIn, KeyOut, QueryLogOut, QueryLogPageOut, ReindexIn, ReindexJobOut
+from api.schemas import (
+    MAX_OFFSET,
+    CreatedKeyOut,
+    ErrorOut,
+    KeyIn,
+    KeyOut,
+    QueryLogOut,
+    QueryLogPageOut,
+    ReindexIn,
+    ReindexJobOut,
+    UtcDatetime,
+)
 from core import keys
+from core.errors import NotFound
 from core.models import ApiKey, Role
 from core.retention import forget_owner
 from generation.query_log import QueryLogFilter, list_query_logs
@@ -73,7 +84,11 @@ def job_out(view: reindex.JobView) -> ReindexJobOut:
     )
 
 
-@router.post("/collections/{name}/reindex", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/collections/{name}/reindex",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"model": ErrorOut, "description": "A re-index of this collection is running"}},
+)
 def start_reindex(
     name: str,
     request: Request,
@@ -96,8 +111,9 @@ def start_reindex(
 
 @router.get("/reindex/{job_id}")
 def reindex_status(job_id: str, db: DbDep, principal: PrincipalDep) -> ReindexJobOut:
+    principal.require_role(Role.admin)
     view = reindex.get_job(db, job_id)
-    principal.require(Role.admin, view.collection)
+    principal.require_visible(Role.admin, view.collection, NotFound(f"Re-index job {job_id!r} does not exist."))
     return job_out(view)
 
 
@@ -106,13 +122,13 @@ def query_logs(
     db: DbDep,
     principal: PrincipalDep,
     collection: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    min_latency_ms: Annotated[float | None, Query(ge=0)] = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
+    min_latency_ms: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     errors: Annotated[bool, Query(description="Only queries that failed or fell back.")] = False,
     backend: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> QueryLogPageOut:
     """The query log, newest first: what was asked, what each stage returned, which model answered, how fast."""
     if collection is None:

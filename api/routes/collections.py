@@ -3,16 +3,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
-from api.schemas import CollectionIn, CollectionOut
+from api.schemas import CollectionIn, CollectionOut, ErrorOut
 from core.models import Role
 from ingest import service
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"model": ErrorOut, "description": "A collection of that name exists"}},
+)
 def create_collection(body: CollectionIn, db: DbDep, settings: SettingsDep, principal: PrincipalDep) -> CollectionOut:
-    principal.require(Role.admin)
+    """A collection-scoped admin may create only collections its scope names."""
+    principal.require(Role.admin, body.name)
     c = service.create_collection(db, body.name, settings)
     return CollectionOut(
         name=c.name, index_version=c.index_version, documents=0, created_at=c.created_at, options=c.options

@@ -6,13 +6,13 @@ from fastapi import APIRouter, Path, Request, Response, status
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import ConversationsDep, DbDep, LimitsDep, PrincipalDep, SettingsDep, identity
-from api.routes.query import drain_in_thread
+from api.routes.query import SSE_RESPONSE, drain_in_thread
 from api.schemas import ConversationOut, MemoryIn, MessageIn, MessageOut, TurnOut
 from core.errors import BadInput, NotFound
 from core.keys import Principal
 from core.models import Conversation, Role, Turn
 from core.types import SearchFilter
-from generation.conversation import delete_memory, preferences_of, set_memory
+from generation.conversation import ConversationService, delete_memory, preferences_of, set_memory
 from generation.query_types import QueryRequest
 
 router = APIRouter(tags=["conversations"])
@@ -48,6 +48,14 @@ def conversation_out(conversation: Conversation, collection: str, turns: list[Tu
     )
 
 
+def visible_conversation(
+    conversations: ConversationService, conversation_id: str, principal: Principal
+) -> tuple[Conversation, str, list[Turn]]:
+    conversation, collection, turns = conversations.get(conversation_id, owner_filter(principal))
+    principal.require_visible(Role.reader, collection, NotFound(f"Conversation {conversation_id!r} does not exist."))
+    return conversation, collection, turns
+
+
 @router.post("/v1/collections/{name}/conversations", status_code=status.HTTP_201_CREATED)
 def start_conversation(name: str, conversations: ConversationsDep, principal: PrincipalDep) -> ConversationOut:
     principal.require(Role.reader, name)
@@ -57,18 +65,18 @@ def start_conversation(name: str, conversations: ConversationsDep, principal: Pr
 
 @router.get("/v1/conversations/{conversation_id}")
 def get_conversation(conversation_id: str, conversations: ConversationsDep, principal: PrincipalDep) -> ConversationOut:
-    conversation, collection, turns = conversations.get(conversation_id, owner_filter(principal))
-    principal.require(Role.reader, collection)
+    conversation, collection, turns = visible_conversation(conversations, conversation_id, principal)
     return conversation_out(conversation, collection, turns)
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_conversation(conversation_id: str, conversations: ConversationsDep, principal: PrincipalDep) -> Response:
+    visible_conversation(conversations, conversation_id, principal)
     conversations.delete(conversation_id, owner_filter(principal))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/v1/conversations/{conversation_id}/messages", response_model=MessageOut)
+@router.post("/v1/conversations/{conversation_id}/messages", response_model=MessageOut, responses=SSE_RESPONSE)
 def post_message(
     conversation_id: str,
     body: MessageIn,
@@ -78,8 +86,7 @@ def post_message(
     limits: LimitsDep,
     principal: PrincipalDep,
 ) -> Any:
-    _, collection, _ = conversations.get(conversation_id, owner_filter(principal))
-    principal.require(Role.reader, collection)
+    visible_conversation(conversations, conversation_id, principal)
     limits.hit("query", identity(principal, request))
     if len(body.message) > settings.max_query_chars:
         raise BadInput(f"The message is {len(body.message)} characters; the limit is {settings.max_query_chars}.")

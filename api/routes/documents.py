@@ -1,41 +1,42 @@
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from api.deps import DbDep, EnqueueDep, LimitsDep, PrincipalDep, ServicesDep, identity
-from api.schemas import DocumentOut, DocumentPageOut
+from api.limits import RateLimits
+from api.schemas import MAX_OFFSET, DocumentOut, DocumentPageOut, ErrorOut
+from api.uploads import multipart_openapi, read_upload_form, too_large_message
+from core.collections import get_collection
 from core.config import Settings
 from core.db import Database
-from core.errors import BadInput, TooLarge
+from core.errors import BadInput, NotFound, TooLarge
+from core.jsonsafe import load_json_object, repair_json, repair_text
+from core.keys import Principal
 from core.models import Document, Role
 from ingest import service
 from retrieval.retriever import HybridRetriever
+from workers.services import Services
 
 router = APIRouter(tags=["documents"])
-
-MetadataForm = Annotated[str | None, Form(description='JSON object, e.g. {"tags": ["a"]}')]
-ReplaceForm = Annotated[
-    bool, Form(description="Replace documents of the same filename in this collection by this upload.")
-]
 
 
 def document_out(document: Document, collection: str, duplicate: bool = False) -> DocumentOut:
     return DocumentOut(
         id=document.id,
         collection=collection,
-        filename=document.filename,
+        filename=repair_text(document.filename),
         content_type=document.content_type,
         sha256=document.sha256,
         size_bytes=document.size_bytes,
         status=document.status,  # type: ignore[arg-type]
-        error=document.error,
+        error=None if document.error is None else repair_text(document.error),
         chunks=document.chunk_count,
         pages=document.page_count,
-        metadata=document.metadata_ or {},
+        metadata=repair_json(document.metadata_ or {}),
         created_at=document.created_at,
         started_at=document.started_at,
         finished_at=document.finished_at,
@@ -44,14 +45,11 @@ def document_out(document: Document, collection: str, duplicate: bool = False) -
 
 
 def parse_metadata(raw: str | None) -> dict[str, Any]:
+    """Checked at the edge (size, depth, Unicode, number range: ``core.jsonsafe``), before the body's
+    files are stored."""
     if not raw:
         return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"metadata must be a JSON object: {exc.msg} at position {exc.pos}.") from exc
-    if not isinstance(value, dict):
-        raise BadInput('metadata must be a JSON object, e.g. {"tags": ["finance"]}.')
+    value = load_json_object(raw)
     tags = value.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise BadInput('metadata.tags must be a list of strings, e.g. ["finance", "2024"].')
@@ -61,9 +59,7 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
 async def read_limited(upload: UploadFile, limit: int) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise TooLarge(
-            f"{upload.filename or 'The file'} is larger than the {limit / 1024 / 1024:g} MB limit (RAG_MAX_UPLOAD_MB)."
-        )
+        raise TooLarge(too_large_message(upload.filename, limit))
     return data
 
 
@@ -92,10 +88,27 @@ def submit(
     return [document_out(s.document, collection, duplicate=not s.created) for s in submissions]
 
 
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "A file, or the request body, is over the limit"},
+    415: {"model": ErrorOut, "description": "Unsupported type"},
+}
+
+
+async def trust_upload(
+    name: str, request: Request, services: Services, limits: RateLimits, principal: Principal
+) -> None:
+    """Everything that needs no body byte, in order: key (a dependency), role and scope, the collection,
+    the rate limit. Only then may the body be read."""
+    principal.require(Role.writer, name)
+    await run_in_threadpool(get_collection, services.db, name)
+    limits.hit("upload", identity(principal, request))
+
+
 @router.post(
     "/v1/collections/{name}/documents",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}},
+    responses=UPLOAD_ERRORS,
+    openapi_extra=multipart_openapi("file", many=False),
 )
 async def upload_document(
     name: str,
@@ -104,24 +117,40 @@ async def upload_document(
     enqueue: EnqueueDep,
     limits: LimitsDep,
     principal: PrincipalDep,
-    file: Annotated[
-        UploadFile, File(description="PDF, DOCX, PPTX, XLSX, CSV, EML, PNG/JPEG/TIFF (OCR), text, Markdown or HTML")
-    ],
-    metadata: MetadataForm = None,
-    replace: ReplaceForm = False,
 ) -> DocumentOut:
-    principal.require(Role.writer, name)
-    limits.hit("upload", identity(principal, request))
+    """Multipart ``file`` (PDF, DOCX, PPTX, XLSX, CSV, EML, PNG/JPEG/TIFF for OCR, text, Markdown or HTML),
+    optional ``metadata`` (a JSON object) and
+    ``replace``. The key, role, scope and size are checked before the body is read (``api.uploads``)."""
+    await trust_upload(name, request, services, limits, principal)
     settings = services.settings
-    data = await read_limited(file, settings.max_upload_bytes)
-    meta = parse_metadata(metadata)
-    documents = await run_in_threadpool(
-        submit, services.db, settings, services.retriever, enqueue, name, [(file, data)], meta, replace
-    )
+    form = await read_upload_form(request, "file", 1, settings.max_upload_bytes)
+    try:
+        if len(form.files) > 1:
+            raise BadInput("Send one 'file' here; several files go to .../documents/batch.")
+        meta = parse_metadata(form.metadata)
+        data = await read_limited(form.files[0], settings.max_upload_bytes)
+        documents = await run_in_threadpool(
+            submit,
+            services.db,
+            settings,
+            services.retriever,
+            enqueue,
+            name,
+            [(form.files[0], data)],
+            meta,
+            form.replace,
+        )
+    finally:
+        await form.close()
     return documents[0]
 
 
-@router.post("/v1/collections/{name}/documents/batch", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/v1/collections/{name}/documents/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=UPLOAD_ERRORS,
+    openapi_extra=multipart_openapi("files", many=True),
+)
 async def upload_documents(
     name: str,
     request: Request,
@@ -129,32 +158,30 @@ async def upload_documents(
     enqueue: EnqueueDep,
     limits: LimitsDep,
     principal: PrincipalDep,
-    files: Annotated[list[UploadFile], File(description="Several files in one request")],
-    metadata: MetadataForm = None,
-    replace: ReplaceForm = False,
 ) -> list[DocumentOut]:
-    """All files are checked before any is stored, so one bad file rejects the request as a whole."""
-    principal.require(Role.writer, name)
+    """Several ``files`` in one request. All files are checked before any is stored, so one bad file rejects
+    the request as a whole."""
+    await trust_upload(name, request, services, limits, principal)
     settings = services.settings
-    if len(files) > settings.max_files_per_request:
-        raise BadInput(
-            f"{len(files)} files in one request; the limit is {settings.max_files_per_request} "
-            "(RAG_MAX_FILES_PER_REQUEST)."
+    form = await read_upload_form(request, "files", settings.max_files_per_request, settings.max_upload_bytes)
+    try:
+        if len(form.files) > 1:  # the first was counted before the body was read
+            limits.hit("upload", identity(principal, request), cost=len(form.files) - 1)
+        meta = parse_metadata(form.metadata)
+        contents = [await read_limited(f, settings.max_upload_bytes) for f in form.files]
+        return await run_in_threadpool(
+            submit,
+            services.db,
+            settings,
+            services.retriever,
+            enqueue,
+            name,
+            list(zip(form.files, contents, strict=True)),
+            meta,
+            form.replace,
         )
-    limits.hit("upload", identity(principal, request), cost=len(files))
-    meta = parse_metadata(metadata)
-    contents = [await read_limited(f, settings.max_upload_bytes) for f in files]
-    return await run_in_threadpool(
-        submit,
-        services.db,
-        settings,
-        services.retriever,
-        enqueue,
-        name,
-        list(zip(files, contents, strict=True)),
-        meta,
-        replace,
-    )
+    finally:
+        await form.close()
 
 
 @router.get("/v1/collections/{name}/documents")
@@ -164,7 +191,7 @@ def list_documents(
     principal: PrincipalDep,
     status_: Annotated[Literal["queued", "processing", "indexed", "failed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DocumentPageOut:
     principal.require(Role.reader, name)
     page = service.list_documents(db, name, status_, limit, offset)
@@ -173,17 +200,22 @@ def list_documents(
     )
 
 
+def visible_document(db: Database, document_id: str, principal: Principal, role: Role) -> tuple[Document, str]:
+    principal.require_role(role)
+    document, collection = service.get_document(db, document_id)
+    principal.require_visible(role, collection, NotFound(f"Document {document_id!r} does not exist."))
+    return document, collection
+
+
 @router.get("/v1/documents/{document_id}")
 def get_document(document_id: str, db: DbDep, principal: PrincipalDep) -> DocumentOut:
-    document, collection = service.get_document(db, document_id)
-    principal.require(Role.reader, collection)
+    document, collection = visible_document(db, document_id, principal, Role.reader)
     return document_out(document, collection)
 
 
 @router.delete("/v1/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_document(document_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     """Its chunks leave both indexes, its row and (unless shared) its original are removed."""
-    _, collection = service.get_document(services.db, document_id)
-    principal.require(Role.writer, collection)
+    visible_document(services.db, document_id, principal, Role.writer)
     service.delete_document(services.db, services.retriever, document_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,7 +1,10 @@
-"""Operations endpoints without auth (scrapers and orchestrator probes carry no key): ``/metrics``, ``/ready``.
+"""Operations endpoints: ``/ready`` (open) and ``/metrics`` (any valid key).
 
 ``/health`` says the process lives; ``/ready`` says whether it can serve now, one status per dependency,
-so a load balancer stops routing to a replica whose database or broker is gone.
+so a load balancer stops routing to a replica whose database or broker is gone. Orchestrator probes carry
+no key, so ``/ready`` is open, but its per-component details (folder paths, broker and model names, error
+texts) are shown only to an admin key; a caller without one sees the statuses alone. ``/metrics`` names
+models and queue depths, so it needs a key (Prometheus sends one with ``authorization: credentials``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from fastapi.responses import JSONResponse
 from kombu import Connection
 from sqlalchemy import text
 
-from api.deps import ServicesDep
+from api.deps import OptionalPrincipalDep, PrincipalDep, ServicesDep
 from core.config import Settings
 from core.metrics import ModelInfoCollector, QueueDepthCollector, scrape
+from core.models import Role
 from generation.backends.llama_cpp import bundled_model_path
 from retrieval.vector_store import vector_backend_name
 from workers.services import Services
@@ -46,7 +50,8 @@ def serving_models(settings: Settings) -> dict[str, str]:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(services: ServicesDep) -> Response:
+def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
+    del principal  # any valid key may scrape
     body, content_type = scrape(
         [QueueDepthCollector(services.db), ModelInfoCollector(serving_models(services.settings))]
     )
@@ -125,8 +130,8 @@ async def run_check(check: Callable[[], Check]) -> dict[str, str]:
     return {"status": status, "detail": detail}
 
 
-@router.get("/ready")
-async def ready(services: ServicesDep) -> JSONResponse:
+@router.get("/ready", responses={503: {"description": "A dependency is down; the body says which."}})
+async def ready(services: ServicesDep, principal: OptionalPrincipalDep) -> JSONResponse:
     s = services.settings
     checks: dict[str, Callable[[], Check]] = {
         "database": lambda: check_database(services),
@@ -144,5 +149,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
         for name, check in checks.items():
             group.start_soon(run, name, check)
     ok = all(r["status"] != "error" for r in results.values())
+    if principal is None or not principal.can(Role.admin) or principal.collections is not None:
+        results = {name: {"status": r["status"]} for name, r in results.items()}
     body = {"status": "ready" if ok else "not_ready", "components": dict(sorted(results.items()))}
     return JSONResponse(body, status_code=200 if ok else 503)

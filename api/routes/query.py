@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from api.deps import DbDep, LimitsDep, PrincipalDep, QueriesDep, SettingsDep, identity
 from api.schemas import QueryIn, QueryLogOut, QueryOut
-from core.errors import BadInput
+from core.errors import BadInput, NotFound
 from core.models import Role
 from core.types import SearchFilter
 from generation.query_log import get_query_log
@@ -33,7 +33,15 @@ async def drain_in_thread(events: Iterator[dict[str, Any]]) -> AsyncIterator[dic
         await anyio.to_thread.run_sync(events.close)
 
 
-@router.post("/v1/collections/{name}/query", response_model=QueryOut)
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": 'JSON, or with "stream": true Server-Sent Events',
+    }
+}
+
+
+@router.post("/v1/collections/{name}/query", response_model=QueryOut, responses=SSE_RESPONSE)
 def query(
     name: str,
     body: QueryIn,
@@ -66,6 +74,8 @@ def query(
 
 @router.get("/v1/queries/{query_id}")
 def query_log(query_id: str, db: DbDep, principal: PrincipalDep) -> QueryLogOut:
-    """Query logs hold users' questions: admins only."""
-    principal.require(Role.admin)
-    return QueryLogOut.model_validate(get_query_log(db, query_id))
+    """Query logs hold users' questions: admins only, and only of the collections in the key's scope."""
+    principal.require_role(Role.admin)
+    row = get_query_log(db, query_id)
+    principal.require_visible(Role.admin, row.collection, NotFound(f"Query {query_id!r} does not exist."))
+    return QueryLogOut.model_validate(row)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+import psycopg
+import pytest
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class Client(Protocol):
@@ -22,3 +30,23 @@ def wait_for_status(client: Client, document_id: str, timeout: float = 180.0, **
             return body
         time.sleep(0.2)
     raise AssertionError(f"document {document_id} still {body.get('status')} after {timeout}s")
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str | None]:
+    """SQLite (the embedded default), or a fresh PostgreSQL database, which refuses NUL in text."""
+    if kind == "sqlite":
+        yield None
+        return
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=2).close()
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
+    name = f"rag_hostile_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

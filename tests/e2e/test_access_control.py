@@ -134,3 +134,80 @@ def test_admin_query_log_filters(app_client: TestClient) -> None:
     reader = mint(app_client, "reader")
     response = app_client.get("/v1/admin/queries", headers={"Authorization": f"Bearer {reader}"})
     assert response.status_code == 403
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_empty_scope_is_refused_never_all(app_client: TestClient) -> None:
+    response = app_client.post(
+        "/v1/admin/keys", json={"name": "empty", "role": "admin", "collections": []}, headers=auth(ROOT_KEY)
+    )
+    assert response.status_code == 422, response.text
+
+
+def test_empty_scope_in_core_is_refused() -> None:
+    from core.errors import BadInput
+    from core.keys import create_key
+
+    with pytest.raises(BadInput):
+        create_key(None, "empty", "reader", [])  # type: ignore[arg-type] - refused before the database
+
+
+def test_scoped_admin_creates_only_collections_in_its_scope(app_client: TestClient) -> None:
+    key = mint(app_client, "admin", ["beta", "scoped-new"])
+    outside = app_client.post("/v1/collections", json={"name": "outside-scope"}, headers=auth(key))
+    assert outside.status_code == 403, outside.text
+    inside = app_client.post("/v1/collections", json={"name": "scoped-new"}, headers=auth(key))
+    assert inside.status_code == 201, inside.text
+
+
+def test_scoped_key_cannot_tell_foreign_ids_from_missing_ones(app_client: TestClient) -> None:
+    root = auth(ROOT_KEY)
+    uploaded = app_client.post(
+        "/v1/collections/alpha/documents", files={"file": ("secret.txt", b"Alpha only secret notes.")}, headers=root
+    )
+    document_id = uploaded.json()["id"]
+    asked = app_client.post("/v1/collections/alpha/query", json={"query": "secret", "generate": False}, headers=root)
+    query_id = asked.json()["query_id"]
+    job = app_client.post("/v1/admin/collections/alpha/reindex", json={}, headers=root).json()["id"]
+    scoped_admin = auth(mint(app_client, "admin", ["beta"]))
+    scoped_writer = auth(mint(app_client, "writer", ["beta"]))
+    for path, headers in (
+        (f"/v1/documents/{document_id}", scoped_admin),
+        (f"/v1/queries/{query_id}", scoped_admin),
+        (f"/v1/admin/reindex/{job}", scoped_admin),
+    ):
+        foreign = app_client.get(path, headers=headers)
+        missing = app_client.get(path.rsplit("/", 1)[0] + "/0000000000000000", headers=headers)
+        assert foreign.status_code == missing.status_code == 404, (path, foreign.text, missing.text)
+    deleted = app_client.delete(f"/v1/documents/{document_id}", headers=scoped_writer)
+    assert deleted.status_code == 404, deleted.text
+    assert app_client.get(f"/v1/documents/{document_id}", headers=root).status_code == 200
+    assert app_client.get(f"/v1/queries/{query_id}", headers=root).status_code == 200
+
+
+def test_a_role_too_low_is_403_whatever_the_id(app_client: TestClient) -> None:
+    reader = auth(mint(app_client, "reader"))
+    assert app_client.get("/v1/queries/0000000000000000", headers=reader).status_code == 403
+    assert app_client.delete("/v1/documents/0000000000000000", headers=reader).status_code == 403
+
+
+def test_open_probes_show_no_details_without_an_admin_key(app_client: TestClient) -> None:
+    health = app_client.get("/health")
+    assert health.status_code == 200
+    anonymous = app_client.get("/ready")
+    assert anonymous.status_code == 200
+    assert all(set(c) == {"status"} for c in anonymous.json()["components"].values()), anonymous.text
+    data_dir = str(app_client.app.state.services.settings.data_dir)  # type: ignore[attr-defined]
+    assert data_dir not in anonymous.text and data_dir not in health.text
+    reader = app_client.get("/ready", headers=auth(mint(app_client, "reader")))
+    assert all(set(c) == {"status"} for c in reader.json()["components"].values())
+    admin = app_client.get("/ready", headers=auth(ROOT_KEY)).json()
+    assert all("detail" in c for c in admin["components"].values())
+
+
+def test_metrics_need_a_key(app_client: TestClient) -> None:
+    assert app_client.get("/metrics").status_code == 401
+    assert app_client.get("/metrics", headers=auth(mint(app_client, "reader"))).status_code == 200

@@ -124,3 +124,24 @@ def test_delete_conversation_and_forget_a_keys_data(client: TestClient) -> None:
     log = client.get(f"/v1/queries/{reply['query_id']}").json()
     assert log["query"] == "" and log["answer"] is None and log["retrieval"]["fused"]
     assert client.get("/v1/memory").json() == {}
+
+
+def test_a_message_racing_a_delete_of_its_conversation_is_404(client: TestClient) -> None:
+    """The conversation is deleted while the answer is being computed (between the read and the write)."""
+    conversation_id = client.post("/v1/collections/docs/conversations").json()["id"]
+    queries = client.app.state.services.queries  # type: ignore[attr-defined]
+    original = queries.query
+
+    def query_then_lose_the_conversation(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert client.delete(f"/v1/conversations/{conversation_id}").status_code == 204
+        return original(*args, **kwargs)
+
+    queries.query = query_then_lose_the_conversation
+    try:
+        response = client.post(
+            f"/v1/conversations/{conversation_id}/messages", json={"message": "How do I upload?", "generate": False}
+        )
+    finally:
+        del queries.query
+    assert response.status_code == 404, response.text
+    assert client.get(f"/v1/conversations/{conversation_id}").status_code == 404

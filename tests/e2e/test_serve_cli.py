@@ -71,12 +71,22 @@ def test_serve_prints_key_and_example_and_keeps_the_key(tmp_path: Path) -> None:
         assert server.stop() in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in log.read_text()
     assert (data / "api_key").read_text().strip() == key
+    printed = log.read_text().count(key)
     again = Server(data, log)
     try:
-        assert banner_key(log) == key
+        assert log.read_text().count(key) == printed  # shown by the start that created it, never again
+        assert "kept in <data dir>/api_key (not shown)" in log.read_text()
         assert httpx.get(f"{again.url}/v1/collections", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     finally:
         again.stop()
+
+
+def test_an_operator_supplied_key_is_never_printed() -> None:
+    from cli.main import banner
+
+    text = banner("http://127.0.0.1:8000", "operator-secret-value", created=False, from_env=True)
+    assert "operator-secret-value" not in text and "RAG_API_KEY (not shown)" in text
+    assert "rag_generated" in banner("http://127.0.0.1:8000", "rag_generated", created=True, from_env=False)
 
 
 def test_documents_queued_when_the_server_is_killed_are_indexed_after_restart(tmp_path: Path, pdf_dir: Path) -> None:
