@@ -20,10 +20,8 @@ from core.errors import RagError, RateLimited
 from core.heap import freeze_long_lived, thaw
 from core.jsonsafe import repair_text
 from core.tracing import configure_tracing
-from workers.app import ingest_enqueuer, make_celery, reindex_enqueuer
-from workers.embedded import EmbeddedWorker
-from workers.recovery import requeue_unfinished
-from workers.services import Services
+from runtime.queue import open_queue
+from runtime.services import Services
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> FastAPI:
@@ -35,25 +33,19 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services(settings)
-        celery = make_celery(settings)
-        celery.services = services  # type: ignore[attr-defined]
+        queue = open_queue(services, in_process)
         app.state.services = services
-        app.state.enqueue = ingest_enqueuer(celery, settings.ingest_batch_documents)
-        app.state.enqueue_reindex = reindex_enqueuer(celery)
+        app.state.queue = queue
         app.state.limits = RateLimits(settings)
         services.db  # noqa: B018 - create the schema before the first request
         if settings.reranker_model:
             services.reranker  # noqa: B018 - a configured reranker that cannot load fails the start
-        worker = EmbeddedWorker(celery) if in_process else None
-        if worker is not None:
-            worker.start()
-            requeue_unfinished(services, celery)
+        queue.start()
         freeze_long_lived()
         try:
             yield
         finally:
-            if worker is not None:
-                worker.stop()
+            queue.stop()
             services.close()
             thaw()
 

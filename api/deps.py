@@ -19,7 +19,7 @@ from core.keys import Principal
 from generation.conversation import ConversationService
 from generation.query_service import QueryService
 from ingest.service import Enqueue
-from workers.services import Services
+from runtime.services import Services
 
 
 async def get_services(request: Request) -> Services:
@@ -43,7 +43,8 @@ async def get_conversations(request: Request) -> ConversationService:
 
 
 async def get_enqueue(request: Request) -> Enqueue:
-    return request.app.state.enqueue
+    """Upload routes hand this to the ingest service, which calls it after committing the rows."""
+    return request.app.state.queue.enqueue_ingest
 
 
 async def get_limits(request: Request) -> RateLimits:

@@ -29,7 +29,7 @@ from core.config import Settings
 from evaluation.datasets import load_dataset
 from evaluation.report import format_answer_modes
 from evaluation.runner import EvalOptions, parse_answer_modes, run_eval
-from workers.services import Services
+from runtime.services import Services
 
 CURVE_COLUMNS = ("abstention_rate", "false_abstention_rate", "answer_f1")
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.40, 0.76, 0.02))

@@ -32,7 +32,7 @@ from core.models import index_name
 from evaluation.datasets import load_dataset
 from evaluation.metrics import RUN_DEPTH, score_rankings
 from retrieval.fusion import convex, rrf
-from workers.services import Services
+from runtime.services import Services
 
 Scored = list[tuple[str, float]]
 SPLITS = ("train", "test")

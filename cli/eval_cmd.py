@@ -49,7 +49,7 @@ def eval_command(
     from evaluation.datasets import load_dataset
     from evaluation.report import compare, format_comparison, format_report
     from evaluation.runner import EvalOptions, parse_answer_modes, parse_modes, run_eval
-    from workers.services import Services
+    from runtime.services import Services
 
     try:
         modes = parse_modes(mode)

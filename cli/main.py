@@ -141,9 +141,9 @@ def worker(
     from core.metrics import serve_metrics
     from core.telemetry import configure_logging
     from core.tracing import configure_tracing
+    from runtime.services import Services
     from workers.app import make_celery
     from workers.recovery import requeue_unfinished
-    from workers.services import Services
 
     settings = Settings()
     if not settings.broker_url:
@@ -200,7 +200,7 @@ def ingest(
     from core.errors import NotFound
     from ingest import service
     from ingest.pipeline import index_documents
-    from workers.services import Services
+    from runtime.services import Services
 
     services = Services(Settings())
     try:
@@ -255,7 +255,7 @@ def query(
 ) -> None:
     """Ask a collection a question in this process."""
     from generation.query_types import QueryRequest
-    from workers.services import Services
+    from runtime.services import Services
 
     if mode not in ("hybrid", "vector", "keyword"):
         raise typer.BadParameter("mode must be hybrid, vector or keyword")
@@ -316,7 +316,7 @@ def reindex(
     from tqdm import tqdm
 
     from ingest import reindex as reindexing
-    from workers.services import Services
+    from runtime.services import Services
 
     given = {
         "chunk_size_tokens": chunk_size,
@@ -359,7 +359,7 @@ app.add_typer(keys_app, name="keys")
 
 
 def _db():  # type: ignore[no-untyped-def]
-    from workers.services import Services
+    from runtime.services import Services
 
     return Services(Settings()).db
 

@@ -30,7 +30,7 @@ from generation.query_types import STAGES, Mode, QueryRequest, QueryResult
 from ingest.pipeline import index_documents
 from ingest.service import create_collection, submit_document
 from retrieval.vector_store import vector_backend_name
-from workers.services import Services
+from runtime.services import Services
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 ALL_MODES: tuple[Mode, ...] = ("keyword", "vector", "hybrid")

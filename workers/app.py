@@ -8,14 +8,19 @@ from collections.abc import Callable, Sequence
 from celery import Celery
 
 from core.config import Settings
-
-INGEST_QUEUE = "ingest"
-REINDEX_QUEUE = "reindex"
-# The longest task (a large PDF on a slow CPU) must finish well within the broker's redelivery window,
-# or Redis would hand the same task to a second worker while the first still runs it.
-TASK_TIME_LIMIT_S = 1800
-VISIBILITY_TIMEOUT_S = 2 * TASK_TIME_LIMIT_S
-PURGE_EVERY_S = 24 * 3600
+from workers.names import (
+    INGEST_BATCH_TASK,
+    INGEST_QUEUE,
+    INGEST_TASK,
+    PURGE_EVERY_S,
+    PURGE_TASK,
+    REDRIVE_TASK,
+    REINDEX_QUEUE,
+    REINDEX_TASK,
+    TASK_TIME_LIMIT_S,
+    VISIBILITY_TIMEOUT_S,
+)
+from workers.tasks import register_tasks
 
 
 def queue_names(app: Celery) -> tuple[str, str]:
@@ -45,8 +50,6 @@ def make_celery(settings: Settings) -> Celery:
             {"polling_interval": 0.05} if embedded else {"visibility_timeout": VISIBILITY_TIMEOUT_S}
         ),
     )
-    from workers.tasks import PURGE_TASK, REDRIVE_TASK, register_tasks
-
     # Run by `ragctl worker --beat` (one process per deployment) or the embedded worker's scheduler.
     app.conf.beat_schedule = {
         "purge-expired": {"task": PURGE_TASK, "schedule": PURGE_EVERY_S},
@@ -69,8 +72,6 @@ def ingest_enqueuer(app: Celery, batch_documents: int) -> Callable[[Sequence[str
     """``enqueue(document_ids)``: one message per ``batch_documents`` documents of one request (one task
     indexes that many together anyway), the single-document task for one. A message per document cost the
     API ~0.5 ms each and left the worker thousands of tasks to skip after a bulk load."""
-    from workers.tasks import INGEST_BATCH_TASK, INGEST_TASK
-
     size = max(1, batch_documents)
 
     def enqueue(document_ids: Sequence[str]) -> None:
@@ -85,6 +86,4 @@ def ingest_enqueuer(app: Celery, batch_documents: int) -> Callable[[Sequence[str
 
 
 def reindex_enqueuer(app: Celery) -> Callable[[str], None]:
-    from workers.tasks import REINDEX_TASK
-
     return enqueuer(app, REINDEX_TASK)

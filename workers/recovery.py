@@ -12,8 +12,8 @@ from celery import Celery
 
 from ingest.reindex import unfinished_job_ids
 from ingest.service import unfinished_document_ids
+from runtime.services import Services
 from workers.app import ingest_enqueuer, reindex_enqueuer
-from workers.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -15,19 +15,21 @@ from core.retention import purge_expired
 from ingest.pipeline import SKIPPED, claim_queued_peers, claimable, index_documents, mark_failed, release_claims
 from ingest.reindex import run_reindex
 from ingest.service import stale_document_ids
-from workers.app import TASK_TIME_LIMIT_S
+from workers.names import (
+    DROP_INDEX_TASK,
+    INGEST_BATCH_TASK,
+    INGEST_TASK,
+    PURGE_TASK,
+    REDRIVE_TASK,
+    REINDEX_TASK,
+    TASK_TIME_LIMIT_S,
+)
 
 if TYPE_CHECKING:
-    from workers.services import Services
+    from runtime.services import Services
 
 log = logging.getLogger(__name__)
 
-INGEST_TASK = "rag.ingest_document"
-INGEST_BATCH_TASK = "rag.ingest_documents"
-REINDEX_TASK = "rag.reindex_collection"
-DROP_INDEX_TASK = "rag.reindex_drop_index"
-PURGE_TASK = "rag.purge_expired"
-REDRIVE_TASK = "rag.redrive_stale"
 MAX_RETRIES = 5
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 # Queries that resolved the old version just before a switch finish within this grace period.

@@ -104,7 +104,7 @@ def start_reindex(
     principal.require(Role.admin, name)
     options = body.options() if body else {}
     job = reindex.start_reindex(
-        db, settings, name, options, request.app.state.enqueue_reindex, retriever=services.retriever
+        db, settings, name, options, request.app.state.queue.enqueue_reindex, retriever=services.retriever
     )
     return job_out(reindex.get_job(db, job.id))
 

@@ -19,7 +19,7 @@ from core.keys import Principal
 from core.models import Document, Role
 from ingest import service
 from retrieval.retriever import HybridRetriever
-from workers.services import Services
+from runtime.services import Services
 
 router = APIRouter(tags=["documents"])
 

@@ -27,7 +27,7 @@ from core.metrics import ModelInfoCollector, QueueDepthCollector, scrape
 from core.models import Role
 from generation.backends.llama_cpp import bundled_model_path
 from retrieval.vector_store import vector_backend_name
-from workers.services import Services
+from runtime.services import Services
 
 router = APIRouter(tags=["operations"])
 

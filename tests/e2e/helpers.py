@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import psycopg
-import pytest
+
+from tests.services import missing_service
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -41,7 +42,7 @@ def database(kind: str) -> Iterator[str | None]:
     try:
         psycopg.connect(PG_ADMIN, connect_timeout=2).close()
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
+        missing_service(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
     name = f"rag_hostile_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -10,8 +10,8 @@ from pathlib import Path
 from core.config import Settings
 from core.models import index_name
 from ingest import service
+from runtime.services import Services
 from tests.conftest import REPO
-from workers.services import Services
 
 TOPICS = {
     "volcanoes.txt": "Volcanoes\n\nBasaltic lava flows from shield volcanoes such as Mauna Loa in Hawaii.",

@@ -17,8 +17,8 @@ from generation.query_types import QueryRequest
 from ingest import service
 from ingest.pipeline import index_documents
 from ingest.reindex import BATCH, get_job, unfinished_job_ids
+from runtime.services import Services
 from tests.conftest import REPO
-from workers.services import Services
 
 DOCUMENTS = 3 * BATCH  # several re-index batches, so it can be killed between two of them
 TOPICS = ["owls", "tides", "bread", "comets", "glaciers", "violins", "bees", "volcanoes", "coral", "lichen"]

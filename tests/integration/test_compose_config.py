@@ -15,15 +15,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.services import missing_service
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 SERVICES = {"api", "worker", "scheduler", "migrate", "postgres", "redis", "qdrant", "vllm"}
 LONG_RUNNING = SERVICES - {"migrate", "scheduler"}
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("docker-compose") is None,
-    reason="docker-compose is not on PATH (Debian: apt-get install docker-compose)",
-)
+
+@pytest.fixture(autouse=True)
+def _docker_compose() -> None:
+    if shutil.which("docker-compose") is None:
+        missing_service("docker-compose is not on PATH (Debian: apt-get install docker-compose)")
 
 
 def compose(*args: str, secrets: bool = True) -> subprocess.CompletedProcess[str]:

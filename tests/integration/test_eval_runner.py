@@ -15,7 +15,7 @@ from core.config import Settings
 from evaluation.datasets import load_dataset
 from evaluation.metrics import RETRIEVAL_METRICS
 from evaluation.runner import ALL_MODES, EvalOptions, run_eval
-from workers.services import Services
+from runtime.services import Services
 
 pytestmark = pytest.mark.slow
 

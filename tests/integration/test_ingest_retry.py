@@ -15,7 +15,7 @@ from core.models import Collection, Document, DocumentStatus
 from core.types import ChunkRecord
 from ingest import service
 from ingest.pipeline import claim, claim_queued_peers, index_batch, index_documents, prepare
-from workers.services import Services
+from runtime.services import Services
 
 TEXT = b"Barn owls hunt at night. Their hearing locates voles under snow."
 

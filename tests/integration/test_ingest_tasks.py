@@ -14,10 +14,10 @@ from core.config import Settings
 from core.models import Document, DocumentStatus
 from ingest import service
 from ingest.pipeline import claim
+from runtime.services import Services
 from workers.app import make_celery, queue_names
+from workers.names import INGEST_BATCH_TASK, INGEST_TASK
 from workers.recovery import requeue_unfinished
-from workers.services import Services
-from workers.tasks import INGEST_BATCH_TASK, INGEST_TASK
 
 TEXTS = {
     "owls.txt": b"Barn owls hunt at night. Their hearing locates voles under snow.",

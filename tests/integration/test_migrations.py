@@ -15,6 +15,7 @@ from sqlalchemy import Engine, inspect
 from cli.db_cmd import current_revision, upgrade_database
 from core.db import Database, make_engine
 from core.models import Base
+from tests.services import missing_service
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -24,7 +25,7 @@ def pg_url() -> Iterator[str]:
     try:
         psycopg.connect(PG_ADMIN, connect_timeout=2).close()
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
+        missing_service(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
     name = f"rag_migrate_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

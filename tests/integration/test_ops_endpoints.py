@@ -23,6 +23,7 @@ from api.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from api.routes import ops
 from core.config import Settings
 from core.telemetry import REQUEST_ID, JsonFormatter
+from tests.services import missing_service
 
 
 def wired(settings: Settings) -> FastAPI:
@@ -97,7 +98,7 @@ def test_ready_pings_a_real_redis_broker(settings: Settings) -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable on 127.0.0.1:6379 ({exc})")
+        missing_service(f"Redis not reachable on 127.0.0.1:6379 ({exc})")
     with TestClient(wired(settings.model_copy(update={"broker_url": url}))) as client:
         response = client.get("/ready")
     assert response.json()["components"]["broker"] == {"status": "ok", "detail": "redis"}

@@ -17,10 +17,10 @@ from core.telemetry import JsonFormatter
 from generation.query_types import QueryRequest
 from ingest import service
 from ingest.pipeline import index_documents
+from runtime.services import Services
 from workers.app import make_celery
 from workers.embedded import EmbeddedWorker
-from workers.services import Services
-from workers.tasks import PURGE_TASK
+from workers.names import PURGE_TASK
 
 SECRET_QUESTION = "Is jane.doe@example.com on the list? Call +44 20 7946 0958."
 

@@ -27,7 +27,7 @@ from retrieval.fusion import rrf
 from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.rank_bm25_index import RankBm25Index
 from retrieval.retriever import HybridRetriever
-from workers.services import Services
+from runtime.services import Services
 
 BUILT_IN = [
     ("Neutron stars", "Neutron stars are the collapsed cores of massive stars after a supernova."),

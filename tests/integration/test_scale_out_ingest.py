@@ -26,8 +26,9 @@ from api.app import create_app
 from core.config import Settings
 from core.models import Chunk
 from ingest.service import get_document, submit_document
+from runtime.services import Services
 from tests.e2e.helpers import wait_for_status
-from workers.services import Services
+from tests.services import missing_service
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -46,7 +47,7 @@ def services_up() -> str | None:
 def pg_url() -> Iterator[str]:
     reason = services_up()
     if reason:
-        pytest.skip(f"PostgreSQL/Redis not reachable on 127.0.0.1 ({reason})")
+        missing_service(f"PostgreSQL/Redis not reachable on 127.0.0.1 ({reason})")
     name = f"rag_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

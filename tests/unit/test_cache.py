@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from generation.cache import AnswerCache, CacheScope, MemoryCacheStore, RedisCacheStore, normalize_query
+from tests.services import missing_service
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
@@ -23,7 +24,7 @@ def redis_store(ttl: float) -> RedisCacheStore:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable on 127.0.0.1:6379 ({exc})")
+        missing_service(f"Redis not reachable on 127.0.0.1:6379 ({exc})")
     return RedisCacheStore(REDIS_URL, ttl)
 
 
