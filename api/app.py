@@ -22,6 +22,9 @@ from core.jsonsafe import repair_text
 from core.tracing import configure_tracing
 from runtime.queue import open_queue
 from runtime.services import Services
+from runtime.warmup import start_warmup
+
+WARMUP_CLOSE_WAIT_S = 120.0
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> FastAPI:
@@ -41,11 +44,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         if settings.reranker_model:
             services.reranker  # noqa: B018 - a configured reranker that cannot load fails the start
         queue.start()
+        app.state.warmup = start_warmup(services)
         freeze_long_lived()
         try:
             yield
         finally:
             queue.stop()
+            # The warm-up uses the stores: closing them under it would let it open them again.
+            app.state.warmup.done.wait(WARMUP_CLOSE_WAIT_S)
             services.close()
             thaw()
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from kombu import Connection
 from sqlalchemy import text
@@ -130,10 +130,12 @@ async def run_check(check: Callable[[], Check]) -> dict[str, str]:
     return {"status": status, "detail": detail}
 
 
-@router.get("/ready", responses={503: {"description": "A dependency is down; the body says which."}})
-async def ready(services: ServicesDep, principal: OptionalPrincipalDep) -> JSONResponse:
+@router.get("/ready", responses={503: {"description": "A dependency is down or the process is warming up."}})
+async def ready(request: Request, services: ServicesDep, principal: OptionalPrincipalDep) -> JSONResponse:
     s = services.settings
+    warmup = request.app.state.warmup
     checks: dict[str, Callable[[], Check]] = {
+        "warmup": lambda: warmup.status,
         "database": lambda: check_database(services),
         "vector_store": lambda: check_vector_store(services),
         "keyword_index": lambda: check_keyword_index(services),
@@ -148,7 +150,7 @@ async def ready(services: ServicesDep, principal: OptionalPrincipalDep) -> JSONR
     async with anyio.create_task_group() as group:
         for name, check in checks.items():
             group.start_soon(run, name, check)
-    ok = all(r["status"] != "error" for r in results.values())
+    ok = all(r["status"] not in ("error", "warming") for r in results.values())
     if principal is None or not principal.can(Role.admin) or principal.collections is not None:
         results = {name: {"status": r["status"]} for name, r in results.items()}
     body = {"status": "ready" if ok else "not_ready", "components": dict(sorted(results.items()))}

@@ -197,6 +197,7 @@ def test_a_role_too_low_is_403_whatever_the_id(app_client: TestClient) -> None:
 def test_open_probes_show_no_details_without_an_admin_key(app_client: TestClient) -> None:
     health = app_client.get("/health")
     assert health.status_code == 200
+    assert app_client.app.state.warmup.done.wait(120)  # type: ignore[attr-defined]
     anonymous = app_client.get("/ready")
     assert anonymous.status_code == 200
     assert all(set(c) == {"status"} for c in anonymous.json()["components"].values()), anonymous.text

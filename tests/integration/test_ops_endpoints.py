@@ -66,13 +66,19 @@ def test_metrics_expose_request_latency_by_route_template(client: TestClient) ->
     assert metric_value(body, "rag_model_info", component="embedding", model="all-MiniLM-L6-v2") == 1
 
 
-def test_ready_reports_every_component(client: TestClient) -> None:
+def test_ready_waits_for_the_warm_up_then_reports_every_component(client: TestClient) -> None:
+    warmup = client.app.state.warmup  # type: ignore[attr-defined]
+    if not warmup.done.is_set():
+        warming = client.get("/ready")
+        assert warming.status_code == 503 or warmup.done.is_set()
+    assert warmup.done.wait(120)
     response = client.get("/ready")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
     components = body["components"]
-    assert set(components) == {"database", "vector_store", "keyword_index", "broker", "llm"}
+    assert set(components) == {"warmup", "database", "vector_store", "keyword_index", "broker", "llm"}
+    assert components["warmup"]["status"] == "ok" and warmup.errors == []
     assert components["database"]["status"] == "ok"
     assert components["vector_store"]["status"] == "ok"
     assert components["keyword_index"]["status"] == "ok"
@@ -85,6 +91,7 @@ def test_ready_is_503_naming_what_is_down(settings: Settings) -> None:
         update={"broker_url": "redis://127.0.0.1:1/0", "llm_backend": "openai", "llm_base_url": "http://127.0.0.1:1/v1"}
     )
     with TestClient(wired(broken)) as client:
+        client.app.state.warmup.done.wait(120)  # type: ignore[attr-defined]
         response = client.get("/ready")
     assert response.status_code == 503
     components = response.json()["components"]
@@ -100,6 +107,7 @@ def test_ready_pings_a_real_redis_broker(settings: Settings) -> None:
     except redis.RedisError as exc:
         missing_service(f"Redis not reachable on 127.0.0.1:6379 ({exc})")
     with TestClient(wired(settings.model_copy(update={"broker_url": url}))) as client:
+        client.app.state.warmup.done.wait(120)  # type: ignore[attr-defined]
         response = client.get("/ready")
     assert response.json()["components"]["broker"] == {"status": "ok", "detail": "redis"}
 
