@@ -3,6 +3,9 @@ measured tolerance, the ONNX file exported once and reused, and safe under concu
 
 from __future__ import annotations
 
+import gc
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +85,26 @@ def test_concurrent_queries_and_document_batches_equal_serial_results(cache_dir:
         for future in docs:
             np.testing.assert_allclose(future.result(), serial_docs, atol=1e-6)
         np.testing.assert_allclose(np.stack([f.result() for f in queries]), np.vstack([serial_queries] * 3), atol=1e-6)
+
+
+def test_the_session_threads_end_once_the_embedder_is_gone(cache_dir: Path) -> None:
+    """The pool's threads must not keep a runtime nobody uses alive (or run forever beside it)."""
+
+    def session_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("onnx-session")}
+
+    before = session_threads()
+    embedder = Embedder("all-MiniLM-L6-v2", device="cpu", backend="onnx-int8", cache_dir=cache_dir)
+    assert embedder.embed_documents(TEXTS).shape[0] == len(TEXTS)
+    mine = session_threads() - before
+    assert mine
+    runtime = weakref.ref(embedder.runtime)
+    del embedder
+    gc.collect()
+    assert runtime() is None
+    for thread in mine:
+        thread.join(5)
+        assert not thread.is_alive()
 
 
 def test_auto_is_int8_onnx_on_a_cpu_and_torch_on_a_gpu() -> None:
