@@ -6,7 +6,9 @@ Two passes through the real platform (ingest pipeline, query path, answer modes)
    question gets its answerability score and its unconditional token F1. From them, for each threshold:
    abstention on unanswerable questions, false abstention on answerable ones, and token F1 on answerable
    questions with abstentions counted as 0 -- the curve ``RAG_ABSTAIN_THRESHOLD`` is chosen on.
-2. The comparison pass: every ``--answer-modes`` mode at the configured threshold, with the eval report's
+2. The overhead pass: per question, a retrieval-only query and an extractive answer at the same ``top_k``,
+   alternated, so the time the answer adds over retrieval is read side by side (target: <= 50 ms at p50).
+3. The comparison pass: every ``--answer-modes`` mode at the configured threshold, with the eval report's
    metrics (token F1, ROUGE-L, citation rate and precision, abstention, false abstention, loop rate,
    groundedness, fallback rate, answer latency p50/p95) and the retrieval-only latency for reference.
    Generation costs seconds a question on 2 cores: ``--compare-limit`` keeps a balanced subset here.
@@ -26,9 +28,10 @@ import numpy as np
 
 from bench.common import REPO, Report, print_table, progress, shared_data_dir
 from core.config import Settings
-from evaluation.datasets import load_dataset
+from evaluation.datasets import EvalDataset, load_dataset
 from evaluation.report import format_answer_modes
 from evaluation.runner import EvalOptions, parse_answer_modes, run_eval
+from generation.query_types import QueryRequest
 from runtime.services import Services
 
 CURVE_COLUMNS = ("abstention_rate", "false_abstention_rate", "answer_f1")
@@ -53,6 +56,22 @@ def curve(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
             }
         )
     return points
+
+
+def extractive_overhead(services: Services, dataset: EvalDataset) -> dict[str, dict[str, float]]:
+    """p50/p95 of retrieval-only and extractive queries (top_k 5), and of their per-question difference."""
+    retrieval, answered, added = [], [], []
+    for question in dataset.questions:
+        asked = {"query": question.text, "top_k": 5, "use_cache": False}
+        plain = services.queries.query("answers", QueryRequest(**asked, generate=False)).timings_ms["total"]
+        full = services.queries.query("answers", QueryRequest(**asked, answer_mode="extractive")).timings_ms["total"]
+        retrieval.append(plain)
+        answered.append(full)
+        added.append(full - plain)
+    return {
+        name: {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+        for name, values in (("retrieval only", retrieval), ("extractive answer", answered), ("added", added))
+    }
 
 
 def main() -> None:
@@ -89,6 +108,18 @@ def main() -> None:
         [[p["threshold"], *(f"{p[k]:.3f}" for k in CURVE_COLUMNS)] for p in points],
     )
 
+    progress("overhead pass: retrieval only vs extractive answer, alternated")
+    services = Services(settings)
+    try:
+        overhead = extractive_overhead(services, dataset)
+    finally:
+        services.close()
+    print("\nExtractive answer over retrieval alone (same top_k, alternated per question; target <= 50 ms at p50)")
+    print_table(
+        ["query", "p50 ms", "p95 ms"],
+        [[name, f"{v['p50']:.1f}", f"{v['p95']:.1f}"] for name, v in overhead.items()],
+    )
+
     progress(f"comparison pass: {args.answer_modes} at the configured threshold")
     services = Services(settings)
     try:
@@ -111,6 +142,7 @@ def main() -> None:
         "settings": comparison["settings"],
         "abstention_curve": points,
         "retrieval_latency": retrieval,
+        "extractive_overhead_ms": overhead,
         "answer_modes": {name: body["metrics"] for name, body in comparison["answer_modes"].items()},
         "errors": comparison["errors"],
     }

@@ -49,6 +49,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, dict[st
     PostgreSQL refuses what SQLite stores (NUL in text), so both are attacked."""
     with database(request.param) as url, TestClient(create_app(settings_for(url)), raise_server_exceptions=False) as c:
         root = {"Authorization": f"Bearer {ROOT_KEY}"}
+        assert c.app.state.warmup.done.wait(120)  # type: ignore[attr-defined]  # else /ready is a 503 by design
         c.post("/v1/collections", json={"name": "docs"}, headers=root)
         c.post("/v1/collections/docs/documents", files={"file": ("a.txt", b"Some text to find.")}, headers=root)
         reader = c.post("/v1/admin/keys", json={"name": "st-reader", "role": "reader"}, headers=root).json()["key"]
