@@ -23,7 +23,7 @@ SERVICES = {"api", "worker", "scheduler", "migrate", "postgres", "redis", "qdran
 LONG_RUNNING = SERVICES - {"migrate", "scheduler"}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _docker_compose() -> None:
     if shutil.which("docker-compose") is None:
         missing_service("docker-compose is not on PATH (Debian: apt-get install docker-compose)")
