@@ -1,4 +1,4 @@
-"""The keyword corpus on disk: a snapshot plus an append-only log of changes (retrieval/bm25s_index.py).
+"""The keyword corpus on disk: a snapshot plus an append-only log of changes (retrieval/keyword_corpus.py).
 
 A write appends its change instead of rewriting the whole index; these tests check that appends really
 leave the snapshot alone, that the snapshot is rewritten once the log outgrows it, and that a torn log
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import retrieval.bm25s_index as keyword_files
+import retrieval.keyword_corpus as keyword_files
 from core.types import ChunkRecord, Hit
 from retrieval.bm25s_index import Bm25sIndex
 
