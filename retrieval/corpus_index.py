@@ -167,7 +167,6 @@ class CorpusBackedIndex(ABC):
             if folder.exists():
                 # No search caches a matrix inside the folder while it goes.
                 with keyword_corpus.writer_lock(folder), state.lock:
-                    keyword_corpus.release(folder)
                     shutil.rmtree(folder)
             with state.lock:
                 state.corpus, state.stamp, state.scorer, state.scorer_version = None, None, None, ""
@@ -175,6 +174,4 @@ class CorpusBackedIndex(ABC):
     def close(self) -> None:
         """Nothing is pending: every write is saved when it happens. Frees the in-memory copies."""
         with self._lock:
-            for index in self._states:
-                keyword_corpus.release(self._folder(index))
             self._states.clear()

@@ -1,27 +1,32 @@
-"""The token corpus of one keyword index on disk: a SQLite database in WAL mode.
+"""The token corpus of one keyword index on disk: a snapshot plus an append-only log of changes.
 
 Every BM25 backend in this process (bm25s, rank-bm25) ranks the same ``KeywordCorpus``: per chunk, its id,
 payload and analyzed terms as ids over a growing vocabulary, so adding or deleting chunks never
 re-tokenizes the rest. Layout under ``root/<index>/``:
 
-    corpus.sqlite (+ -wal, -shm)  chunks (row order = insertion order; an overwritten chunk keeps its row),
-                                  the vocabulary (term id -> word) and the corpus version
-    .lock                         flock taken by writers (``writer_lock``), so a writer's in-memory corpus
-                                  is the database's latest state when it applies its change
+    corpus.npz          snapshot: ids, payloads, vocabulary, term ids, and the id of its log
+    corpus.log          the changes since that snapshot (chunks added, documents deleted), appended by each
+                        write, so a write costs its own size, not the index's; replayed on load. Once it
+                        outgrows the snapshot, a write replaces both (atomically, the snapshot first)
+    .lock               flock taken by writers (``writer_lock``), so processes never interleave writes
 
-A write is one transaction of its own size (the chunks it adds, or one indexed DELETE), committed with
-``synchronous=FULL`` so it is on disk when the write returns; a writer killed mid-write or a torn WAL frame
-leaves the last committed state (SQLite's WAL checksums and rollback). Readers compare the version (and the
-database's inode) with what they loaded and reload when another process committed a write.
+Log entries are framed (length, CRC-32, JSON body) and fsynced before a write returns: a torn or
+half-written last entry (a writer killed mid-append) ends the log there and is cut off by the next append;
+a log naming another snapshot (a crash between a snapshot and its fresh log) counts as empty. Readers
+compare both files' inode/mtime/size (``stamp``) with what they loaded and reload when another process
+wrote them.
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
-import sqlite3
-import threading
+import os
+import struct
+import tempfile
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,75 +36,70 @@ import numpy as np
 
 from core.types import SearchFilter
 
-_DB = "corpus.sqlite"
+_CORPUS = "corpus.npz"
+_LOG = "corpus.log"
 _LOCK = ".lock"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (
-    row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, document_id TEXT, payload TEXT NOT NULL, terms BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
-CREATE TABLE IF NOT EXISTS vocab (term_id INTEGER PRIMARY KEY, word TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-Stamp = tuple[int, str] | None  # the database's inode and the corpus version; None: no database
+# A write appends its change to the log; once the log outgrows the snapshot (and this floor), the next write
+# rewrites the snapshot instead, so appends stay O(change) and rewrites amortize to O(1) per chunk.
+SNAPSHOT_AFTER_LOG_BYTES = 4 << 20
+_ENTRY_HEADER = struct.Struct("<II")  # length, crc32 of the JSON body that follows
 
 
-class _Connections:
-    """One connection per database for this process's writes and one for its version checks.
-
-    Kept open: closing the last connection to a WAL database checkpoints and deletes the WAL, which would
-    turn every write into a full checkpoint. Loads use a connection of their own (see ``KeywordCorpus.load``)
-    so they never see a writer's uncommitted rows.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.open: dict[tuple[Path, str], tuple[int, sqlite3.Connection]] = {}
-
-    def get(self, folder: Path, role: str) -> sqlite3.Connection:
-        path = folder / _DB
-        with self.lock:
-            inode = path.stat().st_ino if path.exists() else -1
-            held = self.open.get((folder, role))
-            if held is not None and held[0] == inode:
-                return held[1]
-            if held is not None:
-                held[1].close()  # the database was dropped and made again, maybe by another process
-            connection = _connect(path)
-            self.open[(folder, role)] = (path.stat().st_ino, connection)
-            return connection
-
-    def release(self, folder: Path) -> None:
-        with self.lock:
-            for key in [key for key in self.open if key[0] == folder]:
-                self.open.pop(key)[1].close()
+Stamp = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
 
-_connections = _Connections()
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.executescript(_SCHEMA)
-    return connection
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def stamp(folder: Path) -> Stamp:
-    """What changes whenever any process commits a write: the corpus version (and the database's identity)."""
-    path = folder / _DB
-    if not path.exists():
-        return None
-    connection = _connections.get(folder, "check")
-    with _connections.lock:
-        found = connection.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-        return path.stat().st_ino, found[0] if found else ""
+    """What changes whenever any process writes the index: the snapshot's and the log's identity and size."""
+    return _file_stamp(folder / _CORPUS), _file_stamp(folder / _LOG)
 
 
-def release(folder: Path) -> None:
-    """Close this process's connections to the index in ``folder`` (before it is deleted)."""
-    _connections.release(folder)
+def _fsync_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically: readers in other processes see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _log_entry(entry: dict[str, Any]) -> bytes:
+    body = json.dumps(entry, separators=(",", ":")).encode()
+    return _ENTRY_HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+def _read_log(path: Path, log_id: str) -> tuple[list[dict[str, Any]], int]:
+    """The log's whole entries and where they end. The first entry names the snapshot the log extends; a log
+    of another snapshot (a crash between a snapshot and its fresh log) counts as empty. A torn or half-written
+    last entry ends the log there: a crashed writer's, or one still being appended by another process."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    entries: list[dict[str, Any]] = []
+    position = 0
+    while position + _ENTRY_HEADER.size <= len(data):
+        length, crc = _ENTRY_HEADER.unpack_from(data, position)
+        body = data[position + _ENTRY_HEADER.size : position + _ENTRY_HEADER.size + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        entries.append(json.loads(body))
+        position += _ENTRY_HEADER.size + length
+    if not entries or entries[0].get("log") != log_id:
+        return [], 0
+    return entries[1:], position
 
 
 class KeywordCorpus:
@@ -116,7 +116,9 @@ class KeywordCorpus:
         self.vocab: dict[str, int] = {}
         self._positions: dict[str, int] = {}
         self._columns: _FilterColumns | None = None
-        self.stored_vocab = 0  # vocabulary entries already in the database: a write adds the rest
+        self.log_id: str | None = None  # the log this corpus's snapshot names; None: no snapshot with a log yet
+        self.log_end = 0  # bytes of that log applied here: the next append goes there
+        self.snapshot_bytes = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -128,7 +130,7 @@ class KeywordCorpus:
         twin.version = self.version
         twin.ids, twin.payloads, twin.terms = list(self.ids), list(self.payloads), list(self.terms)
         twin.vocab, twin._positions = dict(self.vocab), dict(self._positions)
-        twin.stored_vocab = self.stored_vocab
+        twin.log_id, twin.log_end, twin.snapshot_bytes = self.log_id, self.log_end, self.snapshot_bytes
         return twin
 
     def apply(self, change: dict[str, Any]) -> bool:
@@ -180,58 +182,73 @@ class KeywordCorpus:
         return self._columns.mask(flt, len(self.ids))
 
     def persist(self, folder: Path, change: dict[str, Any]) -> None:
-        """Commit ``change`` (already applied here) under a new version, in one transaction."""
-        version = uuid.uuid4().hex
-        connection = _connections.get(folder, "write")
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            if "add" in change:
-                ids, payloads, _ = change["add"]
-                if len(self.vocab) > self.stored_vocab:
-                    words = list(self.vocab)[self.stored_vocab :]
-                    connection.executemany(
-                        "INSERT INTO vocab (term_id, word) VALUES (?, ?)", enumerate(words, self.stored_vocab)
-                    )
-                rows = [self._positions[chunk_id] for chunk_id in ids]
-                connection.executemany(
-                    "INSERT INTO chunks (id, document_id, payload, terms) VALUES (?, ?, ?, ?) ON CONFLICT (id)"
-                    " DO UPDATE SET document_id = excluded.document_id, payload = excluded.payload,"
-                    " terms = excluded.terms",
-                    [
-                        (chunk_id, payload.get("document_id"), json.dumps(payload), self.terms[row].tobytes())
-                        for chunk_id, payload, row in zip(ids, payloads, rows, strict=True)
-                    ],
-                )
-            else:
-                connection.execute("DELETE FROM chunks WHERE document_id = ?", (change["delete"],))
-            connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)", (version,))
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        self.version, self.stored_vocab = version, len(self.vocab)
+        """Record ``change`` (already applied here) under a new version: appended to the log, or, once the log
+        has outgrown the snapshot, as a new snapshot of the whole corpus."""
+        self.version = uuid.uuid4().hex
+        if self.log_id is None or self.log_end > max(SNAPSHOT_AFTER_LOG_BYTES, self.snapshot_bytes):
+            self.save(folder)
+        else:
+            self._append(folder / _LOG, {**change, "version": self.version})
+
+    def save(self, folder: Path) -> None:
+        """A snapshot naming a fresh log, then that log (a crash between the two leaves an old log, which
+        names another snapshot and is ignored)."""
+        self.log_id = uuid.uuid4().hex
+        offsets = np.zeros(len(self.terms) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in self.terms], out=offsets[1:])
+        terms = np.concatenate(self.terms) if self.terms else np.zeros(0, dtype=np.int32)
+        vocab = sorted(self.vocab, key=self.vocab.__getitem__)
+        meta = {"version": self.version, "log": self.log_id, "ids": self.ids, "payloads": self.payloads, "vocab": vocab}
+        buffer = io.BytesIO()
+        np.savez(buffer, terms=terms, offsets=offsets, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        _fsync_write(folder / _CORPUS, buffer.getvalue())
+        header = _log_entry({"log": self.log_id})
+        _fsync_write(folder / _LOG, header)
+        self.snapshot_bytes, self.log_end = buffer.tell(), len(header)
+
+    def _append(self, path: Path, entry: dict[str, Any]) -> None:
+        """Cut off whatever follows the entries this corpus holds (a crashed writer's torn entry), then append;
+        a log that does not extend this snapshot (a crash right after the snapshot) starts over."""
+        data = _log_entry(entry)
+        if self.log_end == 0:
+            data = _log_entry({"log": self.log_id}) + data
+        # Created if missing: a crash can leave a first snapshot without its log.
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as f:
+            f.truncate(self.log_end)
+            f.seek(self.log_end)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.log_end += len(data)
 
     @classmethod
     def load(cls, folder: Path) -> KeywordCorpus:
-        """The committed corpus, read in one transaction on a connection of its own."""
+        """The snapshot and its log replayed; retried if another process rewrote the snapshot meanwhile."""
+        for _ in range(10):
+            before = _file_stamp(folder / _CORPUS)
+            corpus = cls._load_snapshot(folder / _CORPUS)
+            entries, corpus.log_end = _read_log(folder / _LOG, corpus.log_id) if corpus.log_id else ([], 0)
+            for entry in entries:
+                corpus.apply(entry)
+                corpus.version = entry["version"]
+            if _file_stamp(folder / _CORPUS) == before:
+                return corpus
+        raise RuntimeError(f"the keyword index in {folder} keeps changing while it loads")
+
+    @classmethod
+    def _load_snapshot(cls, path: Path) -> KeywordCorpus:
         corpus = cls()
-        connection = _connect(folder / _DB)
-        try:
-            connection.execute("BEGIN")
-            found = connection.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-            corpus.version = found[0] if found else ""
-            words = [word for (word,) in connection.execute("SELECT word FROM vocab ORDER BY term_id")]
-            rows = connection.execute("SELECT id, payload, terms FROM chunks ORDER BY row").fetchall()
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
-        corpus.vocab = {word: i for i, word in enumerate(words)}
-        corpus.stored_vocab = len(words)
-        corpus.ids = [chunk_id for chunk_id, _, _ in rows]
-        # One parse of all payloads: half the time of one json.loads per row.
-        corpus.payloads = json.loads("[" + ",".join([payload for _, payload, _ in rows]) + "]")
-        corpus.terms = [np.frombuffer(terms, dtype=np.int32) for _, _, terms in rows]
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(data["meta"].tobytes())
+            terms, offsets = data["terms"], data["offsets"]
+        corpus.version = meta["version"]
+        corpus.log_id = meta.get("log")  # snapshots written before the log existed have none
+        corpus.ids = meta["ids"]
+        corpus.payloads = meta["payloads"]
+        corpus.vocab = {word: i for i, word in enumerate(meta["vocab"])}
+        corpus.terms = [terms[offsets[i] : offsets[i + 1]] for i in range(len(corpus.ids))]
         corpus._positions = {chunk: row for row, chunk in enumerate(corpus.ids)}
+        corpus.snapshot_bytes = path.stat().st_size
         return corpus
 
 
@@ -270,8 +287,8 @@ class _FilterColumns:
 
 
 def exists(folder: Path) -> bool:
-    """Whether an index was ever written here."""
-    return (folder / _DB).exists()
+    """Whether an index was ever written here (a snapshot is the first thing a write leaves)."""
+    return (folder / _CORPUS).exists()
 
 
 @contextmanager
