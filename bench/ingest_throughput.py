@@ -103,7 +103,7 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
     """Wrap the pipeline's steps where the worker looks them up; restored afterwards."""
     import ingest.pipeline as pipeline
     import workers.tasks as tasks
-    from retrieval.bm25s_index import CorpusBackedIndex
+    from retrieval.corpus_index import CorpusBackedIndex
     from retrieval.qdrant_edge import QdrantEdgeStore, _Shard
     from retrieval.retriever import HybridRetriever
 

@@ -48,7 +48,7 @@ from evaluation.metrics import RUN_DEPTH, doc_ranking, score_rankings
 from ingest.chunking import chunk_sections
 from ingest.parsers import detect_kind, parse_document
 from ingest.pipeline import embedding_text
-from retrieval.bm25s_index import top_positive
+from retrieval.corpus_index import top_positive
 from retrieval.fusion import convex, rrf
 from retrieval.text_analysis import tokenize, tokenize_many
 
@@ -69,7 +69,7 @@ DEPTHS = (50, 100, 200, 300)
 AGGREGATIONS = ("best", "top2", "sum", "doc")
 RRF_K = (10, 30, 60)
 RRF_VECTOR_WEIGHT = (0.6, 1.0, 1.5)  # keyword weight 1
-# Today's platform defaults (core/config.py, retrieval/bm25s_index.py).
+# Today's platform defaults (core/config.py, retrieval/bm25_params.py).
 DEFAULT_CHUNKING = (200, 40)
 DEFAULT_BM25 = ("lucene", 1.5, 0.75)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import threading
 import time
@@ -34,7 +33,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
 
 import numpy as np
 from qdrant_edge import (
@@ -57,46 +56,20 @@ from qdrant_edge import (
 
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.payload import check_index_name, chunk_payload
+from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
 log = logging.getLogger(__name__)
 
-# Payload fields that filters use, indexed so Qdrant's planner can filter inside the HNSW search.
-PAYLOAD_INDEXES = {
-    "document_id": PayloadSchemaType.Keyword,
-    "filename": PayloadSchemaType.Keyword,
-    "tags": PayloadSchemaType.Keyword,
-    "uploaded_at": PayloadSchemaType.Float,
-}
+# Indexed so Qdrant's planner can filter inside the HNSW search.
+PAYLOAD_INDEXES = {field: getattr(PayloadSchemaType, kind.capitalize()) for field, kind in PAYLOAD_FIELDS.items()}
 _UPSERT_BATCH = 512
 _FATAL = (SystemExit, KeyboardInterrupt)
-_INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-
-
-def check_index_name(index: str) -> str:
-    """Index names become directory names; refuse anything that could escape the root."""
-    if not _INDEX_NAME.fullmatch(index) or ".." in index:
-        raise BadInput(f"invalid index name {index!r}: use letters, digits, '_', '-' and '.'")
-    return index
-
-
-def chunk_payload(record: ChunkRecord) -> dict[str, Any]:
-    """What both stores keep per chunk: the caller's payload plus the text, for citations."""
-    return {**record.payload, "text": record.text}
+_FILTER_MODELS = SimpleNamespace(Filter=Filter, FieldCondition=FieldCondition, MatchAny=MatchAny, Range=RangeFloat)
 
 
 def edge_filter(flt: SearchFilter | None) -> Filter | None:
-    """``SearchFilter`` as Qdrant payload conditions (same semantics as ``SearchFilter.matches``)."""
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = []
-    for key, values in (("document_id", flt.document_ids), ("filename", flt.filenames), ("tags", flt.tags)):
-        if values:
-            must.append(FieldCondition(key=key, match=MatchAny(list(values))))
-    if flt.uploaded_after is not None or flt.uploaded_before is not None:
-        after = flt.uploaded_after.timestamp() if flt.uploaded_after is not None else None
-        before = flt.uploaded_before.timestamp() if flt.uploaded_before is not None else None
-        must.append(FieldCondition(key="uploaded_at", range=RangeFloat(gte=after, lte=before)))
-    return Filter(must=must)
+    return qdrant_filter(flt, _FILTER_MODELS)
 
 
 class _Shard:

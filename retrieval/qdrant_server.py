@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any
 
 import httpx
 import numpy as np
@@ -19,30 +18,15 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from core.errors import BadInput, Conflict, NotFound, Unavailable
 from core.types import ChunkRecord, Hit, SearchFilter
-from retrieval.qdrant_edge import check_index_name, chunk_payload
+from retrieval.payload import check_index_name, chunk_payload
+from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
-PAYLOAD_INDEXES = {
-    "document_id": models.PayloadSchemaType.KEYWORD,
-    "filename": models.PayloadSchemaType.KEYWORD,
-    "tags": models.PayloadSchemaType.KEYWORD,
-    "uploaded_at": models.PayloadSchemaType.FLOAT,
-}
+PAYLOAD_INDEXES = {field: models.PayloadSchemaType(kind) for field, kind in PAYLOAD_FIELDS.items()}
 _UPSERT_BATCH = 256
 
 
 def server_filter(flt: SearchFilter | None) -> models.Filter | None:
-    """``SearchFilter`` as Qdrant payload conditions (same semantics as ``SearchFilter.matches``)."""
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = []
-    for key, values in (("document_id", flt.document_ids), ("filename", flt.filenames), ("tags", flt.tags)):
-        if values:
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(values))))
-    if flt.uploaded_after is not None or flt.uploaded_before is not None:
-        after = flt.uploaded_after.timestamp() if flt.uploaded_after is not None else None
-        before = flt.uploaded_before.timestamp() if flt.uploaded_before is not None else None
-        must.append(models.FieldCondition(key="uploaded_at", range=models.Range(gte=after, lte=before)))
-    return models.Filter(must=must)
+    return qdrant_filter(flt, models)
 
 
 class QdrantServerStore:

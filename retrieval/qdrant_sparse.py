@@ -31,9 +31,9 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from core.types import ChunkRecord, Hit, SearchFilter
-from retrieval.bm25s_index import K1, B
-from retrieval.qdrant_edge import check_index_name, chunk_payload
-from retrieval.qdrant_server import PAYLOAD_INDEXES, server_filter
+from retrieval.bm25_params import K1, B
+from retrieval.payload import check_index_name, chunk_payload
+from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 VECTOR = "bm25"
@@ -42,6 +42,7 @@ UPSERT_BATCH = 256
 # BM25 terms per embedding-model token in English prose (stopwords dropped, word pieces merged),
 # measured on SciFact abstracts with all-MiniLM-L6-v2's tokenizer; see tests/integration/test_qdrant_sparse.py.
 TERMS_PER_TOKEN = 0.47
+PAYLOAD_INDEXES = {field: models.PayloadSchemaType(kind) for field, kind in PAYLOAD_FIELDS.items()}
 
 
 def estimated_avg_len(chunk_size_tokens: int) -> float:
@@ -130,7 +131,7 @@ class QdrantSparseIndex:
         collection = self._collection(index)
         if not self.client.collection_exists(collection):
             return
-        selector = models.FilterSelector(filter=server_filter(SearchFilter(document_ids=(document_id,))))
+        selector = models.FilterSelector(filter=qdrant_filter(SearchFilter(document_ids=(document_id,)), models))
         self.client.delete(collection, points_selector=selector, wait=True)
 
     def search(
@@ -145,7 +146,7 @@ class QdrantSparseIndex:
             collection,
             query=query_vector(terms),
             using=VECTOR,
-            query_filter=server_filter(flt),
+            query_filter=qdrant_filter(flt, models),
             limit=limit,
             with_payload=True,
         )

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from retrieval.bm25s_index import K1, B, CorpusBackedIndex, KeywordCorpus
+from retrieval.bm25_params import K1, B
+from retrieval.corpus_index import CorpusBackedIndex
+from retrieval.keyword_corpus import KeywordCorpus
 
 
 class _LuceneOkapi(BM25Okapi):

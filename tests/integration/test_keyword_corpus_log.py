@@ -1,25 +1,49 @@
-"""The keyword corpus on disk: a snapshot plus an append-only log of changes (retrieval/bm25s_index.py).
+"""The keyword corpus on disk: a snapshot plus an append-only log of changes (retrieval/keyword_corpus.py).
 
 A write appends its change instead of rewriting the whole index; these tests check that appends really
 leave the snapshot alone, that the snapshot is rewritten once the log outgrows it, and that a torn log
 entry or a crash between a snapshot and its fresh log never loses or invents a chunk. A second
-``Bm25sIndex`` on the same folder stands in for another process (separate memory).
+``Bm25sIndex`` on the same folder stands in for another process (separate memory); the crash cases at the
+end run the writer in a real child process and kill it mid-write.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import retrieval.bm25s_index as keyword_files
+import retrieval.keyword_corpus as keyword_files
 from core.types import ChunkRecord, Hit
 from retrieval.bm25s_index import Bm25sIndex
 
+REPO = Path(__file__).resolve().parents[2]
 WORDS = ["marrow", "neutron", "yeast", "budget", "flour", "orbit", "membrane", "broth"]
+WRITER = """
+import os, sys
+from core.types import ChunkRecord
+from retrieval.bm25s_index import Bm25sIndex
+
+def chunk(n):
+    text = f"{WORDS[n % len(WORDS)]} word{n} shared text"
+    return ChunkRecord(id=f"c{n}", text=text, payload={"document_id": f"d{n // 3}", "filename": f"f{n // 3}.txt"})
+
+index = Bm25sIndex(sys.argv[1])
+first, last, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for start in range(first, last, batch):
+    index.add("idx", [chunk(n) for n in range(start, min(start + batch, last))])
+    print(min(start + batch, last), flush=True)  # chunks written so far
+os._exit(0)  # no close, as a crash leaves it
+"""
 
 
 def chunk(n: int) -> ChunkRecord:
@@ -153,3 +177,51 @@ def test_a_first_snapshot_whose_log_was_never_written_still_takes_writes(tmp_pat
     reader.add("idx", [chunk(1)])
     after = Bm25sIndex(tmp_path)
     assert [ids(after.search("idx", f"word{n}", 5)) for n in range(2)] == [["c0"], ["c1"]]
+
+
+def writer(root: Path, first: int, last: int, batch: int, snapshot_after: int | None = None) -> subprocess.Popen[str]:
+    """A child process adding chunks ``first..last-1`` in writes of ``batch``, printing each one done."""
+    script = f"WORDS = {WORDS!r}\n"
+    if snapshot_after is not None:
+        script += f"import retrieval.keyword_corpus as kc; kc.SNAPSHOT_AFTER_LOG_BYTES = {snapshot_after}\n"
+    script += textwrap.dedent(WRITER)
+    args = [sys.executable, "-c", script, str(root), str(first), str(last), str(batch)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def holds_exactly(index: Bm25sIndex, n: int) -> None:
+    """Chunks 0..n-1 and nothing else, each found by its own word."""
+    assert index.count("idx") == n
+    assert [ids(index.search("idx", f"word{k}", 5)) for k in range(n + 5)] == [[f"c{k}"] for k in range(n)] + [[]] * 5
+
+
+def test_a_reader_sees_the_writes_of_a_process_that_died_without_closing(tmp_path: Path) -> None:
+    process = writer(tmp_path, 0, 12, 3)
+    process.communicate(timeout=120)
+    assert process.returncode == 0
+    reader = Bm25sIndex(tmp_path)
+    holds_exactly(reader, 12)
+    process = writer(tmp_path, 12, 15, 3)
+    process.communicate(timeout=120)
+    holds_exactly(reader, 15)  # the same reader, no reopen
+
+
+@pytest.mark.parametrize("snapshot_after", [None, 0], ids=["appending", "snapshotting"])
+def test_a_writer_killed_mid_write_leaves_whole_writes_only(tmp_path: Path, snapshot_after: int | None) -> None:
+    """Killed wherever it is: appending to the log, or (``snapshot_after`` 0) rewriting the snapshot too."""
+    process = writer(tmp_path, 0, 30_000, 30, snapshot_after)
+    assert process.stdout is not None
+    written = 0
+    while written < 300:  # let it finish a few writes, then kill it wherever it is
+        written = int(process.stdout.readline())
+    time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    reader = Bm25sIndex(tmp_path)
+    n = reader.count("idx")
+    assert n >= written and n % 30 == 0  # every write that returned, and no half write
+    holds_exactly(reader, n)
+    reader.add("idx", [chunk(n)])
+    holds_exactly(Bm25sIndex(tmp_path), n + 1)

@@ -30,7 +30,7 @@ from qdrant_client import QdrantClient
 
 from core.ids import chunk_id
 from core.types import ChunkRecord, SearchFilter
-from retrieval.bm25s_index import K1, B
+from retrieval.bm25_params import K1, B
 from retrieval.keyword import KeywordIndex
 from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
 from retrieval.text_analysis import tokenize, tokenize_many
