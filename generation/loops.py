@@ -1,9 +1,11 @@
 """Degenerate output: a model repeating itself, detected on words so it works for any backend.
 
 A text *loops* when a run of words is repeated back to back (``X X ...``, any unit length up to
-``MAX_UNIT`` words) and the copies cover at least ``MIN_RUN_WORDS`` words. Small models fall into exactly
-this ("They are not evil, but they are evil. They are not evil, but they are evil."). A short phrase said
-twice ("the Ayes have it, the Ayes have it") or a name used in three sentences is not a loop. The same rule
+``MAX_UNIT`` words) and the copies cover at least ``MIN_RUN_WORDS`` words, or when a whole sentence of at
+least ``MIN_SENTENCE_WORDS`` words comes back later in the text. Small models fall into both ("They are not
+evil, but they are evil. They are not evil, but they are evil."; a list that cycles through the same three
+sentences). A short phrase said twice ("the Ayes have it, the Ayes have it") or a name used in three
+sentences is not a loop. The same rule
 serves the evaluation's loop rate and the guard that stops a generation, so "loop rate 0" means exactly
 "the guard never let one through".
 """
@@ -14,10 +16,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from generation.sentences import split_sentences
+
 MAX_UNIT = 64
 MIN_RUN_WORDS = 12
+MIN_SENTENCE_WORDS = 6
 
 _WORD = re.compile(r"\w+")
+_SENTENCE_FINISHED = re.compile(r"[.!?…][\"'”’)\]]*$")
+_SENTENCE_END_IN = re.compile(r"[.!?…]")
 _LAST_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
 
 
@@ -38,8 +45,22 @@ def _tail_run(words: list[str]) -> int | None:
     return None
 
 
-def loop_start(text: str) -> int | None:
-    """Character offset where the first repetition begins, or None when the text does not loop."""
+def repeated_sentence(text: str) -> int | None:
+    """Offset of the first finished sentence that repeats an earlier one word for word, if any."""
+    seen: set[tuple[str, ...]] = set()
+    for sentence in split_sentences(text):
+        if not _SENTENCE_FINISHED.search(sentence.text):
+            continue
+        words = tuple(word for word, _ in _words(sentence.text))
+        if len(words) < MIN_SENTENCE_WORDS:
+            continue
+        if words in seen:
+            return sentence.start
+        seen.add(words)
+    return None
+
+
+def _run_start(text: str) -> int | None:
     tokens = _words(text)
     words = [word for word, _ in tokens]
     for end in range(MIN_RUN_WORDS, len(words) + 1):
@@ -47,6 +68,12 @@ def loop_start(text: str) -> int | None:
         if second is not None:
             return tokens[second][1]
     return None
+
+
+def loop_start(text: str) -> int | None:
+    """Character offset where the first repetition begins, or None when the text does not loop."""
+    starts = [start for start in (_run_start(text), repeated_sentence(text)) if start is not None]
+    return min(starts) if starts else None
 
 
 def has_loop(text: str) -> bool:
@@ -89,6 +116,8 @@ class LoopGuard:
             self._pending = ""
         for match in complete:
             self._add(match.group(0).lower())
+        if not self.looped and _SENTENCE_END_IN.search(piece) and repeated_sentence(self.text) is not None:
+            self.looped = True
         return self.looped
 
     def _add(self, word: str) -> None:

@@ -19,6 +19,12 @@ LOOPING = "They are not evil, but they are evil. They are not evil, but they are
         ("I think the Ayes have it, the Ayes have it.", False),  # a phrase said twice
         ("The America's Cup is old. The America's Cup is a race. The America's Cup has rules.", False),
         ("the cat sat on the mat and the cat sat on the mat", False),
+        (
+            "They were influenced by futurism and its ideas. They rejected tradition. "
+            "They were influenced by futurism and its ideas. More text.",
+            True,
+        ),  # a whole sentence comes back later
+        ("It is big. It is big. Yes.", False),  # too short a sentence to count
         ("Seasonality is a pattern that recurs every year in the data.", False),
         ("", False),
         ("no no", False),
@@ -40,6 +46,18 @@ def test_guard_fires_on_the_piece_that_completes_the_repeat_even_across_split_wo
     fired = [guard.feed(piece) for piece in pieces]
     assert fired == [False, False, False, False, False, False, True]
     assert guard.text == "".join(pieces)
+
+
+def test_guard_fires_when_a_finished_sentence_comes_back() -> None:
+    guard = LoopGuard()
+    pieces = [
+        "Their work was inspired by the movement.",
+        " They questioned it.",
+        " Their work was inspired",
+        " by the movement.",
+    ]
+    assert [guard.feed(piece) for piece in pieces] == [False, False, False, True]
+    assert cut_loop(guard.text) == "Their work was inspired by the movement. They questioned it."
 
 
 def test_guarded_stops_and_closes_the_source() -> None:
