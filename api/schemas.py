@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from core.jsonsafe import check_text
 from core.types import SearchFilter
+from retrieval.retriever import RetrievalMode
 
 
 def as_utc(value: datetime) -> datetime:
@@ -94,7 +95,7 @@ class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: Text = Field(min_length=1, examples=["What does the report conclude?"])
     top_k: int = Field(5, ge=1, le=100)
-    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    mode: RetrievalMode = "hybrid"
     generate: bool = True
     stream: bool = Field(False, description="Server-Sent Events: retrieval, token..., done.")
     filters: FiltersIn | None = None
@@ -266,7 +267,7 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: Text = Field(min_length=1, examples=["And what about its side effects?"])
     top_k: int = Field(5, ge=1, le=100)
-    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    mode: RetrievalMode = "hybrid"
     generate: bool = True
     stream: bool = False
     filters: FiltersIn | None = None

@@ -199,7 +199,6 @@ def ingest(
 
     from core.errors import NotFound
     from ingest import service
-    from ingest.pipeline import index_documents
     from runtime.services import Services
 
     services = Services(Settings())
@@ -222,12 +221,8 @@ def ingest(
                 failures += 1
                 continue
             names.setdefault(sub.document.id, path)
-        batch = max(1, services.settings.ingest_batch_documents)
         with tqdm(total=len(queued), desc="indexing", unit="file") as bar:
-            for start in range(0, len(queued), batch):
-                ids = queued[start : start + batch]
-                index_documents(services.db, services.retriever, services.settings, ids)
-                bar.update(len(ids))
+            service.index_in_batches(services.db, services.retriever, services.settings, queued, bar.update)
         for document_id, path in names.items():
             document, _ = service.get_document(services.db, document_id)
             if document.status == "failed":
@@ -255,10 +250,11 @@ def query(
 ) -> None:
     """Ask a collection a question in this process."""
     from generation.query_types import QueryRequest
+    from retrieval.retriever import MODES
     from runtime.services import Services
 
-    if mode not in ("hybrid", "vector", "keyword"):
-        raise typer.BadParameter("mode must be hybrid, vector or keyword")
+    if mode not in MODES:
+        raise typer.BadParameter(f"mode must be one of {', '.join(MODES)}")
     if answer_mode not in (None, "extractive", "generative", "auto"):
         raise typer.BadParameter("answer mode must be extractive, generative or auto", param_hint="--answer-mode")
     services = Services(Settings())

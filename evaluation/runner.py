@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any
 
 from sqlalchemy import select
 from tqdm import tqdm
@@ -27,14 +27,15 @@ from evaluation.metrics import RUN_DEPTH, doc_ranking, latency_percentiles, scor
 from generation.modes import ANSWER_MODES
 from generation.prompt import PROMPT_VERSION
 from generation.query_types import STAGES, Mode, QueryRequest, QueryResult
-from ingest.pipeline import index_documents
-from ingest.service import create_collection, submit_document
+from ingest.service import create_collection, index_in_batches, submit_document
+from retrieval.retriever import MODES
 from retrieval.vector_store import vector_backend_name
 from runtime.services import Services
 
-MODES: tuple[Mode, ...] = get_args(Mode)
-ALL_MODES: tuple[Mode, ...] = ("keyword", "vector", "hybrid")
-PRIMARY_ORDER: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
+ALL_MODES: tuple[Mode, ...] = tuple(reversed(MODES))
+"""``--mode all`` runs the single searches first, then their fusion."""
+PRIMARY_ORDER: tuple[Mode, ...] = MODES
+"""The mode a report leads with when several ran (MODES is ordered best first)."""
 STAGE_TIMINGS: dict[str, tuple[str, ...]] = {
     "vector": ("embed", "vector"),
     "keyword": ("keyword",),
@@ -169,11 +170,9 @@ def ingest_corpus(
         if submission.document.status in UNFINISHED:
             pending.append(submission.document.id)
     pending = list(dict.fromkeys(pending))
+    batched = services.settings.model_copy(update={"ingest_batch_documents": batch_size})
     with tqdm(total=len(pending), desc="indexing", unit="doc", disable=not progress) as bar:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            index_documents(services.db, services.retriever, services.settings, batch)
-            bar.update(len(batch))
+        index_in_batches(services.db, services.retriever, batched, pending, bar.update)
     collection_id = get_collection(services.db, collection).id
     with services.db.session() as session:
         chunk_to_doc = dict(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
 from core.ids import new_id
 from core.types import Hit, SearchFilter
 from generation.cache import CacheHit
+from retrieval.retriever import STAGES, RetrievalMode
 
-Mode = Literal["hybrid", "vector", "keyword"]
-STAGES = ("vector", "keyword", "fused", "reranked")
+__all__ = ["STAGES", "Mode", "QueryRequest", "QueryResult", "filters_to_json", "hit_citation"]
+
+Mode = RetrievalMode
 
 
 @dataclass(frozen=True)

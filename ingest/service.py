@@ -27,7 +27,7 @@ from core.jsonsafe import check_json
 from core.models import UNFINISHED, Chunk, Collection, Document, index_name
 from ingest import ocr
 from ingest.parsers.detect import detect_kind
-from ingest.pipeline import profile_options
+from ingest.pipeline import index_documents, profile_options
 from ingest.reindex import live_versions
 from retrieval.retriever import HybridRetriever
 
@@ -165,6 +165,23 @@ def submit_documents(
         new = created.pop(digest, None) is not None  # a second file with the same bytes is a duplicate
         submissions.append(Submission(documents[digest], created=new))
     return submissions
+
+
+def index_in_batches(
+    db: Database,
+    retriever: HybridRetriever,
+    settings: Settings,
+    document_ids: Sequence[str],
+    progress: Callable[[int], None] = lambda done: None,
+) -> None:
+    """Index recorded documents in this process, ``RAG_INGEST_BATCH_DOCUMENTS`` at a time, so their chunks
+    share embedding batches (one document at a time ran the model on a few chunks per call). ``progress``
+    gets the size of each finished batch."""
+    size = max(1, settings.ingest_batch_documents)
+    for start in range(0, len(document_ids), size):
+        batch = list(document_ids[start : start + size])
+        index_documents(db, retriever, settings, batch)
+        progress(len(batch))
 
 
 def store_blob(settings: Settings, digest: str, data: bytes) -> Path:

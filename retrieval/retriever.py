@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -27,8 +27,11 @@ from retrieval.rerank import Reranker
 from retrieval.text_analysis import DEFAULT_TOKENIZER
 from retrieval.vector_store import VectorStore, make_vector_store
 
-MODES: tuple[str, ...] = ("hybrid", "vector", "keyword")
+RetrievalMode = Literal["hybrid", "vector", "keyword"]
+"""hybrid: both searches fused; vector or keyword: one search alone. The one spelling of the modes."""
+MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 STAGES: tuple[str, ...] = ("vector", "keyword", "fused", "reranked")
+"""The ranked lists one retrieval records, in order; every log and report uses these names."""
 
 
 @dataclass(frozen=True)
