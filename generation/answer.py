@@ -1,8 +1,10 @@
-"""Question + ranked hits -> the LLM's cited draft, whole or streamed, and the answer types every mode returns.
+"""Question + ranked hits -> the LLM's cited draft as a stream of events, and the answer types every mode returns.
 
-Both paths share the same steps: screen chunks for injections, pack the prompt in the token budget,
-generate under the loop guard, filter the output, read the citations back. Everything a query log needs
-(truncation, injection flags, fallback events, usage, timings) is collected on the ``Answer``. The answer
+Generation is always streamed, so the loop guard can stop it early; a caller that wants the whole draft
+drains the stream (``generation.modes.final_answer``). The steps: screen chunks for injections, pack the
+prompt in the token budget, generate under the loop guard, filter the output, read the citations back.
+Everything a query log needs (truncation, injection flags, fallback events, usage, timings) is collected on
+the ``Answer``. The answer
 modes (``generation.modes``) verify the draft or answer without the LLM at all.
 """
 
@@ -223,37 +225,6 @@ def _finish(raw: str, packed: PackedPrompt, guard: LoopGuard, **fields: Any) -> 
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
-
-
-def generate_answer(
-    llm: LLMBackend,
-    question: str,
-    hits: Sequence[Hit],
-    *,
-    max_tokens: int,
-    temperature: float,
-    context_window: int | None = None,
-    injection_policy: InjectionPolicy = "down_rank",
-    context: PromptContext = NO_CONTEXT,
-) -> Answer:
-    """``hits`` best first; ``context_window`` defaults to the backend's. Raises ``Unavailable``.
-
-    Generation is streamed even here, so the loop guard can stop it at the first repetition instead of
-    letting it run to ``max_tokens``.
-    """
-    for event in stream_answer(
-        llm,
-        question,
-        hits,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        context_window=context_window,
-        injection_policy=injection_policy,
-        context=context,
-    ):
-        if event["type"] == "done":
-            return event["answer"]
-    raise AssertionError("stream_answer always ends with a done event")
 
 
 def stream_answer(

@@ -27,7 +27,7 @@ from core.tracing import flat_attributes, span, start_span, traced_steps, traced
 from generation.answer import NO_CONTEXT, Answer, PromptContext
 from generation.backends.base import LLMBackend
 from generation.cache import AnswerCache
-from generation.evidence import EvidenceWeights, PairScorer, gather_evidence
+from generation.evidence import EvidenceWeights, gather_evidence
 from generation.modes import (
     AnswerInputs,
     AnswerMode,
@@ -183,11 +183,6 @@ class QueryService:
             max_sentences=s.evidence_max_sentences,
         )
 
-    def _pair_scorer(self) -> PairScorer | None:
-        """The configured cross-encoder, when it can score (query, sentence) pairs."""
-        reranker = self.retriever.reranker
-        return reranker if reranker is not None and hasattr(reranker, "scores") else None  # type: ignore[return-value]
-
     def _answer_inputs(
         self,
         collection: Collection,
@@ -195,8 +190,11 @@ class QueryService:
         result: QueryResult,
         question: str | None,
         context: PromptContext,
+        query_vector: np.ndarray | None,
     ) -> AnswerInputs:
-        """Evidence for the (standalone) query; the LLM, when asked, answers ``question`` with ``context``."""
+        """Evidence for the (standalone) query, scored against the embedding retrieval already made of it
+        (``query_vector``; None after a keyword-only search); the LLM, when asked, answers ``question``
+        with ``context``."""
         started = time.perf_counter()
         s = self.settings
         encoder = self.retriever.embedder_for(IndexProfile.of_collection(s, collection.options))
@@ -205,7 +203,12 @@ class QueryService:
                 self.db, collection.index_version, result.hits, s.evidence_hits, s.evidence_neighbours
             )
             evidence = gather_evidence(
-                request.query, passages, encoder, self._weights(), cross_encoder=self._pair_scorer()
+                request.query,
+                passages,
+                encoder,
+                self._weights(),
+                question_vector=query_vector,
+                cross_encoder=self.retriever.reranker,
             )
         return AnswerInputs(
             question=question or request.query,
@@ -253,7 +256,7 @@ class QueryService:
         result.events.extend(events or [])
         opened = Opened(started, request, result, lookup, mode)
         if mode is not None:
-            opened.inputs = self._answer_inputs(collection, request, result, question, context)
+            opened.inputs = self._answer_inputs(collection, request, result, question, context, retrieved.query_vector)
         return opened
 
     def _finish(self, opened: Opened, error: str | None) -> None:

@@ -70,12 +70,12 @@ def check_sentences(
     vectors = np.asarray(encoder.embed_documents([p or s for p, s in zip(plain, sentences, strict=True)]))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.where(norms == 0, 1.0, norms)
+    numbers = np.array([number_of(c) for c in evidence.candidates])
     for sentence, text, vector in zip(sentences, plain, vectors, strict=True):
         if not text:
             continue
         scores = support_scores(vector, frozenset(tokenize(text)), evidence)
         cited = set(cited_numbers(sentence, available))
-        numbers = np.array([number_of(c) for c in evidence.candidates])
         in_cited = np.isin(numbers, list(cited)) if cited else np.zeros(len(numbers), dtype=bool)
         best = int(np.argmax(scores))
         if in_cited.any() and float(np.max(np.where(in_cited, scores, -np.inf))) >= threshold:

@@ -12,3 +12,6 @@ class Reranker(Protocol):
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Re-score ``hits`` (each payload carries ``text``) and return them best first."""
+
+    def scores(self, query: str, texts: list[str]) -> list[float]:
+        """Raw relevance of each (query, text) pair, in input order (the answer's evidence scoring uses it)."""

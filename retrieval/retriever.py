@@ -71,6 +71,8 @@ class RetrievalResult:
     stages: dict[str, list[Hit]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
     hits: list[Hit] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    query_vector: np.ndarray | None = None
+    """The query's embedding when a vector search ran (the answer's evidence scoring reuses it)."""
 
 
 @contextmanager
@@ -192,6 +194,7 @@ class HybridRetriever:
                     query_vector = self.embedder_for(profile).embed_query(query)
             with _timed(timings, "vector"):
                 stages["vector"] = self.vectors.search(index, query_vector, self.candidates, flt)
+            result.query_vector = query_vector
         if mode in ("hybrid", "keyword"):
             with _timed(timings, "keyword"):
                 stages["keyword"] = self.keywords.search(

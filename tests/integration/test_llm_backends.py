@@ -4,18 +4,20 @@ server (the same protocol vLLM speaks), the fallback chain with a server killed 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from core.config import Settings
 from core.errors import Unavailable
 from core.types import Hit
-from generation.answer import generate_answer, stream_answer
+from generation.answer import Answer, stream_answer
 from generation.backends import make_llm
 from generation.backends.base import Message
 from generation.backends.fallback import ChainStream, FallbackChain
 from generation.backends.llama_cpp import LlamaCppBackend, bundled_model_path
 from generation.backends.openai_compat import OpenAICompatBackend
+from generation.modes import final_answer
 from generation.prompt import ABSTAIN_TEXT
 from tests.integration.llm_server import LlmServer, free_port, run_llm_server
 
@@ -56,6 +58,11 @@ HITS = [
         },
     ),
 ]
+
+
+def generate(*args: Any, **kwargs: Any) -> Answer:
+    """The LLM's whole draft: the answer the stream ends with (generation is always streamed, loop-guarded)."""
+    return final_answer(stream_answer(*args, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +225,7 @@ def test_all_backends_down_is_unavailable() -> None:
 
 
 def test_generate_answer_from_source_one(llama: LlamaCppBackend) -> None:
-    answer = generate_answer(
+    answer = generate(
         llama, "When was the Eiffel Tower completed?", HITS, max_tokens=40, temperature=0.0, context_window=1024
     )
     assert "1889" in answer.text
@@ -232,7 +239,7 @@ def test_generate_answer_from_source_one(llama: LlamaCppBackend) -> None:
 
 
 def test_generate_answer_through_the_server(remote: OpenAICompatBackend) -> None:
-    answer = generate_answer(
+    answer = generate(
         remote, "When was the Eiffel Tower completed?", HITS, max_tokens=40, temperature=0.0, context_window=1024
     )
     assert "1889" in answer.text
@@ -260,7 +267,7 @@ def test_stream_answer_events(llama: LlamaCppBackend) -> None:
 
 
 def test_no_hits_abstains_without_calling_the_model(llama: LlamaCppBackend) -> None:
-    answer = generate_answer(llama, "Anything?", [], max_tokens=40, temperature=0.0)
+    answer = generate(llama, "Anything?", [], max_tokens=40, temperature=0.0)
     assert answer.abstained
     assert answer.text == ABSTAIN_TEXT
     assert answer.backend is None
@@ -279,7 +286,7 @@ def test_injection_is_flagged_down_ranked_and_does_not_steer_the_answer(llama: L
         },
     )
     question = "When was the Eiffel Tower completed?"
-    answer = generate_answer(llama, question, [injected, *HITS], max_tokens=40, temperature=0.0)
+    answer = generate(llama, question, [injected, *HITS], max_tokens=40, temperature=0.0)
     flags = [e for e in answer.events if e["type"] == "injection_flagged"]
     assert [(f["chunk_id"], f["action"]) for f in flags] == [("chunk-evil", "down_ranked")]
     assert "ignore_instructions" in flags[0]["patterns"]
@@ -287,9 +294,7 @@ def test_injection_is_flagged_down_ranked_and_does_not_steer_the_answer(llama: L
     assert "BANANA" not in answer.text.upper()
     assert "1889" in answer.text
 
-    dropped = generate_answer(
-        llama, question, [injected, *HITS], max_tokens=8, temperature=0.0, injection_policy="drop"
-    )
+    dropped = generate(llama, question, [injected, *HITS], max_tokens=8, temperature=0.0, injection_policy="drop")
     assert "chunk-evil" not in {s.chunk_id for s in dropped.sources}
 
 
@@ -298,7 +303,7 @@ def test_truncation_is_reported(llama: LlamaCppBackend) -> None:
         Hit(f"chunk-{n}", 1.0 / (n + 1), {"text": HITS[0].payload["text"] * 12, "filename": "paris.txt"})
         for n in range(6)
     ]
-    answer = generate_answer(
+    answer = generate(
         llama, "When was the Eiffel Tower completed?", long_hits, max_tokens=24, temperature=0.0, context_window=600
     )
     truncation = next(e for e in answer.events if e["type"] == "context_truncated")

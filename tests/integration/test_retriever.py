@@ -26,7 +26,7 @@ from retrieval.embedding import Embedder, resolve_model_path
 from retrieval.fusion import rrf
 from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.rank_bm25_index import RankBm25Index
-from retrieval.retriever import HybridRetriever
+from retrieval.retriever import DEFAULT_PROFILE, HybridRetriever
 from runtime.services import Services
 
 BUILT_IN = [
@@ -153,6 +153,12 @@ def test_each_mode_runs_its_stages(retriever: HybridRetriever, mode: str) -> Non
         assert set(result.timings_ms) == ({"embed", "vector"} if mode == "vector" else {"keyword"})
     assert ids(result.hits) == ids(stages["fused"])[:3]
     assert all(t >= 0 for t in result.timings_ms.values())
+    # The answer's evidence scoring reuses the query embedding instead of embedding the question again.
+    if mode == "keyword":
+        assert result.query_vector is None
+    else:
+        assert result.query_vector is not None
+        assert np.allclose(result.query_vector, retriever.embedder_for(DEFAULT_PROFILE).embed_query(title), atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
