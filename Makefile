@@ -20,6 +20,13 @@ test: install
 test-fast: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
+# The in-process benchmarks (each starts what it needs, ~25 min idle, more on first run to fill bench/.cache);
+# each prints its tables and writes bench/results/<name>.json. One of them: `make bench BENCHES=parse_throughput`.
+BENCHES ?= parse_throughput retrieval_latency ingest_throughput embedding_backends answer_modes
+BENCH_ARGS_answer_modes ?= --compare-limit 40
+bench: install
+	$(foreach b,$(BENCHES),$(VENV)/bin/python -m bench.$(b) $(BENCH_ARGS_$(b)) &&) true
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

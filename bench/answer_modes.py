@@ -13,20 +13,19 @@ Two passes through the real platform (ingest pipeline, query path, answer modes)
    groundedness, fallback rate, answer latency p50/p95) and the retrieval-only latency for reference.
    Generation costs seconds a question on 2 cores: ``--compare-limit`` keeps a balanced subset here.
 
-Writes the JSON under bench/results/ and prints the tables and the command that reproduces them.
+Writes bench/results/answer_modes.json and prints the tables and the command that reproduces them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Report, print_table, progress, shared_data_dir
+from bench.common import Report, heading, print_table, progress, shared_data_dir
 from core.config import Settings
 from evaluation.datasets import EvalDataset, load_dataset
 from evaluation.report import format_answer_modes
@@ -83,7 +82,6 @@ def main() -> None:
         "--compare-limit", type=int, default=None, help="only the first N questions in the comparison pass"
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="reuse an ingested data dir (default: temp)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "answer_modes.json")
     args = parser.parse_args()
     dataset_path = args.dataset or shared_data_dir() / "clapnq-dev"
     dataset = load_dataset(dataset_path, limit=args.limit)
@@ -101,7 +99,7 @@ def main() -> None:
     finally:
         services.close()
     points = curve(calibration["questions"])
-    print(f"\nAbstention curve (extractive, answerability = best evidence cosine); {TARGETS}")
+    heading(f"Abstention curve (extractive, answerability = best evidence cosine); {TARGETS}")
     print("configured RAG_ABSTAIN_THRESHOLD:", settings.abstain_threshold)
     print_table(
         ["threshold", "abstention", "false abstention", "F1 (abstain = 0)"],
@@ -114,7 +112,7 @@ def main() -> None:
         overhead = extractive_overhead(services, dataset)
     finally:
         services.close()
-    print("\nExtractive answer over retrieval alone (same top_k, alternated per question; target <= 50 ms at p50)")
+    heading("Extractive answer over retrieval alone (same top_k, alternated per question; target <= 50 ms at p50)")
     print_table(
         ["query", "p50 ms", "p95 ms"],
         [[name, f"{v['p50']:.1f}", f"{v['p95']:.1f}"] for name, v in overhead.items()],
@@ -135,9 +133,7 @@ def main() -> None:
     retrieval = {k: v for k, v in comparison["metrics"].items() if k.startswith("retrieval_latency")}
     print(f"retrieval only: {retrieval}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {
-        "command": report.command(),
+    report.figures = {
         "dataset": comparison["dataset"],
         "settings": comparison["settings"],
         "abstention_curve": points,
@@ -146,8 +142,6 @@ def main() -> None:
         "answer_modes": {name: body["metrics"] for name, body in comparison["answer_modes"].items()},
         "errors": comparison["errors"],
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
     report.finish()
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.common import load_average, print_table, progress, summary_ms
+from bench.common import Report, load_average, print_table, progress, summary_ms
 from bench.serving import (
     UNLIMITED,
     add_server_env,
@@ -47,7 +47,6 @@ from bench.serving import (
     create_collection,
     ms,
     passage_file,
-    report,
     serve,
     server_env,
     upload_files,
@@ -405,7 +404,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_server_env(parser)
     args = parser.parse_args()
-    run_report = report("bench.cache_hits")
+    run_report = Report("bench.cache_hits")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     corpus, all_questions = clapnq()
     answerable = [q for q in all_questions if q.get("answerable") and q.get("gold_doc_ids")]

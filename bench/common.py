@@ -8,9 +8,12 @@ figures are printed for a person to judge against the targets.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +32,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
 """Embeddings and exported models that are expensive to recompute (gitignored)."""
+RESULTS = REPO / "bench" / "results"
+"""Each benchmark's latest figures, one JSON file per benchmark (committed: bench/README.md cites them)."""
 PERCENTILES = (50, 95, 99)
+
+_tables: list[dict[str, Any]] = []
+"""Every table printed in this process, in order, with the heading above it: what ``Report.finish`` saves."""
+_heading: list[str] = [""]
 
 
 def shared_data_dir() -> Path:
@@ -76,12 +85,25 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def git_revision() -> str:
+    """The commit measured, marked when the tree differs from it (the tree changes under a shared machine)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
+
+
 @dataclass
 class Report:
-    """Machine facts taken at the start; ``finish`` prints them with the end load and the command."""
+    """Machine facts taken at the start; ``finish`` prints them with the end load and the command, and writes
+    ``bench/results/<name>.json``: the facts, the command, every printed table and the bench's own ``figures``."""
 
     module: str
     extra_facts: list[tuple[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    """Headline figures a bench wants kept in machine-readable form beside its tables."""
     started_load: str = field(default_factory=load_average)
     started_at: float = field(default_factory=time.time)
 
@@ -92,23 +114,54 @@ class Report:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"{title}\n{stamp}, load average 1/5/15 min at start: {self.started_load}", flush=True)
 
-    def finish(self) -> None:
+    def machine(self) -> list[list[Any]]:
+        return [
+            ["cores (os.cpu_count)", os.cpu_count()],
+            ["cores usable (affinity)", len(os.sched_getaffinity(0))],
+            ["cpu", cpu_model()],
+            ["memory", f"{memory_gb():.1f} GB"],
+            ["python", platform.python_version()],
+            ["revision", git_revision()],
+            *[list(fact) for fact in self.extra_facts],
+            ["load average 1/5/15 min at start", self.started_load],
+            ["load average 1/5/15 min at end", load_average()],
+            ["wall time", f"{time.time() - self.started_at:.0f} s"],
+        ]
+
+    def finish(self) -> Path:
+        machine = self.machine()
         print("\nMachine (2-core shared machine: other people's tests run at the same time)")
-        print_table(
-            ["fact", "value"],
-            [
-                ["cores (os.cpu_count)", os.cpu_count()],
-                ["cores usable (affinity)", len(os.sched_getaffinity(0))],
-                ["cpu", cpu_model()],
-                ["memory", f"{memory_gb():.1f} GB"],
-                ["python", platform.python_version()],
-                *self.extra_facts,
-                ["load average 1/5/15 min at start", self.started_load],
-                ["load average 1/5/15 min at end", load_average()],
-                ["wall time", f"{time.time() - self.started_at:.0f} s"],
-            ],
-        )
+        tables = list(_tables)
+        print_table(["fact", "value"], machine)
         print(f"\nReproduce (from the repo root):\n  {self.command()}", flush=True)
+        out = Path(os.environ.get("RAG_BENCH_RESULTS", RESULTS)) / f"{self.module.removeprefix('bench.')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = {
+            "bench": self.module,
+            "command": self.command(),
+            "measured_at": datetime.fromtimestamp(self.started_at, UTC).isoformat(timespec="seconds"),
+            "machine": {str(k): jsonable(v) for k, v in machine},
+            "figures": jsonable(self.figures),
+            "tables": tables,
+        }
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}", flush=True)
+        return out
+
+
+def jsonable(value: Any) -> Any:
+    """Numbers stay numbers (numpy scalars included; NaN becomes null), containers recurse, the rest is text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return str(value)
 
 
 def summary_ms(values: Sequence[float]) -> dict[str, float]:
@@ -145,7 +198,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def heading(text: str) -> None:
+    """Prints a table's title; the next ``print_table`` is saved under it."""
+    print(f"\n{text}", flush=True)
+    _heading[0] = text
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    _tables.append({"title": _heading[0], "headers": list(headers), "rows": jsonable([list(r) for r in rows])})
+    _heading[0] = ""
     cells = [[fmt(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))

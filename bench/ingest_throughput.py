@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Report, print_table, progress, scifact_corpus, stopwatch
+from bench.common import Report, heading, print_table, progress, scifact_corpus, stopwatch
 from bench.serving import UNLIMITED, free_port
 from core.config import Settings
 from ingest.parsers import parse_document
@@ -429,7 +429,7 @@ def print_cpu(runs: Sequence[dict[str, Any]], texts: int, raws: Sequence[tuple[f
     raw_wall = sum(texts / rate for rate, _ in raws) / len(raws)
     e2e_cpu = sum(run["cpu_seconds"] for run in runs) / len(runs)
     e2e_wall = sum(run["seconds"] for run in runs) / len(runs)
-    print("\nCPU (this process, every thread; core-seconds; means over the runs)")
+    heading("CPU (this process, every thread; core-seconds; means over the runs)")
     print_table(
         ["run", "CPU s", "wall s", "cores busy"],
         [

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import load_average, print_table, summary_ms
+from bench.common import Report, heading, load_average, print_table, summary_ms
 from bench.serving import (
     UNLIMITED,
     Server,
@@ -35,7 +35,6 @@ from bench.serving import (
     create_collection,
     ms,
     passage_file,
-    report,
     serve,
     server_env,
     upload_files,
@@ -284,7 +283,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_server_env(parser)
     args = parser.parse_args()
-    run_report = report("bench.load_test")
+    run_report = Report("bench.load_test")
     corpus, questions = clapnq()
     random.Random(args.seed).shuffle(corpus)
     initial = corpus[: args.corpus]
@@ -327,7 +326,7 @@ def main() -> None:
     queries = len(tally.latencies_ms)
     errors = sum(tally.errors.values())
     one = summary_ms(single)
-    print(f"\nOne client, one query at a time, before the load (load average {single_load})")
+    heading(f"One client, one query at a time, before the load (load average {single_load})")
     print_table(
         ["what", "n", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms"],
         [
@@ -342,7 +341,7 @@ def main() -> None:
             ]
         ],
     )
-    print(f"\nLoad phase ({elapsed:.1f} s; load average {load_start} at start, {load_end} at end)")
+    heading(f"Load phase ({elapsed:.1f} s; load average {load_start} at start, {load_end} at end)")
     print_table(
         ["what", "n", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"],
         [
@@ -369,7 +368,7 @@ def main() -> None:
             ],
         ],
     )
-    print("\nServer-side stage timings under load (timings_ms of each answer)")
+    heading("Server-side stage timings under load (timings_ms of each answer)")
     print_table(
         ["stage", "p50 ms", "p95 ms", "max ms"],
         [[stage, *(ms(summary_ms(v), k) for k in ("p50", "p95", "max"))] for stage, v in tally.stages_ms.items()],
@@ -385,7 +384,7 @@ def main() -> None:
     )
     for line in error_lines:
         print("  server log:", line)
-    print("\nExactly once, after the worker drained")
+    heading("Exactly once, after the worker drained")
     print_table(["check", "expected", "found", "verdict"], checks)
     run_report.finish()
 

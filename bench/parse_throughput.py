@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from bench.common import cpu_model, load_average, print_table, progress
+from bench.common import Report, heading, print_table, progress
 from ingest import ocr
 from ingest.parsers import ParsedDocument, ParseOptions, parse_document
 from ingest.sandbox import parse_isolated
@@ -96,8 +95,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the XLSX and CSV files")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"CPU: {cpu_model()}; load {load_average()}")
-    print("reproduce: python -m bench.parse_throughput " + " ".join(sys.argv[1:]))
+    report = Report("bench.parse_throughput")
+    report.start("Parse throughput per format, OCR seconds per page, sandbox overhead")
     options = ParseOptions(max_rows=max(args.rows, 100_000))
     rows = []
     for label, (kind, data, unit, units) in build_inputs(args.rows).items():
@@ -112,6 +111,7 @@ def main() -> int:
                 len(parsed.sections),
             ]
         )
+    heading(f"Parse rate per format (best of {args.repeat})")
     print_table(["file", "MB", "best s", "throughput", "sections"], rows)
 
     scan_pages = 3
@@ -127,6 +127,7 @@ def main() -> int:
         png_s, _ = best_seconds(lambda o=engine_options: parse_document(png, "image", options=o), args.repeat)
         words = sum(len(s.text.split()) for s in parsed.sections) // scan_pages
         ocr_rows.append([engine, f"{pdf_s / scan_pages:.2f}", f"{png_s:.2f}", words])
+    heading("OCR")
     print_table(
         ["OCR engine", "s per scanned PDF page (200 dpi scan, rendered at 300)", "s per PNG", "words read per page"],
         ocr_rows,
@@ -138,9 +139,9 @@ def main() -> int:
     isolated, _ = best_seconds(
         lambda: parse_isolated(small, "docx", max_pages=2000, timeout_s=60, memory_mb=2048), args.repeat
     )
-    print(
-        f"sandbox: a one-paragraph DOCX parses in {inline * 1000:.1f} ms in-process, {isolated * 1000:.1f} ms isolated"
-    )
+    heading("Sandbox overhead (a one-paragraph DOCX)")
+    print_table(["where", "ms"], [["in-process", inline * 1000], ["isolated (sandbox process)", isolated * 1000]])
+    report.finish()
     return 0
 
 

@@ -31,6 +31,7 @@ from bench.common import (
     Report,
     abstract_text,
     cached_vectors,
+    heading,
     print_table,
     progress,
     rss_mb,
@@ -342,7 +343,7 @@ def run(
     changes = incremental(retriever(edge, bm25), corpus, args.trials, queries[0])
     edge.close()
 
-    print(f"\nCorpus ({len(records):,} chunks)")
+    heading(f"Corpus ({len(records):,} chunks)")
     print_table(["what", "how"], corpus.facts)
     print(
         f"\nQueries: {len(queries)} real SciFact queries, embedded at query time; "
@@ -350,13 +351,13 @@ def run(
         f"top_k {args.top_k}, "
         f"{args.warmup} warm-up queries per configuration; configurations run one after the other, default first"
     )
-    print("\nEnd-to-end retrieve() latency (ms)")
+    heading("End-to-end retrieve() latency (ms)")
     print_table(
         ["configuration", "p50", "p95", "p99", "mean", "max"],
         [[name, *(summary_ms(v)[k] for k in ("p50", "p95", "p99", "mean", "max"))] for name, v in totals.items()],
     )
     base = summary_ms(totals[default])
-    print(f"\nTargets ({default})")
+    heading(f"Targets ({default})")
     print_table(
         ["target", "measured", "verdict"],
         [
@@ -364,7 +365,7 @@ def run(
             [f"p95 <= {TARGET_P95_MS:g} ms", f"{base['p95']:.1f} ms", verdict(base["p95"], TARGET_P95_MS)],
         ],
     )
-    print("\nPer stage (ms), p50 / p95")
+    heading("Per stage (ms), p50 / p95")
     stage_names = ["embed", "vector", "keyword", "fuse"]
     print_table(
         ["configuration", *stage_names],
@@ -381,9 +382,9 @@ def run(
     )
     if len(configs) > 1:
         print_ratios(default, totals, stages, ids)
-    print("\nBuild (seconds)")
+    heading("Build (seconds)")
     print_table(["step", "s"], builds)
-    print(f"\nRestart (seconds, {len(records):,} chunks)")
+    heading(f"Restart (seconds, {len(records):,} chunks)")
     print_table(["step", "s"], reopen)
     print(
         f"\nIncremental change of one 3-chunk document at {len(records):,} chunks (seconds; median / max of "
@@ -415,7 +416,7 @@ def print_ratios(
                 f"{overlap(ids[name], ids[default], stage):.3f}",
             ]
         )
-    print("\nSide by side (same corpus, same queries, same run)")
+    heading("Side by side (same corpus, same queries, same run)")
     print_table(["comparison", "stage", "stage p50 (ms)", "stage p95 (ms)", "total p50", "top-k overlap"], rows)
     print("  top-k overlap: share of the alternative's stage top-k that the default also returned; local mode is")
     print("  an exact (brute-force) search, so for the vector stage it is the recall@k of Edge's HNSW.")

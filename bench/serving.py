@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import REPO, Report, shared_data_dir
+from bench.common import REPO, shared_data_dir
 
 UNLIMITED = "1000000/minute"
 """Benchmarks raise the per-key rate limits (default 120 queries and 60 uploads a minute) to this."""
@@ -286,20 +286,6 @@ def all_documents(client: httpx.Client, collection: str) -> tuple[list[dict[str,
 
 
 # --- report ----------------------------------------------------------------------------------
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
-
-
-def report(module: str) -> Report:
-    """``bench.common.Report`` with the revision measured (the tree changes under a shared machine)."""
-    return Report(module, extra_facts=[("revision", git_revision())])
 
 
 def ms(summary: dict[str, float], key: str) -> float:

