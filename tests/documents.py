@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Sequence
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 from docx import Document
 from openpyxl import Workbook
@@ -105,11 +106,17 @@ def _cache_formula(data: bytes, value: float) -> bytes:
     return out.getvalue()
 
 
-def text_image(lines: Sequence[str], size: tuple[int, int] = (1700, 600), font_size: int = 48) -> Image.Image:
-    """Black text on white, like a 200 dpi scan of a printed page."""
+# Debian's fonts-wqy-microhei (.ci/run installs it): Chinese text for the OCR engine choice.
+CJK_FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+
+
+def text_image(
+    lines: Sequence[str], size: tuple[int, int] = (1700, 600), font_size: int = 48, cjk: bool = False
+) -> Image.Image:
+    """Black text on white, like a 200 dpi scan of a printed page; ``cjk`` draws with the CJK font."""
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-    font = _font(font_size)
+    font = ImageFont.truetype(str(CJK_FONT_PATH), font_size) if cjk else _font(font_size)
     for index, line in enumerate(lines):
         draw.text((60, 60 + index * int(font_size * 1.6)), line, fill="black", font=font)
     return image
@@ -121,9 +128,9 @@ def png_bytes(lines: Sequence[str]) -> bytes:
     return out.getvalue()
 
 
-def scanned_pdf_bytes(pages: Sequence[Sequence[str]]) -> bytes:
+def scanned_pdf_bytes(pages: Sequence[Sequence[str]], cjk: bool = False) -> bytes:
     """An image-only PDF (no text layer): each page is a picture of its lines, as a scanner makes."""
-    images = [text_image(lines, size=(1700, 2200)) for lines in pages]
+    images = [text_image(lines, size=(1700, 2200), cjk=cjk) for lines in pages]
     out = io.BytesIO()
     images[0].save(out, format="PDF", save_all=True, append_images=images[1:], resolution=200.0)
     return out.getvalue()

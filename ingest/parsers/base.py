@@ -56,6 +56,8 @@ class ParsedDocument:
     title: str | None
     # Facts about the source that are not its text (an e-mail's sender and date); copied into chunk payloads.
     metadata: dict[str, str] = field(default_factory=dict)
+    # The OCR engine that read the document's scanned pages; None when no page was read by OCR.
+    ocr_engine: str | None = None
 
 
 # C0/C1 controls carry no text (PDF fonts map glyphs to them, latin-1 decodes junk to them); tab, newline,

@@ -13,7 +13,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from core.errors import DocumentUnreadable
 from ingest.parsers.base import ParsedDocument, ParseOptions, Section
-from ingest.parsers.ocr_pages import ocr_engine_name, ocr_off_error, read_image
+from ingest.parsers.ocr_pages import ocr_off_error, page_reader
 
 # Larger frames are refused from their header, before a pixel is decoded (decompression bombs: a few KB
 # of PNG can declare 100,000 x 100,000 pixels). A 600 dpi A3 scan is ~70 million.
@@ -23,8 +23,8 @@ _DAMAGED = "This image is damaged or not a PNG, JPEG or TIFF file; re-save it an
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     options = options or ParseOptions()
-    engine_name = ocr_engine_name(options)
-    if engine_name is None:
+    reader = page_reader(options)
+    if reader is None:
         raise ocr_off_error("This image")
     sections: list[Section] = []
     pages = 0
@@ -46,7 +46,7 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
                     )
                 pages = number
                 frame.load()
-                text = read_image(frame.copy(), engine_name)
+                text = reader.read(frame.copy())
                 if text:
                     sections.append(Section(text=text, page=number, heading=None, ocr=True))
     except Image.DecompressionBombError as exc:  # over twice Pillow's limit, refused inside open()
@@ -57,7 +57,7 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
         raise DocumentUnreadable(_DAMAGED) from exc
     if not sections:
         raise DocumentUnreadable(
-            f"No text was found in this image (OCR with {engine_name} read none); if it holds text, upload a "
+            f"No text was found in this image (OCR with {reader.engine_name} read none); if it holds text, upload a "
             "sharper scan (300 dpi) or a file with a text layer."
         )
-    return ParsedDocument(sections=sections, page_count=pages, title=None)
+    return ParsedDocument(sections=sections, page_count=pages, title=None, ocr_engine=reader.engine_name)

@@ -23,7 +23,7 @@ from pypdf.generic import Destination
 
 from core.errors import DocumentUnreadable
 from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, ParseOptions, Section, tidy
-from ingest.parsers.ocr_pages import MAX_PIXELS, ocr_engine_name, read_image
+from ingest.parsers.ocr_pages import MAX_PIXELS, PageReader, page_reader
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
             f"This PDF has {page_count} pages, over the limit of {max_pages}; split it into smaller files."
         )
     texts = [_page_text(page, index) for index, page in enumerate(reader.pages)]
-    engine_name = ocr_engine_name(options)
+    ocr_reader = page_reader(options)
     scanned = set()
-    if engine_name is not None and "" in texts:
-        scanned = _ocr_blank_pages(data, texts, engine_name, options.ocr_dpi)
+    if ocr_reader is not None and "" in texts:
+        scanned = _ocr_blank_pages(data, texts, ocr_reader, options.ocr_dpi)
     outline = _outline_by_page(reader)
     sections: list[Section] = []
     heading: HeadingPath = ()
@@ -83,11 +83,16 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     if not sections:
         if None in texts:
             raise DocumentUnreadable(_DAMAGED)
-        raise DocumentUnreadable(_NO_TEXT_AFTER_OCR.format(engine=engine_name) if engine_name else _NO_TEXT)
-    return ParsedDocument(sections=sections, page_count=page_count, title=_title(reader, outline))
+        raise DocumentUnreadable(_NO_TEXT_AFTER_OCR.format(engine=ocr_reader.engine_name) if ocr_reader else _NO_TEXT)
+    return ParsedDocument(
+        sections=sections,
+        page_count=page_count,
+        title=_title(reader, outline),
+        ocr_engine=ocr_reader.engine_name if ocr_reader and scanned else None,
+    )
 
 
-def _ocr_blank_pages(data: bytes, texts: list[str | None], engine_name: str, dpi: int) -> set[int]:
+def _ocr_blank_pages(data: bytes, texts: list[str | None], reader: PageReader, dpi: int) -> set[int]:
     """OCR every page whose text layer is empty, in place in ``texts``; returns the 0-based pages it filled.
 
     A page pdfium cannot render keeps its empty text (the rest of the document still counts).
@@ -110,7 +115,7 @@ def _ocr_blank_pages(data: bytes, texts: list[str | None], engine_name: str, dpi
             except pdfium.PdfiumError:
                 log.warning("pdf page %d: pdfium cannot render it", index + 1, exc_info=True)
                 continue
-            found = read_image(image, engine_name)
+            found = reader.read(image)
             if found:
                 texts[index] = found
                 filled.add(index)

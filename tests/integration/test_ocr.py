@@ -19,8 +19,16 @@ from ingest import ocr
 from ingest.parsers import ParseOptions, detect_kind, parse_document
 from ingest.sandbox import parse_isolated
 from tests import documents
+from tests.services import missing_service
 
 LINES = ["The lighthouse at Cape Wrath", "was built by Robert Stevenson in 1828."]
+CHINESE = ["灯塔位于苏格兰最北端的海角之上。", "它由史蒂文森家族在一八二八年建造。", "每年夏天都有许多游客前来参观。"]
+
+
+def chinese_scan(pages: int) -> bytes:
+    if not documents.CJK_FONT_PATH.is_file():
+        missing_service(f"no CJK font at {documents.CJK_FONT_PATH}: apt-get install fonts-wqy-microhei")
+    return documents.scanned_pdf_bytes([CHINESE] * pages, cjk=True)
 
 
 def isolated(data: bytes, kind: str, engine: str) -> object:
@@ -52,6 +60,26 @@ def test_rapidocr_reads_the_same_png_in_the_sandbox() -> None:
     parsed = isolated(documents.png_bytes(LINES), "image", "rapidocr")
     text = parsed.sections[0].text.replace(" ", "").lower()
     assert "lighthouse" in text and "stevenson" in text and parsed.sections[0].ocr
+
+
+def test_auto_reads_a_chinese_scan_with_rapidocr_and_says_so_in_the_payload() -> None:
+    # Tesseract (English) keeps no word of these pages; the document switches to RapidOCR on its first page.
+    parsed = isolated(chinese_scan(pages=2), "pdf", "auto")
+    assert [(s.page, s.ocr) for s in parsed.sections] == [(1, True), (2, True)]
+    for section in parsed.sections:
+        assert "史蒂文森家族" in section.text and "苏格兰" in section.text
+    assert parsed.ocr_engine == "rapidocr"
+
+
+def test_auto_keeps_tesseract_for_an_english_scan() -> None:
+    parsed = isolated(documents.scanned_pdf_bytes([LINES, LINES]), "pdf", "auto")
+    assert parsed.ocr_engine == "tesseract"
+    assert [s.text for s in parsed.sections] == ["\n".join(LINES)] * 2
+
+
+def test_tesseract_by_name_reads_no_chinese_and_says_no_text_was_found() -> None:
+    with pytest.raises(DocumentUnreadable, match=r"No text was found in this PDF.*OCR \(tesseract"):
+        isolated(chinese_scan(pages=1), "pdf", "tesseract")
 
 
 def test_multipage_tiff_gives_one_page_per_frame() -> None:
