@@ -1,9 +1,10 @@
 """PowerPoint (PPTX) via python-pptx: one page per slide (the slide number is the page).
 
 Each slide gives its title (the section heading), the text of its shapes in the order they sit in the
-slide (groups included), its tables row by row with the header repeated, and its speaker notes, which often
-hold what the presenter says and the slide does not. Pictures, media, macros and embedded objects are not
-read.
+slide (groups included), its tables row by row with the header repeated, its charts as tables (title, then a
+record per category with each series' value: the numbers a chart shows are text a question can ask about),
+and its speaker notes, which often hold what the presenter says and the slide does not. Pictures, media,
+macros and embedded objects are not read.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 from collections.abc import Iterable, Iterator
 
 from pptx import Presentation
+from pptx.chart.chart import Chart
 from pptx.shapes.base import BaseShape
 from pptx.shapes.group import GroupShape
 from pptx.slide import Slide
@@ -23,6 +25,7 @@ from ingest.parsers.rows import cell_text, render_table
 
 WHAT = "PowerPoint presentation"
 NOTES_LABEL = "Speaker notes:"
+CHART_LABEL = "Chart"
 
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
@@ -71,6 +74,11 @@ def _slide_sections(slide: Slide, number: int) -> Iterator[Section]:
             if records:
                 emitted = True
                 yield Section(text="\n\n".join(records), page=number, heading=heading, keep_paragraphs=True)
+        elif getattr(shape, "has_chart", False) and shape.has_chart:
+            records = _chart_records(shape.chart)
+            if records:
+                emitted = True
+                yield Section(text="\n\n".join(records), page=number, heading=heading, keep_paragraphs=True)
         elif shape.has_text_frame:
             text = tidy(shape.text_frame.text)
             if text:
@@ -84,6 +92,33 @@ def _slide_sections(slide: Slide, number: int) -> Iterator[Section]:
             body.append(f"{NOTES_LABEL}\n{notes}")
     if body:
         yield Section(text="\n\n".join(body), page=number, heading=heading)
+
+
+def _chart_records(chart: Chart) -> list[str]:
+    """The chart's title, then one "category: ..., <series>: value" record per category.
+
+    A chart part python-pptx cannot read (a damaged or unusual chart XML) gives no records: the rest of the
+    slide still counts.
+    """
+    try:
+        title = tidy(chart.chart_title.text_frame.text) if chart.has_title else ""
+        plots = list(chart.plots)
+        categories = [cell_text(label) for label in plots[0].categories] if plots else []
+        series = [(cell_text(one.name), list(one.values)) for plot in plots for one in plot.series]
+    except (KeyError, ValueError, AttributeError, IndexError, TypeError):
+        return []
+    header = ["category" if categories else "point", *(name or f"series {i + 1}" for i, (name, _) in enumerate(series))]
+    points = max([len(categories), *(len(values) for _, values in series)], default=0)
+    rows = [header] + [
+        [
+            categories[i] if i < len(categories) else str(i + 1),
+            *(cell_text(values[i]) if i < len(values) else "" for _, values in series),
+        ]
+        for i in range(points)
+    ]
+    records = render_table(rows) if series else []
+    label = f"{CHART_LABEL}: {title}" if title else CHART_LABEL
+    return [label, *records] if records or title else []
 
 
 def _shapes(shapes: Iterable[BaseShape]) -> Iterator[BaseShape]:

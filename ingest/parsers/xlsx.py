@@ -9,6 +9,7 @@ search for it finds the note. Macros, charts, pictures and embedded objects are 
 from __future__ import annotations
 
 import io
+import zipfile
 
 from openpyxl import load_workbook
 
@@ -18,13 +19,18 @@ from ingest.parsers.office_zip import check_office_zip
 from ingest.parsers.rows import bounded_records
 
 WHAT = "Excel workbook"
+SHARED_STRINGS = "xl/sharedStrings.xml"
+CONTENT_TYPES = "[Content_Types].xml"
+WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
+# What Excel itself assumes when a workbook names a shared-strings part it does not hold: no shared strings.
+EMPTY_SHARED_STRINGS = b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="0"/>'
 
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     options = options or ParseOptions()
     check_office_zip(data, WHAT, options)
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+        workbook = load_workbook(io.BytesIO(_repaired(data)), read_only=True, data_only=True, keep_links=False)
     except MemoryError:  # the sandbox's memory limit: let it report as such
         raise
     except Exception as exc:  # openpyxl raises many types on a package that is not a plain XLSX
@@ -57,3 +63,23 @@ def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
     finally:
         workbook.close()
     return ParsedDocument(sections=require_text(sections, f"The {WHAT}"), page_count=page_count, title=title)
+
+
+def _repaired(data: bytes) -> bytes:
+    """``data`` with an empty shared-strings part added when its package names one it lacks.
+
+    Some writers declare xl/sharedStrings.xml (in [Content_Types].xml) and store every string inline;
+    Excel opens such files, openpyxl stops with a KeyError. Anything else is returned as it is (the size and
+    member limits were checked before).
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        declared = b"".join(archive.read(name) for name in (CONTENT_TYPES, WORKBOOK_RELS) if name in names)
+        if SHARED_STRINGS in names or b"sharedStrings.xml" not in declared:
+            return data
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as repaired:
+            for item in archive.infolist():
+                repaired.writestr(item, archive.read(item))
+            repaired.writestr(SHARED_STRINGS, EMPTY_SHARED_STRINGS)
+    return out.getvalue()

@@ -110,6 +110,55 @@ def test_pptx_one_page_per_slide_with_notes_and_tables() -> None:
     assert parsed.sections[2].text == "Quarter: Q1; Revenue: 10" and parsed.sections[2].keep_paragraphs
 
 
+def test_pptx_charts_are_read_as_tables_with_their_title() -> None:
+    from pptx import Presentation
+    from pptx.chart.data import CategoryChartData
+    from pptx.enum.chart import XL_CHART_TYPE
+    from pptx.util import Inches
+
+    presentation = Presentation()
+    slide = presentation.slides.add_slide(presentation.slide_layouts[5])  # title only
+    slide.shapes.title.text = "Pelican census"
+    data = CategoryChartData()
+    data.categories = ["2024", "2025"]
+    data.add_series("Brown pelicans", (120, 135))
+    data.add_series("White pelicans", (40, 38.5))
+    frame = slide.shapes.add_chart(XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(1), Inches(2), Inches(6), Inches(4), data)
+    frame.chart.has_title = True
+    frame.chart.chart_title.text_frame.text = "Nesting pairs per year"
+    out = io.BytesIO()
+    presentation.save(out)
+    parsed = parse_document(out.getvalue(), "pptx")
+    assert [(s.page, s.heading, s.keep_paragraphs) for s in parsed.sections] == [(1, "Pelican census", True)]
+    assert parsed.sections[0].text.split("\n\n") == [
+        "Chart: Nesting pairs per year",
+        "category: 2024; Brown pelicans: 120; White pelicans: 40",
+        "category: 2025; Brown pelicans: 135; White pelicans: 38.5",
+    ]
+
+
+def test_xlsx_with_inline_strings_and_a_declared_but_missing_shared_strings_part_is_read() -> None:
+    # As some writers save it: every string inline (openpyxl does that too), and xl/sharedStrings.xml declared
+    # in [Content_Types].xml without the part itself, which stops openpyxl and not Excel.
+    import zipfile
+
+    source = documents.xlsx_bytes({"Birds": [["Bird", "Count"], ["Heron", 7]]})
+    override = (
+        b'<Override PartName="/xl/sharedStrings.xml" '
+        b'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(source)) as archive, zipfile.ZipFile(out, "w") as declared:
+        assert "xl/sharedStrings.xml" not in archive.namelist()
+        for item in archive.infolist():
+            content = archive.read(item)
+            if item.filename == "[Content_Types].xml":
+                content = content.replace(b"</Types>", override + b"</Types>")
+            declared.writestr(item, content)
+    parsed = parse_document(out.getvalue(), "xlsx")
+    assert [s.text for s in parsed.sections] == ["Bird: Heron; Count: 7"]
+
+
 def test_xlsx_sheets_are_pages_rows_are_records_dates_iso_formulas_cached() -> None:
     data = documents.xlsx_bytes(
         {
