@@ -97,16 +97,16 @@ def _slide_sections(slide: Slide, number: int) -> Iterator[Section]:
 def _chart_records(chart: Chart) -> list[str]:
     """The chart's title, then one "category: ..., <series>: value" record per category.
 
-    A chart part python-pptx cannot read (a damaged or unusual chart XML) gives no records: the rest of the
-    slide still counts.
+    A chart python-pptx cannot read (damaged XML, or a chart type it does not model) gives no records: the
+    rest of the slide still counts.
     """
     try:
         title = tidy(chart.chart_title.text_frame.text) if chart.has_title else ""
         plots = list(chart.plots)
         categories = [cell_text(label) for label in plots[0].categories] if plots else []
         series = [(cell_text(one.name), list(one.values)) for plot in plots for one in plot.series]
-    except (KeyError, ValueError, AttributeError, IndexError, TypeError):
-        return []
+    except (KeyError, ValueError, AttributeError, IndexError, TypeError, NotImplementedError):
+        return []  # NotImplementedError: a chart type python-pptx does not model
     header = ["category" if categories else "point", *(name or f"series {i + 1}" for i, (name, _) in enumerate(series))]
     points = max([len(categories), *(len(values) for _, values in series)], default=0)
     rows = [header] + [
