@@ -28,6 +28,7 @@ import numpy as np
 from bench.common import Report, heading, print_table, progress, shared_data_dir
 from core.config import Settings
 from evaluation.datasets import EvalDataset, load_dataset
+from evaluation.in_process import ServicesTarget
 from evaluation.report import format_answer_modes
 from evaluation.runner import EvalOptions, parse_answer_modes, run_eval
 from generation.query_types import QueryRequest
@@ -95,7 +96,7 @@ def main() -> None:
     services = Services(calibration_settings)
     try:
         options = EvalOptions(generate=True, answer_modes=("extractive",), consistency_questions=0, progress=True)
-        calibration = run_eval(services, dataset, "answers", options)
+        calibration = run_eval(ServicesTarget(services), dataset, "answers", options)
     finally:
         services.close()
     points = curve(calibration["questions"])
@@ -125,7 +126,7 @@ def main() -> None:
             generate=True, answer_modes=parse_answer_modes(args.answer_modes), consistency_questions=0, progress=True
         )
         compared = load_dataset(dataset_path, limit=args.compare_limit or args.limit)
-        comparison = run_eval(services, compared, "answers", options)
+        comparison = run_eval(ServicesTarget(services), compared, "answers", options)
     finally:
         services.close()
     print("\nAnswer modes side by side (latency_ms: whole query, retrieval included)")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.remote import connect, fail, target
 from core.config import Settings
 from core.errors import RagError
 
@@ -17,6 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def eval_command(
+    ctx: typer.Context,
     dataset: Annotated[Path, typer.Option(help="Eval set folder (BEIR or RAG layout, see eval_sets/).")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to ingest into / reuse.")],
     mode: Annotated[str, typer.Option(help="hybrid, vector, keyword, all, or a list like vector,hybrid.")] = ("hybrid"),
@@ -45,11 +47,12 @@ def eval_command(
     price_prompt_per_1k: Annotated[float, typer.Option(help="Price of 1,000 prompt tokens.")] = 0.0,
     price_completion_per_1k: Annotated[float, typer.Option(help="Price of 1,000 completion tokens.")] = 0.0,
 ) -> None:
-    """Ingest an eval set through the real pipeline (or reuse it), ask every question, print the scores."""
+    """Ingest an eval set through the real pipeline (or reuse it), ask every question, print the scores.
+
+    With --server, the corpus is uploaded and every question asked through the server's HTTP API."""
     from evaluation.datasets import load_dataset
     from evaluation.report import compare, format_comparison, format_report
     from evaluation.runner import EvalOptions, parse_answer_modes, parse_modes, run_eval
-    from runtime.services import Services
 
     try:
         modes = parse_modes(mode)
@@ -70,14 +73,29 @@ def eval_command(
         price_completion_per_1k=price_completion_per_1k,
         answer_modes=answer_modes,
     )
-    services = Services(Settings())
-    try:
-        report = run_eval(services, load_dataset(dataset, split=split, limit=limit), collection, options)
-    except RagError as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
-    finally:
-        services.close()
+    eval_set = load_dataset(dataset, split=split, limit=limit)
+    server = target(ctx)
+    if server.url:
+        from evaluation.over_http import HttpTarget
+
+        if judge:
+            raise typer.BadParameter(
+                "the judge runs the LLM in this process; drop it with --server", param_hint="--judge"
+            )
+        with connect(server) as rag:
+            report = run_eval(HttpTarget(rag), eval_set, collection, options)
+    else:
+        from evaluation.in_process import ServicesTarget
+        from runtime.services import Services
+
+        services = Services(Settings())
+        try:
+            report = run_eval(ServicesTarget(services), eval_set, collection, options)
+        except RagError as exc:
+            fail(exc)
+            return
+        finally:
+            services.close()
     typer.echo(format_report(report))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

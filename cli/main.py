@@ -12,8 +12,11 @@ from typing import Annotated
 
 import typer
 
+from cli import remote
 from cli.db_cmd import app as db_app
 from cli.eval_cmd import eval_command
+from cli.keys_cmd import keys_app
+from cli.remote import Server, fail, target
 from core.config import Settings
 from core.errors import RagError
 
@@ -22,8 +25,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="Hybrid RAG platform: serve, ingest, query, evaluate.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 app.command("eval")(eval_command)
 LOGGING_CONFIG = Path(__file__).resolve().parents[1] / "ops" / "logging.json"
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Send ingest, query, eval, reindex and keys to the server at this URL (RAG_SERVER_URL) "
+            "instead of opening the stores in this process.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="The key to send with --server (RAG_API_KEY).")
+    ] = None,
+) -> None:
+    ctx.obj = Server.resolve(server, api_key)
 
 
 def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
@@ -62,11 +84,6 @@ Try it:
   curl -s {auth} -H 'Content-Type: application/json' \\
        -d '{{"query":"What is this document about?"}}' {url}/v1/collections/docs/query
 """
-
-
-def fail(exc: RagError) -> None:
-    typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -187,14 +204,24 @@ def _files(paths: list[Path]) -> list[Path]:
 
 @app.command()
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Files or folders.")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="With --server: files per batch upload (at most the server's limit).")
+    ] = 20,
 ) -> None:
-    """Index files into a collection in this process (creates the collection if needed).
+    """Index files into a collection (creates the collection if needed).
 
-    Every file is recorded first, then the queued ones are indexed RAG_INGEST_BATCH_DOCUMENTS at a time, so
-    their chunks share embedding batches (one document at a time ran the model on a few chunks per call).
+    In this process, every file is recorded first, then the queued ones are indexed RAG_INGEST_BATCH_DOCUMENTS
+    at a time, so their chunks share embedding batches. With --server, the files go through the batch upload
+    endpoint and the command waits until the server has indexed (or failed) each of them.
     """
+    server = target(ctx)
+    if server.url:
+        if remote.ingest(server, _files(paths), collection, batch_size):
+            raise typer.Exit(1)
+        return
     from tqdm import tqdm
 
     from core.errors import NotFound
@@ -237,6 +264,7 @@ def ingest(
 
 @app.command()
 def query(
+    ctx: typer.Context,
     text: Annotated[str, typer.Argument(help="The question.")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
     mode: Annotated[str, typer.Option(help="hybrid, vector or keyword")] = "hybrid",
@@ -248,15 +276,21 @@ def query(
         str | None, typer.Option(help="extractive, generative or auto (default: RAG_ANSWER_MODE).")
     ] = None,
 ) -> None:
-    """Ask a collection a question in this process."""
-    from generation.query_types import QueryRequest
-    from retrieval.retriever import MODES
-    from runtime.services import Services
+    """Ask a collection a question (in this process, or on the server given by --server)."""
+    from core.types import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"mode must be one of {', '.join(MODES)}")
     if answer_mode not in (None, "extractive", "generative", "auto"):
         raise typer.BadParameter("answer mode must be extractive, generative or auto", param_hint="--answer-mode")
+    server = target(ctx)
+    if server.url:
+        options = {"top_k": top_k, "mode": mode, "generate": generate, "answer_mode": answer_mode}
+        show_result(remote.query(server, collection, text, stream, as_json, options), as_json, stream)  # type: ignore[arg-type]
+        return
+    from generation.query_types import QueryRequest
+    from runtime.services import Services
+
     services = Services(Settings())
     request = QueryRequest(
         query=text,
@@ -286,10 +320,14 @@ def query(
         return
     finally:
         services.close()
+    show_result(result, as_json, stream)
+
+
+def show_result(result: dict, as_json: bool, streamed: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
-    if result.get("answer") and not stream:
+    if result.get("answer") and not streamed:
         typer.echo(result["answer"].strip())
     typer.echo("")
     for c in result["citations"]:
@@ -301,6 +339,7 @@ def query(
 
 @app.command()
 def reindex(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Collection to re-index.")],
     chunk_size: Annotated[int | None, typer.Option(help="New chunk size in tokens.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="New chunk overlap in tokens.")] = None,
@@ -308,12 +347,8 @@ def reindex(
     embedding_backend: Annotated[str | None, typer.Option(help="auto, torch, onnx or onnx-int8.")] = None,
     keyword_tokenizer: Annotated[str | None, typer.Option(help="english or simple.")] = None,
 ) -> None:
-    """Rebuild a collection's indexes from the stored originals in this process, then switch to them."""
-    from tqdm import tqdm
-
-    from ingest import reindex as reindexing
-    from runtime.services import Services
-
+    """Rebuild a collection's indexes from the stored originals, then switch to them (in this process, or on
+    the server given by --server while it keeps serving)."""
     given = {
         "chunk_size_tokens": chunk_size,
         "chunk_overlap_tokens": chunk_overlap,
@@ -322,6 +357,19 @@ def reindex(
         "keyword_tokenizer": keyword_tokenizer,
     }
     options = {k: v for k, v in given.items() if v is not None}
+    server = target(ctx)
+    if server.url:
+        status, line = remote.reindex(server, name, options)
+        if status != "done":
+            typer.secho(line, fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        typer.echo(line)
+        return
+    from tqdm import tqdm
+
+    from ingest import reindex as reindexing
+    from runtime.services import Services
+
     services = Services(Settings())
     jobs: list[str] = []
     try:
@@ -348,56 +396,6 @@ def reindex(
         typer.secho(f"re-index failed: {view.job.errors}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     typer.echo(f"{name} now serves index version {view.job.target_version} ({view.job.done} documents).")
-
-
-keys_app = typer.Typer(help="API keys: create, list, revoke (stored hashed; shown once).")
-app.add_typer(keys_app, name="keys")
-
-
-def _db():  # type: ignore[no-untyped-def]
-    from runtime.services import Services
-
-    return Services(Settings()).db
-
-
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
-    role: Annotated[str, typer.Option(help="admin, writer or reader")] = "reader",
-    collection: Annotated[
-        list[str] | None, typer.Option("--collection", "-c", help="Limit to these collections (repeat).")
-    ] = None,
-) -> None:
-    from core.keys import create_key
-
-    try:
-        created = create_key(_db(), name, role, collection or None)
-    except RagError as exc:
-        fail(exc)
-        return
-    scope = ", ".join(created.record.collections or ["all collections"])
-    typer.echo(f"{created.key}\n(id {created.record.id}, role {created.record.role}, {scope}; shown only once)")
-
-
-@keys_app.command("list")
-def keys_list() -> None:
-    from core.keys import list_keys
-
-    for k in list_keys(_db()):
-        state = "revoked" if k.revoked_at else "active"
-        scope = ",".join(k.collections or ["*"])
-        typer.echo(f"{k.id}  {k.prefix}...  {k.role:6}  {scope:20}  {state:7}  {k.name}")
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: str) -> None:
-    from core.keys import revoke_key
-
-    try:
-        revoke_key(_db(), key_id)
-    except RagError as exc:
-        fail(exc)
-    typer.echo(f"revoked {key_id}")
 
 
 if __name__ == "__main__":

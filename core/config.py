@@ -53,7 +53,15 @@ class Settings(BaseSettings):
         "idle expiry (httpx: 5 s, uvicorn's default too), so a client never reuses a connection the server "
         "is closing at that instant (a ReadError under load).",
     )
-    api_key: str | None = Field(None, description="If set, every endpoint but /health needs it.")
+    api_key: str | None = Field(
+        None,
+        description="If set, every endpoint but /health needs it. ragctl with a server URL sends it as its key.",
+    )
+    server_url: str | None = Field(
+        None,
+        description="ragctl's ingest, query, eval, reindex and keys talk to the server at this URL (through the "
+        "Python client) instead of opening the stores in their own process; same as ragctl --server.",
+    )
     max_upload_mb: float = Field(50.0, description="Uploads larger than this get 413.")
     max_query_chars: int = 2000
     max_files_per_request: int = Field(20, description="Files one batch upload may carry.")

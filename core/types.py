@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
+
+RetrievalMode = Literal["hybrid", "vector", "keyword"]
+"""hybrid: both searches fused; vector or keyword: one search alone. The one spelling of the modes
+(here, on the bottom floor, so the HTTP schemas and the Python client share it without the retriever)."""
+MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
+STAGES: tuple[str, ...] = ("vector", "keyword", "fused", "reranked")
+"""The ranked lists one retrieval records, in order; every log and report uses these names."""
 
 
 @dataclass(frozen=True)

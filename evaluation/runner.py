@@ -9,28 +9,22 @@ costs seconds per question and does not depend on how the other modes rank.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from tqdm import tqdm
 
-from core.collections import get_collection
-from core.errors import NotFound, RagError
-from core.models import UNFINISHED, Chunk, Document, DocumentStatus
-from evaluation.answer_metrics import AnswerRecord, abstained, judge_faithfulness, score_answer, summarize_answers
+from core.errors import RagError
+from core.types import MODES
+from evaluation.answer_metrics import AnswerRecord, abstained, score_answer, summarize_answers
+from evaluation.corpus import Corpus
 from evaluation.datasets import EvalDataset, EvalQuestion
-from evaluation.metrics import RUN_DEPTH, doc_ranking, latency_percentiles, score_rankings
+from evaluation.metrics import RUN_DEPTH, latency_percentiles, score_rankings
+from evaluation.target import EvalTarget
 from generation.modes import ANSWER_MODES
-from generation.prompt import PROMPT_VERSION
 from generation.query_types import STAGES, Mode, QueryRequest, QueryResult
-from ingest.service import create_collection, index_in_batches, submit_document
-from retrieval.retriever import MODES
-from retrieval.vector_store import vector_backend_name
-from runtime.services import Services
 
 ALL_MODES: tuple[Mode, ...] = tuple(reversed(MODES))
 """``--mode all`` runs the single searches first, then their fusion."""
@@ -43,38 +37,6 @@ STAGE_TIMINGS: dict[str, tuple[str, ...]] = {
     "reranked": ("rerank",),
 }
 """The retriever timings that make up each stage (the vector stage includes embedding the query)."""
-SETTINGS_IN_REPORT = (
-    "embedding_model",
-    "embedding_device",
-    "chunk_size_tokens",
-    "chunk_overlap_tokens",
-    "keyword_backend",
-    "candidates",
-    "rrf_k",
-    "vector_weight",
-    "keyword_weight",
-    "reranker_model",
-    "rerank_top_m",
-    "llm_backend",
-    "llm_model",
-    "llm_temperature",
-    "llm_max_tokens",
-    "llm_context_window",
-    "llm_threads",
-    "llm_repeat_penalty",
-    "answer_mode",
-    "abstain_threshold",
-    "support_threshold",
-    "auto_min_groundedness",
-    "evidence_hits",
-    "evidence_neighbours",
-    "evidence_budget_words",
-    "evidence_max_sentences",
-    "evidence_lexical_weight",
-    "evidence_rank_weight",
-    "cache_exact",
-    "cache_semantic",
-)
 
 
 @dataclass(frozen=True)
@@ -122,86 +84,6 @@ def parse_modes(value: str | Iterable[str]) -> tuple[Mode, ...]:
 
 
 @dataclass
-class Corpus:
-    """How platform documents and chunks map back to the dataset's document ids."""
-
-    doc_to_dataset: dict[str, list[str]]
-    chunk_to_doc: dict[str, str]
-    summary: dict[str, Any]
-
-    def ranking(self, chunk_ids: Iterable[str]) -> list[str]:
-        return doc_ranking(chunk_ids, self.chunk_to_doc, self.doc_to_dataset)
-
-    def cited_id(self, document_id: str | None, gold: Iterable[str]) -> str:
-        """The dataset id a cited chunk counts as: a gold one when its upload stands for several."""
-        candidates = self.doc_to_dataset.get(document_id or "", [document_id or ""])
-        gold_set = set(gold)
-        return next((c for c in candidates if c in gold_set), candidates[0])
-
-
-def ensure_collection(services: Services, name: str) -> None:
-    try:
-        get_collection(services.db, name)
-    except NotFound:
-        create_collection(services.db, name, services.settings)
-
-
-def ingest_corpus(
-    services: Services, dataset: EvalDataset, collection: str, batch_size: int = 256, progress: bool = True
-) -> Corpus:
-    """Upload every corpus document (same bytes = same document) and index those not indexed yet."""
-    started = time.perf_counter()
-    ensure_collection(services, collection)
-    doc_to_dataset: dict[str, list[str]] = {}
-    pending: list[str] = []
-    created = 0
-    for document in tqdm(dataset.documents, desc="uploading", unit="doc", disable=not progress):
-        submission = submit_document(
-            services.db,
-            services.settings,
-            collection,
-            document.filename,
-            document.upload_text().encode("utf-8"),
-            {"source_id": document.id},
-            lambda _id: None,
-        )
-        created += submission.created
-        doc_to_dataset.setdefault(submission.document.id, []).append(document.id)
-        if submission.document.status in UNFINISHED:
-            pending.append(submission.document.id)
-    pending = list(dict.fromkeys(pending))
-    batched = services.settings.model_copy(update={"ingest_batch_documents": batch_size})
-    with tqdm(total=len(pending), desc="indexing", unit="doc", disable=not progress) as bar:
-        index_in_batches(services.db, services.retriever, batched, pending, bar.update)
-    collection_id = get_collection(services.db, collection).id
-    with services.db.session() as session:
-        chunk_to_doc = dict(
-            session.execute(
-                select(Chunk.id, Chunk.document_id)
-                .join(Document, Document.id == Chunk.document_id)
-                .where(Document.collection_id == collection_id)
-            ).all()
-        )
-        failed = session.execute(
-            select(Document.filename, Document.error).where(
-                Document.id.in_(list(doc_to_dataset)), Document.status == DocumentStatus.failed
-            )
-        ).all()
-    ours = set(doc_to_dataset)
-    summary = {
-        "documents": len(dataset.documents),
-        "uploads": len(doc_to_dataset),
-        "created": created,
-        "indexed_now": len(pending),
-        "failed": len(failed),
-        "failures": [f"{name}: {error}" for name, error in failed[:10]],
-        "chunks": sum(1 for doc in chunk_to_doc.values() if doc in ours),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    return Corpus(doc_to_dataset=doc_to_dataset, chunk_to_doc=chunk_to_doc, summary=summary)
-
-
-@dataclass
 class RetrievalRun:
     """Document rankings per question for the final ranking and each stage, plus every call's timings."""
 
@@ -211,7 +93,7 @@ class RetrievalRun:
 
 
 def run_retrieval(
-    services: Services,
+    target: EvalTarget,
     dataset: EvalDataset,
     collection: str,
     corpus: Corpus,
@@ -220,7 +102,7 @@ def run_retrieval(
 ) -> RetrievalRun:
     run = RetrievalRun()
     for question in tqdm(dataset.questions, desc=f"{mode} retrieval", unit="q", disable=not progress):
-        result = services.queries.query(
+        result = target.query(
             collection,
             QueryRequest(query=question.text, top_k=RUN_DEPTH, mode=mode, generate=False, use_cache=False),
         )
@@ -271,9 +153,9 @@ def _answer_request(question: EvalQuestion, mode: Mode, top_k: int, answer_mode:
     )
 
 
-def _answer(services: Services, collection: str, request: QueryRequest) -> QueryResult:
+def _answer(target: EvalTarget, collection: str, request: QueryRequest) -> QueryResult:
     """An answer; one the LLM could not write because every backend was down counts as a failed question."""
-    result = services.queries.query(collection, request)
+    result = target.query(collection, request)
     if result.answer is None or result.fallback_reason == "llm_unavailable":
         detail = next((e.get("detail") for e in result.events if e.get("type") == "generation_unavailable"), None)
         raise RagError(f"no answer was generated ({detail or result.backend})")
@@ -299,7 +181,7 @@ def answer_record(question: EvalQuestion, result: QueryResult, corpus: Corpus) -
 
 
 def run_answers(
-    services: Services,
+    target: EvalTarget,
     dataset: EvalDataset,
     collection: str,
     corpus: Corpus,
@@ -308,27 +190,27 @@ def run_answers(
 ) -> AnswerRun:
     run = AnswerRun()
     mode = options.primary
-    encode = services.embedder.embed_documents
-    label = f"{answer_mode or services.settings.answer_mode} answers"
+    encode = target.encoder()
+    label = f"{answer_mode or target.default_answer_mode()} answers"
     for question in tqdm(dataset.questions, desc=label, unit="q", disable=not options.progress):
         try:
-            result = _answer(services, collection, _answer_request(question, mode, options.top_k, answer_mode))
+            result = _answer(target, collection, _answer_request(question, mode, options.top_k, answer_mode))
         except RagError as exc:
             run.errors.append({"question": question.id, "error": exc.message})
             continue
         record = answer_record(question, result, corpus)
-        if options.judge and services.llm is not None and not record.abstained and record.answer:
+        if options.judge and not record.abstained and record.answer:
             sources = [str(c.get("text") or "") for c in result.citations] or [
                 str(hit.payload.get("text") or "") for hit in result.hits
             ]
-            record = replace(record, faithful=judge_faithfulness(services.llm, record.answer, sources))
+            record = replace(record, faithful=target.judge(record.answer, sources))
         run.records.append(record)
         run.scores.append(score_answer(record, encode))
         run.timings.append(result.timings_ms)
     for record in run.records[: options.consistency_questions]:
         question = next(q for q in dataset.questions if q.id == record.question_id)
         try:
-            again = _answer(services, collection, _answer_request(question, mode, options.top_k, answer_mode))
+            again = _answer(target, collection, _answer_request(question, mode, options.top_k, answer_mode))
         except RagError as exc:
             run.errors.append({"question": question.id, "error": f"consistency: {exc.message}"})
             continue
@@ -336,17 +218,11 @@ def run_answers(
     return run
 
 
-def settings_snapshot(services: Services, options: EvalOptions) -> dict[str, Any]:
+def settings_snapshot(target: EvalTarget, options: EvalOptions) -> dict[str, Any]:
     """What produced the figures: a report without it cannot be compared with another."""
-    s = services.settings
-    snapshot: dict[str, Any] = {name: getattr(s, name, None) for name in SETTINGS_IN_REPORT}
-    snapshot["vector_store"] = vector_backend_name(s)
-    snapshot["reranker_active"] = services.reranker is not None
+    snapshot = target.settings_snapshot(options.generate)
     snapshot["top_k"] = options.top_k
     snapshot["run_depth"] = RUN_DEPTH
-    if options.generate and services.llm is not None:
-        snapshot["llm_model"] = services.llm.model
-        snapshot["prompt_version"] = PROMPT_VERSION
     if options.answer_modes:
         snapshot["answer_modes"] = list(options.answer_modes)
     return snapshot
@@ -383,25 +259,26 @@ def question_rows(
 
 
 def run_eval(
-    services: Services, dataset: EvalDataset, collection: str, options: EvalOptions | None = None
+    target: EvalTarget, dataset: EvalDataset, collection: str, options: EvalOptions | None = None
 ) -> dict[str, Any]:
-    """Ingest (or reuse), query, score. Returns the JSON-ready report (see eval_sets/README.md).
+    """Ingest (or reuse), query, score. Returns the JSON-ready report (see eval_sets/README.md). ``target`` is
+    the platform in this process (``evaluation.in_process``) or a server over HTTP (``evaluation.over_http``).
 
     Every query bypasses the answer cache: a cached answer would be measured instead of the pipeline.
     """
     options = options or EvalOptions()
-    needs_llm = {m for m in (options.answer_modes or (services.settings.answer_mode,)) if m != "extractive"}
-    if options.generate and needs_llm and services.llm is None:
+    needs_llm = {m for m in (options.answer_modes or (target.default_answer_mode(),)) if m != "extractive"}
+    if options.generate and needs_llm and not target.has_llm():
         raise RagError(
             f"Answer mode {', '.join(sorted(needs_llm))} needs an LLM backend and none is configured "
             "(RAG_LLM_BACKEND=none); use --answer-mode extractive."
         )
-    corpus = ingest_corpus(services, dataset, collection, options.ingest_batch, options.progress)
+    corpus = target.ingest(dataset, collection, options.ingest_batch, options.progress)
     modes: dict[str, dict[str, Any]] = {}
     per_mode: dict[str, dict[str, dict[str, float]]] = {}
     timings: dict[str, Any] = {}
     for mode in options.modes:
-        run = run_retrieval(services, dataset, collection, corpus, mode, options.progress)
+        run = run_retrieval(target, dataset, collection, corpus, mode, options.progress)
         modes[mode], per_mode[mode] = score_retrieval(dataset, run)
         if mode == options.primary:
             timings["retrieval"] = timing_percentiles(run.timings)
@@ -417,8 +294,8 @@ def run_eval(
         }
         primary["metrics"].update(retrieval_latency)
         for answer_mode in options.answer_modes or (None,):
-            run = run_answers(services, dataset, collection, corpus, options, answer_mode)
-            name = answer_mode or services.settings.answer_mode
+            run = run_answers(target, dataset, collection, corpus, options, answer_mode)
+            name = answer_mode or target.default_answer_mode()
             answer_modes[name] = {
                 "metrics": {
                     **latency_percentiles([t["total"] for t in run.timings if "total" in t]),
@@ -445,7 +322,7 @@ def run_eval(
         "mode": options.primary,
         "generate": options.generate,
         "dataset": dataset.describe(),
-        "settings": settings_snapshot(services, options),
+        "settings": settings_snapshot(target, options),
         "ingest": corpus.summary,
         "metrics": primary["metrics"],
         "stages": primary["stages"],

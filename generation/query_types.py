@@ -6,9 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from core.ids import new_id
-from core.types import Hit, SearchFilter
+from core.types import STAGES, Hit, RetrievalMode, SearchFilter
 from generation.cache import CacheHit
-from retrieval.retriever import STAGES, RetrievalMode
 
 __all__ = ["STAGES", "Mode", "QueryRequest", "QueryResult", "filters_to_json", "hit_citation"]
 

@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
 from core.config import Settings
 from core.errors import BadInput
 from core.tracing import span
-from core.types import ChunkRecord, Hit, SearchFilter
+from core.types import MODES, STAGES, ChunkRecord, Hit, SearchFilter
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
 from retrieval.fusion import best_per_document, convex, documents_first, rrf
@@ -26,12 +26,6 @@ from retrieval.keyword import KeywordIndex, make_keyword_index
 from retrieval.rerank import Reranker
 from retrieval.text_analysis import DEFAULT_TOKENIZER
 from retrieval.vector_store import VectorStore, make_vector_store
-
-RetrievalMode = Literal["hybrid", "vector", "keyword"]
-"""hybrid: both searches fused; vector or keyword: one search alone. The one spelling of the modes."""
-MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
-STAGES: tuple[str, ...] = ("vector", "keyword", "fused", "reranked")
-"""The ranked lists one retrieval records, in order; every log and report uses these names."""
 
 
 @dataclass(frozen=True)

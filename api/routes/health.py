@@ -23,6 +23,7 @@ def health(services: ServicesDep) -> dict[str, Any]:
         "embedding_model": s.embedding_model,
         "embedding_backend": s.embedding_backend,
         "llm_backend": s.llm_backend,
+        "answer_mode": s.answer_mode,
         "reranker": {"active": reranker is not None, "model": s.reranker_model},
         "ocr": ocr.describe(s.ocr),
         "worker": "external" if s.broker_url else "embedded",

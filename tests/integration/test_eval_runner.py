@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cli.eval_cmd import eval_command
 from core.config import Settings
 from evaluation.datasets import load_dataset
+from evaluation.in_process import ServicesTarget
 from evaluation.metrics import RETRIEVAL_METRICS
 from evaluation.runner import ALL_MODES, EvalOptions, run_eval
 from runtime.services import Services
@@ -32,9 +33,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def retrieval_report(data_dir: Path) -> dict[str, Any]:
     services = Services(Settings(data_dir=data_dir, llm_backend="none", api_key=None, _env_file=None))
     try:
-        report = run_eval(services, load_dataset(SET), "platform", EvalOptions(modes=ALL_MODES, progress=False))
+        target = ServicesTarget(services)
+        report = run_eval(target, load_dataset(SET), "platform", EvalOptions(modes=ALL_MODES, progress=False))
         report["rerun_ingest"] = run_eval(
-            services, load_dataset(SET, limit=2), "platform", EvalOptions(modes=("keyword",), progress=False)
+            target, load_dataset(SET, limit=2), "platform", EvalOptions(modes=("keyword",), progress=False)
         )["ingest"]
     finally:
         services.close()
@@ -88,7 +90,7 @@ def test_generation_reports_answer_metrics(data_dir: Path) -> None:
     dataset = load_dataset(SET)
     few = replace(dataset, questions=dataset.questions[18:21])  # two answerable, one unanswerable
     try:
-        report = run_eval(services, few, "platform", options)
+        report = run_eval(ServicesTarget(services), few, "platform", options)
     finally:
         services.close()
     metrics = report["metrics"]
