@@ -300,6 +300,25 @@ def query(
 
 
 @app.command()
+def mcp(
+    key: Annotated[
+        str | None, typer.Option(help="Act as this API key (its role and collections); default: the data dir's owner.")
+    ] = None,
+) -> None:
+    """Serve MCP over stdio for an MCP client that starts this command (tools: search, ask, get_document)."""
+    from api.mcp_server import serve_stdio
+    from runtime.services import Services
+
+    services = Services(Settings())
+    try:
+        serve_stdio(services, key)
+    except RagError as exc:
+        fail(exc)
+    finally:
+        services.close()
+
+
+@app.command()
 def reindex(
     name: Annotated[str, typer.Argument(help="Collection to re-index.")],
     chunk_size: Annotated[int | None, typer.Option(help="New chunk size in tokens.")] = None,
