@@ -110,3 +110,16 @@ class ChatCompletionIn(BaseModel):
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorOut(BaseModel):
+    """The one error body of the OpenAI-compatible routes."""
+
+    error: OpenAIErrorDetail

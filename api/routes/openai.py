@@ -33,7 +33,7 @@ from api.openai_chat import (
     transcript_of,
     validation_error,
 )
-from api.openai_schemas import ChatCompletionIn
+from api.openai_schemas import ChatCompletionIn, OpenAIErrorOut
 from api.routes.query import iterate_in_thread
 from core.errors import NotFound, RagError, RateLimited
 from core.jsonsafe import repair_text
@@ -42,7 +42,17 @@ from core.types import SearchFilter
 from generation.query_types import QueryRequest
 from ingest import service
 
-OPENAI_ERROR = {"description": 'OpenAI\'s error shape: {"error": {"message", "type", "param", "code"}}'}
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OpenAIErrorOut, "description": description}
+    for status, description in {
+        400: "invalid_request_error: a parameter is refused or malformed (param names it)",
+        401: "invalid_api_key: missing, invalid or revoked API key",
+        403: "permission_error: the collection is outside the key's scope",
+        404: "model_not_found: no collection of that name",
+        429: "rate_limit_exceeded: over the per-key query rate limit (Retry-After says when to retry)",
+        503: "server_error: a dependency is unavailable (Retry-After says when to retry)",
+    }.items()
+}
 
 
 def openai_error_response(
@@ -79,7 +89,7 @@ class OpenAIRoute(APIRoute):
         return route
 
 
-router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses={400: OPENAI_ERROR, 401: OPENAI_ERROR})
+router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=OPENAI_ERRORS)
 
 
 def model_out(collection: Collection) -> dict[str, Any]:
