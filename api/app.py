@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.limits import RateLimits
+from api.mcp_server import McpContext, McpEndpoint, build_mcp_server, http_transport
 from api.middleware import RequestContextMiddleware, UnexpectedErrorMiddleware, UrlGuardMiddleware
-from api.routes import admin, collections, conversations, documents, health, ops, query
+from api.routes import admin, collections, conversations, documents, health, openai, ops, query
 from api.schemas import ErrorOut
 from core.config import Settings
 from core.errors import RagError, RateLimited
@@ -45,9 +46,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             services.reranker  # noqa: B018 - a configured reranker that cannot load fails the start
         queue.start()
         app.state.warmup = start_warmup(services)
+        mcp = build_mcp_server(McpContext(services, app.state.limits, local=None))
+        app.state.mcp_http = http_transport(mcp, settings.host)
         freeze_long_lived()
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
             queue.stop()
             # The warm-up uses the stores: closing them under it would let it open them again.
@@ -88,6 +92,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     app.include_router(ops.router)
     for module in (collections, documents, query, conversations, admin):
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    app.include_router(openai.router)  # its own error shape (OpenAI's), see api.routes.openai
+    app.add_route("/mcp", McpEndpoint(), include_in_schema=False)  # MCP over streamable HTTP, same keys
     # Innermost layer (added first): an unexpected error becomes a 500 there and is not re-raised, so the
     # server keeps the connection open (Starlette's own handler for ``Exception`` re-raises to the server,
     # which then closes the connection and the client's next request on it fails).

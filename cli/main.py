@@ -338,6 +338,25 @@ def show_result(result: dict, as_json: bool, streamed: bool) -> None:
 
 
 @app.command()
+def mcp(
+    key: Annotated[
+        str | None, typer.Option(help="Act as this API key (its role and collections); default: the data dir's owner.")
+    ] = None,
+) -> None:
+    """Serve MCP over stdio for an MCP client that starts this command (tools: search, ask, get_document)."""
+    from api.mcp_server import serve_stdio
+    from runtime.services import Services
+
+    services = Services(Settings())
+    try:
+        serve_stdio(services, key)
+    except RagError as exc:
+        fail(exc)
+    finally:
+        services.close()
+
+
+@app.command()
 def reindex(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Collection to re-index.")],

@@ -59,3 +59,14 @@ def is_abstention(answer: str) -> bool:
     """True when the answer says the sources do not hold what was asked (or is empty)."""
     normalized = " ".join(answer.replace("\u2019", "'").lower().split())
     return not normalized or any(phrase in normalized for phrase in ABSTENTION_PHRASES)
+
+
+def citation_markers(answer: str, available: Collection[int]) -> list[tuple[int, int, list[int]]]:
+    """Every citation marker of the answer as (start, end, the available numbers it names), in text order:
+    where a client puts a link to each source."""
+    found: list[tuple[int, int, list[int]]] = []
+    for marker in _MARKER.finditer(answer):
+        numbers = cited_numbers(marker.group(0), available)
+        if numbers:
+            found.append((marker.start(), marker.end(), numbers))
+    return found

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,44 @@ from retrieval.text_analysis import tokenize
 log = logging.getLogger(__name__)
 
 TURN_OVERHEAD_TOKENS = 16
+
+
+class PastTurn(Protocol):
+    """A turn as rewriting and history fitting read it: a stored ``Turn``, or an ``Exchange`` a client sent."""
+
+    question: str
+    answer: str | None
+    rewritten_query: str | None
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A past question and answer of a conversation the client keeps itself (OpenAI-style chat)."""
+
+    question: str
+    answer: str | None
+    rewritten_query: str | None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A whole conversation sent by a client that keeps it: earlier (question, answer) pairs, the new
+    question, and the client's own standing instructions (its system messages)."""
+
+    question: str
+    turns: Sequence[tuple[str, str | None]] = ()
+    instructions: str | None = None
+
+
+def exchanges(pairs: Sequence[tuple[str, str | None]]) -> list[Exchange]:
+    """Client-held turns with the standalone query of each chained by the deterministic rewrite, as a stored
+    conversation answered without the LLM rewriter holds them (no LLM call per past turn)."""
+    out: list[Exchange] = []
+    previous: str | None = None
+    for question, answer in pairs:
+        previous = fallback_rewrite(previous, question)
+        out.append(Exchange(question, answer, previous))
+    return out
 
 
 @dataclass(frozen=True)
@@ -92,7 +130,7 @@ def usable_rewrite(candidate: str, history_text: str, question: str) -> bool:
     return bool(words & content_words(question)) and bool(words & content_words(history_text))
 
 
-def rewrite_query(llm: LLMBackend | None, turns: list[Turn], question: str) -> tuple[str, str]:
+def rewrite_query(llm: LLMBackend | None, turns: Sequence[PastTurn], question: str) -> tuple[str, str]:
     """Returns (standalone query, method) with method ``none``, ``llm`` or ``fallback``."""
     if not turns:
         return question, "none"
@@ -135,7 +173,9 @@ def summarize(llm: LLMBackend | None, previous: str | None, turns: list[Turn]) -
     return text if text and len(text) < len(fallback) * 2 else fallback
 
 
-def fit_history(summary: str | None, turns: list[Turn], count_tokens: Callable[[str], int], budget: int) -> History:
+def fit_history(
+    summary: str | None, turns: Sequence[PastTurn], count_tokens: Callable[[str], int], budget: int
+) -> History:
     """Newest turns first until the budget is spent; a summary that alone overflows is cut."""
     used = count_tokens(summary) if summary else 0
     if summary and used > budget:
@@ -244,17 +284,58 @@ class ConversationService:
         llm = self.queries.llm
         query, method = rewrite_query(llm if self.settings.rewrite_with_llm else None, turns, question)
         summary, recent, events = self._compress(conversation, turns)
-        count = llm.count_tokens if llm is not None else (lambda text: len(text) // 4 + 1)
+        context = self._context(summary, recent, conversation.owner, None, events)
+        events.append({"type": "query_rewritten", "method": method, "query": query})
+        return TurnPlan(conversation, collection, len(turns), question, query, method, context, events)
+
+    def _context(
+        self,
+        summary: str | None,
+        turns: Sequence[PastTurn],
+        owner: str,
+        instructions: str | None,
+        events: list[dict[str, Any]],
+    ) -> PromptContext:
+        """The history that fits the budget (a ``history_truncated`` event when turns are left out), the
+        owner's preferences and the client's own instructions."""
         budget = self.history_budget()
-        history = fit_history(summary, recent, count, budget)
+        history = fit_history(summary, turns, self.queries.count_tokens, budget)
         if history.dropped_turns:
             events.append({"type": "history_truncated", "dropped_turns": history.dropped_turns, "budget": budget})
-        events.append({"type": "query_rewritten", "method": method, "query": query})
-        context = PromptContext(
+        preferences = preference_instruction(preferences_of(self.db, owner))
+        return PromptContext(
             history=history.messages(),
-            instructions=preference_instruction(preferences_of(self.db, conversation.owner)),
+            instructions="\n".join(part for part in (instructions, preferences) if part) or None,
         )
-        return TurnPlan(conversation, collection, len(turns), question, query, method, context, events)
+
+    def plan_transcript(self, owner: str, transcript: Transcript) -> tuple[str, PromptContext, list[dict[str, Any]]]:
+        """The standalone query, the prompt context and the events of a client-held conversation's next turn:
+        the same rewriting and history fitting as a stored conversation, with nothing stored."""
+        turns = exchanges(transcript.turns)
+        llm = self.queries.llm if self.settings.rewrite_with_llm else None
+        query, method = rewrite_query(llm, turns, transcript.question)
+        events: list[dict[str, Any]] = []
+        context = self._context(None, turns, owner, transcript.instructions, events)
+        events.append({"type": "query_rewritten", "method": method, "query": query})
+        return query, context, events
+
+    def _transcript_request(self, transcript: Transcript, query: str, request: QueryRequest) -> QueryRequest:
+        """A first question without instructions is answered like a plain query (cache included); history or
+        instructions shape the answer, so such a turn is never cached."""
+        alone = not transcript.turns and transcript.instructions is None
+        return replace(request, query=query, use_cache=request.use_cache and alone)
+
+    def ask_transcript(self, collection: str, owner: str, transcript: Transcript, request: QueryRequest) -> QueryResult:
+        query, context, events = self.plan_transcript(owner, transcript)
+        ask = self._transcript_request(transcript, query, request)
+        return self.queries.query(collection, ask, question=transcript.question, context=context, events=events)
+
+    def stream_transcript(
+        self, collection: str, owner: str, transcript: Transcript, request: QueryRequest
+    ) -> Iterator[dict[str, Any]]:
+        query, context, events = self.plan_transcript(owner, transcript)
+        ask = self._transcript_request(transcript, query, request)
+        return self.queries.stream(collection, ask, question=transcript.question, context=context, events=events)
 
     def _save_turn(self, plan: TurnPlan, result: QueryResult) -> Turn:
         """The conversation row is locked before the turn is written, so a DELETE that raced the answer

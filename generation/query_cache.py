@@ -46,6 +46,9 @@ def cache_scope(
         "prompt": PROMPT_VERSION,
         "answer_mode": answer_mode if request.generate else None,
     }
+    for name in ("max_tokens", "temperature"):  # only when set: requests that do not set them keep their keys
+        if getattr(request, name) is not None:
+            params[name] = getattr(request, name)
     return CacheScope(collection.name, collection.index_version, collection.content_version, params)
 
 

@@ -216,16 +216,26 @@ class QueryService:
             evidence=evidence,
             encoder=encoder,
             policy=self._policy(),
-            generation=GenerationOptions(s.llm_max_tokens, s.llm_temperature, s.llm_context_window),
+            generation=self._generation_options(request),
             llm=self.llm,
             context=self.prompt_context(context),
             timings_ms={"evidence": _ms(started)},
         )
 
+    def _generation_options(self, request: QueryRequest) -> GenerationOptions:
+        s = self.settings
+        max_tokens = s.llm_max_tokens if request.max_tokens is None else min(request.max_tokens, s.llm_max_tokens)
+        temperature = s.llm_temperature if request.temperature is None else request.temperature
+        return GenerationOptions(max_tokens, temperature, s.llm_context_window)
+
     def _mode_name(self, request: QueryRequest) -> str:
         return request.answer_mode or self.settings.answer_mode
 
     # --- entry points -----------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        """The LLM's tokenizer; without an LLM, an estimate of four characters a token."""
+        return self.llm.count_tokens(text) if self.llm is not None else len(text) // 4 + 1
 
     def prompt_context(self, context: PromptContext) -> PromptContext:
         """Redaction applies to prompts that leave the machine (RAG_REDACT_PROMPTS with an external backend)."""

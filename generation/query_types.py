@@ -25,6 +25,10 @@ class QueryRequest:
     owner: str | None = None  # the API key id ("root" for the bootstrap key), for per-user data deletion
     answer_mode: str | None = None
     """extractive, generative or auto; None = ``RAG_ANSWER_MODE``."""
+    max_tokens: int | None = None
+    """The LLM's answer budget, at most ``RAG_LLM_MAX_TOKENS`` (which also sizes prompt packing); None = that."""
+    temperature: float | None = None
+    """None = ``RAG_LLM_TEMPERATURE``."""
 
 
 @dataclass

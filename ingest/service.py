@@ -217,6 +217,20 @@ def get_document(db: Database, document_id: str) -> tuple[Document, str]:
         return row[0], row[1]
 
 
+def document_chunks(db: Database, document_id: str) -> list[Chunk]:
+    """The document's chunks in the serving index version of its collection, in reading order."""
+    with db.session() as session:
+        version = select(Collection.index_version).join(Document, Document.collection_id == Collection.id)
+        version = version.where(Document.id == document_id).scalar_subquery()
+        return list(
+            session.scalars(
+                select(Chunk)
+                .where(Chunk.document_id == document_id, Chunk.index_version == version)
+                .order_by(Chunk.ordinal)
+            )
+        )
+
+
 @dataclass(frozen=True)
 class DocumentPage:
     items: list[Document]

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from contextlib import aclosing
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
@@ -18,19 +19,28 @@ from generation.query_types import QueryRequest
 
 router = APIRouter(tags=["query"])
 
+T = TypeVar("T")
+
 _DONE = object()
 
 
-async def drain_in_thread(events: Iterator[dict[str, Any]]) -> AsyncIterator[dict[str, str]]:
-    """Run a blocking event generator off the event loop; closing it (client gone) stops generation."""
+async def iterate_in_thread(events: Iterator[T]) -> AsyncIterator[T]:
+    """Run a blocking generator off the event loop; closing it (client gone) stops generation."""
     try:
         while True:
             event = await anyio.to_thread.run_sync(next, events, _DONE)
             if event is _DONE:
                 return
-            yield {"event": event["type"], "data": json.dumps(event, default=str)}
+            yield event
     finally:
-        await anyio.to_thread.run_sync(events.close)
+        await anyio.to_thread.run_sync(events.close)  # type: ignore[attr-defined]
+
+
+async def drain_in_thread(events: Iterator[dict[str, Any]]) -> AsyncIterator[dict[str, str]]:
+    """The native stream: one named Server-Sent Event per query event."""
+    async with aclosing(iterate_in_thread(events)) as stream:
+        async for event in stream:
+            yield {"event": event["type"], "data": json.dumps(event, default=str)}
 
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {

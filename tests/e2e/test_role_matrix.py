@@ -71,7 +71,11 @@ RULES: dict[str, Rule] = {
     "POST /v1/admin/collections/{name}/reindex": Rule("admin", "path"),
     "GET /v1/admin/reindex/{job_id}": Rule("admin", "record"),
     "GET /v1/admin/queries": Rule("admin", "unscoped"),
+    "GET /v1/models": Rule("reader", "own"),
+    "GET /v1/models/{model}": Rule("reader", "path"),
+    "POST /v1/chat/completions": Rule("reader", "path"),  # the collection is the body's "model"
 }
+OPENAI_SHAPED = {"GET /v1/models", "GET /v1/models/{model}", "POST /v1/chat/completions"}
 
 
 def expected(rule: Rule, caller: Caller, success: int) -> int:
@@ -138,6 +142,7 @@ def request_for(label: str, world: World, headers: dict[str, str]) -> dict[str, 
         "conversation_id": world.conversation,
         "key_id": world.key_id,
         "key": lambda: "language",
+        "model": lambda: "alpha",
     }
     path = template
     for placeholder, make in values.items():
@@ -154,6 +159,7 @@ def request_for(label: str, world: World, headers: dict[str, str]) -> dict[str, 
         "PUT /v1/memory/{key}": {"json": {"value": "English"}},
         "POST /v1/admin/keys": {"json": {"name": "made-by-matrix", "role": "reader"}},
         "POST /v1/admin/collections/{name}/reindex": {"json": {}},
+        "POST /v1/chat/completions": {"json": {"model": "alpha", "messages": [{"role": "user", "content": "matrix"}]}},
     }
     kwargs.update(bodies.get(label, {}))
     if label == "DELETE /v1/memory/{key}" and "Authorization" in headers:
@@ -216,6 +222,7 @@ def test_each_kind_of_key_gets_what_the_rule_says(served: tuple[TestClient, Worl
         if response.status_code != want:
             wrong.append((caller.name, want, response.status_code, response.text[:200]))
         elif want >= 400:
-            assert isinstance(response.json()["detail"], str)
+            body = response.json()
+            assert isinstance(body["error"]["message"] if label in OPENAI_SHAPED else body["detail"], str)
             assert str(response.status_code) in spec["responses"], (label, response.status_code)
     assert wrong == [], wrong
