@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.console.site import error_page, mount_console, wants_console_error
 from api.limits import RateLimits
 from api.mcp_server import McpContext, McpEndpoint, build_mcp_server, http_transport
 from api.middleware import RequestContextMiddleware, UnexpectedErrorMiddleware, UrlGuardMiddleware
@@ -70,23 +71,23 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     )
 
     @app.exception_handler(RagError)
-    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
+    async def rag_error(request: Request, exc: RagError) -> Response:
         headers = None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(exc.retry_after_s)}
         elif exc.status_code == 503:
             headers = {"Retry-After": "5"}
-        return error_response(exc.status_code, exc.message, headers=headers)
+        return answer_error(request, exc.status_code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         errors = [field_error(e) for e in exc.errors()]
         summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3])
-        return error_response(422, f"Invalid request: {summary}"[:1000], errors=errors)
+        return answer_error(request, 422, f"Invalid request: {summary}"[:1000], errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return answer_error(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     app.include_router(health.router)
     app.include_router(ops.router)
@@ -100,7 +101,17 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(UrlGuardMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    mount_console(app, settings)  # its headers middleware goes outermost: 500 pages get the CSP too
     return app
+
+
+def answer_error(
+    request: Request, status: int, detail: str, *, errors: list[dict[str, Any]] | None = None, headers=None
+) -> Response:  # type: ignore[no-untyped-def]
+    """The web console's pages get their errors as HTML; everything else gets ``ErrorOut``."""
+    if wants_console_error(request):
+        return error_page(request, status, repair_text(detail), headers)
+    return error_response(status, detail, errors=errors, headers=headers)
 
 
 def error_response(

@@ -75,6 +75,7 @@ def banner(url: str, key: str, created: bool, from_env: bool) -> str:
     auth = f'-H "Authorization: Bearer {shown}"'
     return f"""
 hybrid-rag is running at {url}  (OpenAPI: {url}/docs)
+Web console: {url}/ui/  (sign in with the API key)
 {line}
 
 Try it:

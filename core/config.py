@@ -16,6 +16,14 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------------------
     data_dir: Path = Field(Path("rag_data"), description="Blobs, SQLite file, embedded indexes, API key.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite in data_dir.")
+    eval_reports_dir: Path | None = Field(
+        None,
+        description="Where the web console finds evaluation reports (the JSON files `ragctl eval --out` "
+        "writes); unset = <data_dir>/eval-reports.",
+    )
+    console_session_hours: float = Field(
+        8.0, gt=0, le=720, allow_inf_nan=False, description="How long a web console sign-in lasts."
+    )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
     qdrant_api_key: str | None = None
     edge_flush_interval_s: float = Field(
@@ -294,6 +302,10 @@ class Settings(BaseSettings):
     @property
     def sql_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'rag.db').resolve()}"
+
+    @property
+    def eval_reports_path(self) -> Path:
+        return self.eval_reports_dir or self.data_dir / "eval-reports"
 
     @property
     def blob_dir(self) -> Path:

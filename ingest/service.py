@@ -24,7 +24,7 @@ from core.db import Database
 from core.errors import BadInput, Conflict, NotFound, TooLarge, UnsupportedType
 from core.ids import new_id, sha256_hex
 from core.jsonsafe import check_json
-from core.models import UNFINISHED, Chunk, Collection, Document, index_name
+from core.models import UNFINISHED, Chunk, Collection, Document, DocumentStatus, index_name
 from ingest import ocr
 from ingest.parsers.detect import detect_kind
 from ingest.pipeline import index_documents, profile_options
@@ -263,6 +263,33 @@ def delete_document(db: Database, retriever: HybridRetriever, document_id: str) 
         session.execute(sql_delete(Document).where(Document.id == document_id))
         bump_content_version(session, document.collection_id)
     remove_unshared_blobs(db, [document])
+
+
+def retry_document(db: Database, document_id: str, enqueue: Enqueue) -> Document:
+    """Queue a failed document again from its stored original (a transient failure, or a fixed parser).
+
+    Only ``failed`` documents: a queued or processing one is already on its way, an indexed one is done."""
+    with db.session() as session:
+        document = session.get(Document, document_id)
+        if document is None:
+            raise NotFound(f"Document {document_id!r} does not exist.")
+        if document.status != DocumentStatus.failed:
+            raise Conflict(f"Document {document_id!r} is {document.status}; only a failed document can be retried.")
+        document.status = DocumentStatus.queued
+        document.error = None
+        document.claim_token = None
+        document.started_at = document.finished_at = None
+        document.queued_at = datetime.now(UTC)
+    enqueue([document_id])
+    return document
+
+
+def original_path(document: Document) -> Path:
+    """The stored original bytes of a document; 404 when they are gone from the blob directory."""
+    path = Path(document.blob_path)
+    if not path.is_file():
+        raise NotFound(f"The original of document {document.id!r} is no longer stored.")
+    return path
 
 
 def delete_collection(db: Database, retriever: HybridRetriever, name: str) -> None:

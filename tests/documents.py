@@ -136,6 +136,40 @@ def scanned_pdf_bytes(pages: Sequence[Sequence[str]], cjk: bool = False) -> byte
     return out.getvalue()
 
 
+def text_pdf_bytes(pages: Sequence[Sequence[str]]) -> bytes:
+    """A PDF with a text layer (Helvetica, one line per entry), written object by object with its xref
+    table, as a word processor's "save as PDF" would; pypdf reads the lines back as text."""
+
+    def literal(line: str) -> str:
+        return "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+    count = len(pages)
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+    ]
+    for index, lines in enumerate(pages):
+        text = " T* ".join(f"{literal(line)} Tj" for line in lines)
+        stream = f"BT /F1 11 Tf 14 TL 72 740 Td {text} ET"
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            f"/Contents {5 + 2 * index} 0 R >>"
+        )
+        objects.append(f"<< /Length {len(stream.encode('latin-1'))} >>\nstream\n{stream}\nendstream")
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
 def eml_bytes(
     subject: str, sender: str, to: str, body: str, attachments: Sequence[tuple[str, bytes, str]] = ()
 ) -> bytes:

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Path, Request, Response, status
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import ConversationsDep, DbDep, LimitsDep, PrincipalDep, SettingsDep, identity
+from api.limits import RateLimits
 from api.routes.query import SSE_RESPONSE, drain_in_thread
 from api.schemas import ConversationOut, MemoryIn, MessageIn, MessageOut, TurnOut
+from core.config import Settings
 from core.errors import BadInput, NotFound
 from core.keys import Principal
 from core.models import Conversation, Role, Turn
@@ -76,6 +78,34 @@ def delete_conversation(conversation_id: str, conversations: ConversationsDep, p
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+def message_request(
+    conversation_id: str,
+    body: MessageIn,
+    request: Request,
+    conversations: ConversationService,
+    settings: Settings,
+    limits: RateLimits,
+    principal: Principal,
+) -> QueryRequest:
+    """Everything a turn checks before it runs (visibility, rate limit, length), shared by this API and the
+    web console's streamed turns."""
+    visible_conversation(conversations, conversation_id, principal)
+    limits.hit("query", identity(principal, request))
+    if len(body.message) > settings.max_query_chars:
+        raise BadInput(f"The message is {len(body.message)} characters; the limit is {settings.max_query_chars}.")
+    if body.stream and not body.generate:
+        raise BadInput('"stream": true needs "generate": true.')
+    return QueryRequest(
+        query=body.message,
+        top_k=body.top_k,
+        mode=body.mode,
+        generate=body.generate,
+        filters=body.filters.to_filter() if body.filters else SearchFilter(),
+        owner=principal.owner,
+        answer_mode=body.answer_mode,
+    )
+
+
 @router.post("/v1/conversations/{conversation_id}/messages", response_model=MessageOut, responses=SSE_RESPONSE)
 def post_message(
     conversation_id: str,
@@ -86,22 +116,8 @@ def post_message(
     limits: LimitsDep,
     principal: PrincipalDep,
 ) -> Any:
-    visible_conversation(conversations, conversation_id, principal)
-    limits.hit("query", identity(principal, request))
-    if len(body.message) > settings.max_query_chars:
-        raise BadInput(f"The message is {len(body.message)} characters; the limit is {settings.max_query_chars}.")
-    ask = QueryRequest(
-        query=body.message,
-        top_k=body.top_k,
-        mode=body.mode,
-        generate=body.generate,
-        filters=body.filters.to_filter() if body.filters else SearchFilter(),
-        owner=principal.owner,
-        answer_mode=body.answer_mode,
-    )
+    ask = message_request(conversation_id, body, request, conversations, settings, limits, principal)
     if body.stream:
-        if not body.generate:
-            raise BadInput('"stream": true needs "generate": true.')
         events = conversations.stream(conversation_id, owner_filter(principal), body.message, ask)
         return EventSourceResponse(drain_in_thread(events))
     turn, result = conversations.ask(conversation_id, owner_filter(principal), body.message, ask)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -211,6 +212,34 @@ def visible_document(db: Database, document_id: str, principal: Principal, role:
 def get_document(document_id: str, db: DbDep, principal: PrincipalDep) -> DocumentOut:
     document, collection = visible_document(db, document_id, principal, Role.reader)
     return document_out(document, collection)
+
+
+@router.get(
+    "/v1/documents/{document_id}/original",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The uploaded bytes"}},
+)
+def download_original(document_id: str, db: DbDep, principal: PrincipalDep) -> FileResponse:
+    """The bytes as uploaded, always as an attachment of type application/octet-stream: an uploaded HTML
+    file must never be rendered by the browser in this origin."""
+    document, _ = visible_document(db, document_id, principal, Role.reader)
+    return FileResponse(
+        service.original_path(document),
+        media_type="application/octet-stream",
+        filename=document.filename,
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post(
+    "/v1/documents/{document_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"model": ErrorOut, "description": "The document is not in the failed state"}},
+)
+def retry_document(document_id: str, db: DbDep, enqueue: EnqueueDep, principal: PrincipalDep) -> DocumentOut:
+    """Queue a failed document again from its stored original."""
+    _, collection = visible_document(db, document_id, principal, Role.writer)
+    return document_out(service.retry_document(db, document_id, enqueue), collection)
 
 
 @router.delete("/v1/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)

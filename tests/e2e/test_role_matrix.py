@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.config import Settings
+from tests.e2e.helpers import wait_for_status
 
 ROOT_KEY = "matrix-root-key"
 ROOT = {"Authorization": f"Bearer {ROOT_KEY}"}
@@ -54,6 +55,8 @@ RULES: dict[str, Rule] = {
     "GET /v1/collections/{name}/documents": Rule("reader", "path"),
     "GET /v1/documents/{document_id}": Rule("reader", "record"),
     "DELETE /v1/documents/{document_id}": Rule("writer", "record"),
+    "GET /v1/documents/{document_id}/original": Rule("reader", "record"),
+    "POST /v1/documents/{document_id}/retry": Rule("writer", "record"),
     "POST /v1/collections/{name}/query": Rule("reader", "path"),
     "GET /v1/queries/{query_id}": Rule("admin", "record"),
     "POST /v1/collections/{name}/conversations": Rule("reader", "path"),
@@ -119,6 +122,14 @@ class World:
             "/v1/collections/alpha/documents", files={"file": ("m.txt", data)}, headers=ROOT
         ).json()["id"]
 
+    def failed_document(self) -> str:
+        """A document that ended ``failed`` (bytes that claim to be a PDF and are not), for retries."""
+        data = f"%PDF-1.7\nnot a PDF body {next(self.counter)}".encode()
+        document_id = self.client.post(
+            "/v1/collections/alpha/documents", files={"file": ("broken.pdf", data)}, headers=ROOT
+        ).json()["id"]
+        return wait_for_status(self.client, document_id, headers=ROOT)["id"]
+
     def conversation(self) -> str:
         return self.client.post("/v1/collections/alpha/conversations", headers=ROOT).json()["id"]
 
@@ -136,7 +147,7 @@ def request_for(label: str, world: World, headers: dict[str, str]) -> dict[str, 
             if label in ("DELETE /v1/collections/{name}", "POST /v1/admin/collections/{name}/reindex")
             else lambda: "alpha"
         ),
-        "document_id": world.document,
+        "document_id": world.failed_document if label == "POST /v1/documents/{document_id}/retry" else world.document,
         "query_id": lambda: world.query_id,
         "job_id": lambda: world.job_id,
         "conversation_id": world.conversation,

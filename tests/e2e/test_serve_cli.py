@@ -63,6 +63,8 @@ def test_serve_prints_key_and_example_and_keeps_the_key(tmp_path: Path) -> None:
         key = banner_key(log)
         text = log.read_text()
         assert "created on first start" in text and "curl" in text and server.url in text
+        assert f"Web console: {server.url}/ui/" in text
+        assert httpx.get(f"{server.url}/ui/login").status_code == 200
         assert httpx.get(f"{server.url}/v1/collections").status_code == 401
         client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert client.post("/v1/collections", json={"name": "docs"}).status_code == 201
