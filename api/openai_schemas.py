@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas import AnswerModeName, FiltersIn, Text
-from retrieval.retriever import RetrievalMode
+from core.types import RetrievalMode
 
 MAX_STOP_SEQUENCES = 4
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from retrieval.retriever import STAGES
+from core.types import STAGES
 
 MARKER = re.compile(r"\[(\d+)\]")
 WHY_ROWS = 20

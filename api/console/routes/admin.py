@@ -20,7 +20,7 @@ from api.routes import query as api_query
 from api.schemas import KeyIn, ReindexJobOut, as_utc
 from core.errors import BadInput
 from core.models import Role
-from retrieval.retriever import STAGES
+from core.types import STAGES
 
 router = APIRouter(prefix=f"{CONSOLE_PREFIX}/admin")
 LOG_PAGE = 200
