@@ -1,8 +1,8 @@
 """FastAPI dependencies as ``Annotated`` aliases; everything comes from ``app.state``, built at start.
 
 The getters that only read ``app.state`` are ``async``: FastAPI runs a plain ``def`` dependency in the
-thread pool, and a query took six pool hops (each a GIL handoff between the event loop and a thread)
-before it started. Under 50 concurrent clients those hand-offs, not the work, made the tail latency.
+thread pool, and each pool hop is a GIL hand-off between the event loop and a thread; under many
+concurrent clients those hand-offs, not the work, would make the tail latency.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from core.db import Database
 from core.keys import Principal
 from generation.conversation import ConversationService
 from generation.query_service import QueryService
-from ingest.service import Enqueue
+from ingest.service import Enqueue, IngestService
 from runtime.services import Services
 
 
@@ -42,6 +42,10 @@ async def get_conversations(request: Request) -> ConversationService:
     return request.app.state.services.conversations
 
 
+async def get_ingest(request: Request) -> IngestService:
+    return request.app.state.services.ingest
+
+
 async def get_enqueue(request: Request) -> Enqueue:
     """Upload routes hand this to the ingest service, which calls it after committing the rows."""
     return request.app.state.queue.enqueue_ingest
@@ -56,6 +60,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
 QueriesDep = Annotated[QueryService, Depends(get_queries)]
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
 EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 

@@ -34,7 +34,6 @@ from core.keys import ROOT, Principal
 from core.models import Role
 from core.types import SearchFilter
 from generation.query_types import QueryRequest
-from ingest import service
 from runtime.services import Services
 
 T = TypeVar("T")
@@ -97,9 +96,9 @@ def cited_source(citation: dict[str, Any]) -> dict[str, Any]:
 
 
 def document_body(services: Services, principal: Principal, document_id: str) -> dict[str, Any]:
-    document, collection = service.get_document(services.db, document_id)
+    document, collection = services.ingest.get_document(document_id)
     principal.require_visible(Role.reader, collection, NotFound(f"Document {document_id!r} does not exist."))
-    chunks = service.document_chunks(services.db, document_id)
+    chunks = services.ingest.document_chunks(document_id)
     return {
         "id": document.id,
         "collection": collection,
@@ -138,7 +137,7 @@ def build_mcp_server(context: McpContext) -> MCPServer:
     @mcp.tool(description="The collections this key may read, with their document counts.")
     async def list_collections(ctx: Context) -> list[dict[str, Any]]:
         principal = context.principal(request_of(ctx))
-        rows = await blocking(lambda: service.list_collections(services.db))
+        rows = await blocking(services.ingest.list_collections)
         return [
             {"name": c.name, "documents": n, "index_version": c.index_version}
             for c, n in rows
@@ -243,9 +242,9 @@ def build_mcp_server(context: McpContext) -> MCPServer:
 
 def readable_documents(services: Services, principal: Principal) -> list[tuple[Any, str]]:
     found: list[tuple[Any, str]] = []
-    for collection, _ in service.list_collections(services.db):
+    for collection, _ in services.ingest.list_collections():
         if principal.can(Role.reader, collection.name):
-            page = service.list_documents(services.db, collection.name, "indexed", RESOURCE_LIST_LIMIT, 0)
+            page = services.ingest.list_documents(collection.name, "indexed", RESOURCE_LIST_LIMIT, 0)
             found.extend((d, collection.name) for d in page.items)
     return found[:RESOURCE_LIST_LIMIT]
 

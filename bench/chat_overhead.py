@@ -21,18 +21,16 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import REPO, load_average, print_table, progress, summary_ms
+from bench.common import Report, heading, print_table, progress, summary_ms
 from bench.serving import (
     add_server_env,
     clapnq,
     create_collection,
     passage_file,
-    report,
     serve,
     server_env,
     upload_files,
@@ -106,10 +104,9 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3, help="questions asked each way first, not counted")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "chat_overhead.json")
     add_server_env(parser)
     args = parser.parse_args()
-    run_report = report("bench.chat_overhead")
+    run_report = Report("bench.chat_overhead")
     run_report.start("bench.chat_overhead: OpenAI-compatible chat vs the native query endpoint")
     corpus, all_questions = clapnq()
     answerable = [q for q in all_questions if q.get("answerable") and q.get("gold_doc_ids")]
@@ -140,26 +137,20 @@ def main() -> None:
     summaries = {key: summary_ms(values) for key, values in samples.items()}
     summaries["chat_overhead"] = summary_ms(overhead)
     summaries["first_content_after_native_token"] = summary_ms(ttft_gap)
-    print()
+    heading("Native query vs OpenAI-compatible chat (same questions, alternated)")
     print_table(
         ["figure (ms)", "n", "p50", "p95", "p99", "mean"],
         [[k, s["n"], s["p50"], s["p95"], s["p99"], s["mean"]] for k, s in summaries.items()],
     )
-    print(f"\nserver log problems: {problems}; load average at end {load_average()}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {
+    print(f"\nserver log problems: {problems}")
+    run_report.figures = {
         "questions": len(samples["chat"]),
         "passages": len(passages),
         "top_k": args.top_k,
         "answer_mode": "extractive (server default, no LLM)",
         "summaries_ms": summaries,
         "server_log_problems": problems,
-        "load_average_start": run_report.started_load,
-        "load_average_end": load_average(),
-        "command": run_report.command(),
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"JSON written to {args.out.relative_to(REPO)}")
     run_report.finish()
 
 

@@ -39,7 +39,7 @@ from bench.common import Report, heading, print_table, progress, scifact_corpus,
 from bench.serving import UNLIMITED, free_port
 from core.config import Settings
 from ingest.parsers import parse_document
-from ingest.pipeline import chunk_document, embedding_text
+from ingest.records import chunk_document, embedding_text
 from retrieval.embedding import Embedder
 
 TARGET_RATIO = 0.85
@@ -102,14 +102,14 @@ class StageTimer:
 def instrumented(timer: StageTimer) -> Iterator[None]:
     """Wrap the pipeline's steps where the worker looks them up; restored afterwards."""
     import ingest.pipeline as pipeline
-    import workers.tasks as tasks
+    from ingest.service import IngestService
     from retrieval.corpus_index import CorpusBackedIndex
     from retrieval.qdrant_edge import QdrantEdgeStore, _Shard
     from retrieval.retriever import HybridRetriever
 
-    # The task module imported some pipeline functions by name: wrap them there, where it calls them.
+    # The pipeline imported its steps by name: wrap them there, where it calls them.
     targets: list[tuple[Any, str, str]] = [
-        (tasks, "claim_queued_peers", "SQL claim of queued peers (batching)"),
+        (IngestService, "claim_queued_peers", "SQL claim of queued peers (batching)"),
         (pipeline, "claim", "SQL claim (processing)"),
         (pipeline, "build", "read + parse + chunk"),
         (HybridRetriever, "delete_document", "delete old chunks (both indexes)"),
@@ -118,7 +118,7 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
         (_Shard, "optimize", "Edge optimize (HNSW)"),
         (CorpusBackedIndex, "add", "bm25s add (tokenize + rewrite corpus)"),
         (pipeline, "commit_indexed", "SQL chunk rows + indexed"),
-        (tasks, "index_documents", "worker total (index_documents)"),
+        (IngestService, "index", "worker total (IngestService.index)"),
     ]
     present = [(owner, name, stage) for owner, name, stage in targets if hasattr(owner, name)]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in present]

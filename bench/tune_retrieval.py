@@ -47,7 +47,7 @@ from evaluation.datasets import EvalDocument, load_dataset
 from evaluation.metrics import RUN_DEPTH, doc_ranking, score_rankings
 from ingest.chunking import chunk_sections
 from ingest.parsers import detect_kind, parse_document
-from ingest.pipeline import embedding_text
+from ingest.records import embedding_text
 from retrieval.corpus_index import top_positive
 from retrieval.fusion import convex, rrf
 from retrieval.text_analysis import tokenize, tokenize_many

@@ -225,34 +225,29 @@ def ingest(
         return
     from tqdm import tqdm
 
-    from core.errors import NotFound
-    from ingest import service
+    from ingest.service import Upload
     from runtime.services import Services
 
     services = Services(Settings())
     try:
-        try:
-            service.get_collection(services.db, collection)
-        except NotFound:
-            service.create_collection(services.db, collection, services.settings)
+        service = services.ingest
+        service.ensure_collection(collection)
         queued: list[str] = []
         names: dict[str, Path] = {}
         failures = 0
         files = _files(paths)
         for path in tqdm(files, desc="recording", unit="file"):
             try:
-                sub = service.submit_document(
-                    services.db, services.settings, collection, path.name, path.read_bytes(), None, queued.extend
-                )
+                [sub] = service.submit(collection, [Upload(path.name, path.read_bytes())], None, queued.extend)
             except RagError as exc:
                 tqdm.write(f"{path}: {exc.message}")
                 failures += 1
                 continue
             names.setdefault(sub.document.id, path)
         with tqdm(total=len(queued), desc="indexing", unit="file") as bar:
-            service.index_in_batches(services.db, services.retriever, services.settings, queued, bar.update)
+            service.index_in_batches(queued, bar.update)
         for document_id, path in names.items():
-            document, _ = service.get_document(services.db, document_id)
+            document, _ = service.get_document(document_id)
             if document.status == "failed":
                 tqdm.write(f"{path}: failed: {document.error}")
                 failures += 1
@@ -387,15 +382,12 @@ def reindex(
         return
     from tqdm import tqdm
 
-    from ingest import reindex as reindexing
     from runtime.services import Services
 
     services = Services(Settings())
     jobs: list[str] = []
     try:
-        reindexing.start_reindex(
-            services.db, services.settings, name, options, jobs.append, retriever=services.retriever
-        )
+        services.ingest.start_reindex(name, options, jobs.append)
         with tqdm(desc=f"re-indexing {name}", unit="doc") as bar:
 
             def progress(done: int, total: int) -> None:
@@ -403,10 +395,8 @@ def reindex(
                 bar.n = done
                 bar.refresh()
 
-            status = reindexing.run_reindex(
-                services.db, services.retriever, services.settings, jobs[0], services.retriever.drop_index, progress
-            )
-        view = reindexing.get_job(services.db, jobs[0])
+            status = services.ingest.run_reindex(jobs[0], services.retriever.drop_index, progress)
+        view = services.ingest.get_job(jobs[0])
     except RagError as exc:
         fail(exc)
         return

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(
         8.0, gt=0, le=720, allow_inf_nan=False, description="How long a web console sign-in lasts."
     )
+    db_migrate_on_start: bool = Field(
+        False,
+        description="Apply the Alembic migrations to RAG_DATABASE_URL at start; off, a process refuses to start "
+        "on a database that is not at the latest revision and says to run `ragctl db upgrade`. The embedded "
+        "SQLite file creates its own tables either way.",
+    )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded Qdrant Edge.")
     qdrant_api_key: str | None = None
     edge_flush_interval_s: float = Field(
@@ -32,7 +38,7 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds between flushes of embedded Qdrant Edge shards to disk (0: after every write). "
         "Writes are in Edge's write-ahead log when they return and survive the process dying; a flush also "
-        "survives a power loss. A flush holds the GIL ~18 ms, which once per ingest batch slowed ingest.",
+        "survives a power loss. A flush holds the GIL, so it runs off the write path, on the store's own thread.",
     )
     edge_optimize_idle_s: float = Field(
         2.0,
@@ -40,14 +46,14 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds without writes after which a Qdrant Edge shard builds its HNSW index in the "
         "background (0: after every upsert). Points are searchable (exact search) before; the build holds the "
-        "GIL for seconds, which inside ingest stalled the embedding.",
+        "GIL for seconds, so it waits for a pause in writing rather than stall the embedding threads.",
     )
     edge_optimize_max_delay_s: float = Field(
         300.0,
         gt=0,
         allow_inf_nan=False,
         description="Under a steady stream of writes, a Qdrant Edge shard still builds HNSW this often, so "
-        "exact search never covers more than this much ingest (~75k chunks at 250/s: ~5 ms a search here).",
+        "exact search (linear in the points not yet in HNSW) never covers more than this much ingest.",
     )
     broker_url: str | None = Field(None, description="Celery broker; unset = in-process worker.")
 
@@ -94,24 +100,24 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(
         4,
         ge=1,
-        description="Texts per forward pass when embedding documents. With int8 ONNX, one session per core and "
-        "batches of equal token counts (no padding), 4 still embeds SciFact chunks fastest on 2 cores: 4 / 8 / 16 / "
-        "32 gave ~284 / ~275 / ~239 / ~205 chunks/s (bench/README.md).",
+        description="Texts per forward pass when embedding documents. With int8 ONNX each core runs its own "
+        "session on batches of equal token counts (no padding), so small batches lose nothing to padding and keep "
+        "every core busy; the default is the fastest size in bench/embedding_backends.py (bench/README.md).",
     )
     ingest_batch_documents: int = Field(
         48,
         ge=1,
         description="Queued documents one ingest task takes together, to embed their chunks in one call: fewer, "
-        "larger calls keep both cores on full batches (SciFact bulk ingest 213 -> 244 chunks/s going from 16 to "
-        "48; 96 gave no more). A lone upload is not held back: a task takes only what is already queued.",
+        "larger calls keep every core on full batches (the default is where bench/ingest_throughput.py stops "
+        "gaining). A lone upload is not held back: a task takes only what is already queued.",
     )
     gil_switch_interval_ms: float = Field(
         0.5,
         gt=0,
         description="Python's thread switch interval, set once a process loads its embedding model. The model "
         "releases the GIL for each batch and needs it back to start the next; at CPython's 5 ms a thread busy in "
-        "Python meanwhile (parsing, SQL, requests) stalls that core for up to 5 ms per batch. 0.5 raised ingest "
-        "from 80% to 86% of the raw embedding rate (bench/README.md).",
+        "Python meanwhile (parsing, SQL, requests) holds that core idle until its interval runs out. A shorter "
+        "interval hands the GIL back sooner (bench/README.md has the ingest figures).",
     )
     redrive_after_s: float = Field(
         300.0, description="A document queued this long without starting gets its task sent again."
@@ -125,7 +131,7 @@ class Settings(BaseSettings):
     ocr: Literal["auto", "tesseract", "rapidocr", "off"] = Field(
         "auto",
         description="OCR engine for images and PDF pages without a text layer. auto = Tesseract where its binary is "
-        "installed (reads English word for word, ~1 s a page), else RapidOCR (pip only, models in its wheel; glues "
+        "installed (reads English word for word, slower), else RapidOCR (pip only, models in its wheel; glues "
         "English words together), else off. off refuses image uploads (415).",
     )
     ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR.")

@@ -43,7 +43,15 @@ class Database:
         self.engine = make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def embedded(self) -> bool:
+        """The SQLite file: the one database that creates its own tables (``core.schema``)."""
+        return self.engine.dialect.name == "sqlite"
+
     def create_schema(self) -> None:
+        """Create missing tables from the models; SQLite only, a server database changes by migrations."""
+        if not self.embedded:
+            raise RuntimeError("Only the embedded SQLite database creates its tables; migrate this one instead.")
         Base.metadata.create_all(self.engine)
 
     @contextmanager

@@ -3,14 +3,14 @@
 Garbage collector:
 
 A full collection walks every tracked object while holding the GIL. Once the embedding model and its
-libraries are loaded, a serving process holds about 650k of them, and each full collection took 315 ms
-here: the p99 stalls of bench/load_test.py. Objects alive after start-up and model loading live as long
-as the process, so they move to the collector's permanent generation (``gc.freeze``): later collections
-skip them, and reference counting still frees any of them that are released.
+libraries are loaded, a serving process holds hundreds of thousands of them, so a full collection pauses
+every thread long enough to show in the tail latency (bench/load_test.py). Objects alive after start-up
+and model loading live as long as the process, so they move to the collector's permanent generation
+(``gc.freeze``): later collections skip them, and reference counting still frees any that are released.
 
-GIL: the embedding runtime releases the GIL while a batch runs (~50 ms per core here) and must take it back
-to start the next batch. A waiting thread gets it only when the holder's switch interval runs out, 5 ms by
-default, so every batch boundary could leave a core idle that long while a worker thread parsed or wrote SQL.
+GIL: the embedding runtime releases the GIL while a batch runs and must take it back to start the next
+batch. A waiting thread gets it only when the holder's switch interval runs out (5 ms by CPython's default),
+so every batch boundary can leave a core idle that long while a worker thread parses or writes SQL.
 """
 
 from __future__ import annotations

@@ -10,14 +10,13 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from core.collections import get_collection
-from core.errors import NotFound
 from core.models import UNFINISHED, Chunk, Document, DocumentStatus
 from evaluation.answer_metrics import Encode, judge_faithfulness
 from evaluation.corpus import Corpus
 from evaluation.datasets import EvalDataset
 from generation.prompt import PROMPT_VERSION
 from generation.query_types import QueryRequest, QueryResult
-from ingest.service import create_collection, index_in_batches, submit_document
+from ingest.service import Upload
 from retrieval.vector_store import vector_backend_name
 from runtime.services import Services
 
@@ -55,40 +54,26 @@ SETTINGS_IN_REPORT = (
 )
 
 
-def ensure_collection(services: Services, name: str) -> None:
-    try:
-        get_collection(services.db, name)
-    except NotFound:
-        create_collection(services.db, name, services.settings)
-
-
 def ingest_corpus(
     services: Services, dataset: EvalDataset, collection: str, batch_size: int = 256, progress: bool = True
 ) -> Corpus:
     """Upload every corpus document (same bytes = same document) and index those not indexed yet."""
     started = time.perf_counter()
-    ensure_collection(services, collection)
+    ingest = services.ingest
+    ingest.ensure_collection(collection)
     doc_to_dataset: dict[str, list[str]] = {}
     pending: list[str] = []
     created = 0
     for document in tqdm(dataset.documents, desc="uploading", unit="doc", disable=not progress):
-        submission = submit_document(
-            services.db,
-            services.settings,
-            collection,
-            document.filename,
-            document.upload_text().encode("utf-8"),
-            {"source_id": document.id},
-            lambda _id: None,
-        )
+        upload = Upload(document.filename, document.upload_text().encode("utf-8"))
+        [submission] = ingest.submit(collection, [upload], {"source_id": document.id}, lambda _ids: None)
         created += submission.created
         doc_to_dataset.setdefault(submission.document.id, []).append(document.id)
         if submission.document.status in UNFINISHED:
             pending.append(submission.document.id)
     pending = list(dict.fromkeys(pending))
-    batched = services.settings.model_copy(update={"ingest_batch_documents": batch_size})
     with tqdm(total=len(pending), desc="indexing", unit="doc", disable=not progress) as bar:
-        index_in_batches(services.db, services.retriever, batched, pending, bar.update)
+        ingest.index_in_batches(pending, bar.update, batch_documents=batch_size)
     collection_id = get_collection(services.db, collection).id
     with services.db.session() as session:
         chunk_to_doc = dict(

@@ -32,16 +32,10 @@ from core.models import (
     ReindexJob,
     index_name,
 )
-from ingest.pipeline import (
-    COLLECTION_OPTIONS,
-    Prepared,
-    build,
-    effective_settings,
-    index_profile,
-    store_chunks,
-    write_indexes,
-)
-from retrieval.retriever import HybridRetriever
+from ingest.commit import store_chunks, write_indexes
+from ingest.profile import COLLECTION_OPTIONS, effective_settings
+from ingest.records import Prepared, build
+from retrieval.retriever import HybridRetriever, IndexProfile
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +75,7 @@ def validate_options(
     if unknown:
         raise BadInput(f"Unknown re-index option(s) {sorted(unknown)}; allowed: {list(COLLECTION_OPTIONS)}.")
     try:
-        profile = index_profile(settings, {**(recorded or {}), **options})
+        profile = IndexProfile.from_settings(effective_settings(settings, {**(recorded or {}), **options}))
     except ValueError as exc:
         raise BadInput(f"Invalid re-index options: {exc}") from exc
     if retriever is not None and {"embedding_model", "embedding_backend"} & set(options):

@@ -1,366 +1,164 @@
-"""Collection and document operations shared by the API, the CLI and the workers.
+"""The ingest service: what the API, the workers, the CLI and the evaluation call to put documents in.
 
-Nothing here knows about HTTP or Celery: submitting a document takes an ``enqueue`` callable that is
-called only after the document row is committed, so a worker never sees a row that does not exist yet.
+Built once per process by the composition root (``runtime.services.Services.ingest``), like the query
+service. It holds the database, the retriever and the settings, so callers name only what they act on;
+the work itself lives in the modules that do one thing each (``catalog``, ``pipeline``, ``claims``,
+``reindex``).
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy import delete as sql_delete
-from sqlalchemy.exc import IntegrityError
-
-from core.collections import bump_content_version, collection_in, get_collection
+from core.collections import get_collection
 from core.config import Settings
 from core.db import Database
-from core.errors import BadInput, Conflict, NotFound, TooLarge, UnsupportedType
-from core.ids import new_id, sha256_hex
-from core.jsonsafe import check_json
-from core.models import UNFINISHED, Chunk, Collection, Document, DocumentStatus, index_name
-from ingest import ocr
-from ingest.parsers.detect import detect_kind
-from ingest.pipeline import index_documents, profile_options
-from ingest.reindex import live_versions
+from core.errors import NotFound
+from core.models import Chunk, Collection, Document, ReindexJob
+from ingest import catalog, claims, reindex
+from ingest.catalog import DocumentPage, Enqueue, Submission, Upload
+from ingest.outcome import Outcome
+from ingest.pipeline import index_documents
+from ingest.reindex import JobView
 from retrieval.retriever import HybridRetriever
 
-COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-Enqueue = Callable[[Sequence[str]], None]  # document ids, queued as one unit
+__all__ = ["DocumentPage", "Enqueue", "IngestService", "JobView", "Submission", "Upload"]
 
 
-def create_collection(db: Database, name: str, settings: Settings) -> Collection:
-    """The collection records how its indexes are built (model, tokenizer) from ``settings``."""
-    if not COLLECTION_NAME.fullmatch(name):
-        raise BadInput(
-            "Collection names use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit."
-        )
-    try:
-        with db.session() as session:
-            collection = Collection(name=name, options=profile_options(settings))
-            session.add(collection)
-            session.flush()
-            return collection
-    except IntegrityError as exc:
-        raise Conflict(f"Collection {name!r} already exists.") from exc
+@dataclass
+class IngestService:
+    db: Database
+    retriever: HybridRetriever
+    settings: Settings
 
+    # Collections
 
-def list_collections(db: Database) -> list[tuple[Collection, int]]:
-    """Collections with their document counts."""
-    with db.session() as session:
-        counts = dict(
-            session.execute(select(Document.collection_id, func.count()).group_by(Document.collection_id)).all()
-        )
-        collections = session.scalars(select(Collection).order_by(Collection.name)).all()
-        return [(c, counts.get(c.id, 0)) for c in collections]
+    def create_collection(self, name: str) -> Collection:
+        """The collection records how its indexes are built (model, tokenizer) from the settings."""
+        return catalog.create_collection(self.db, name, self.settings)
 
-
-def safe_filename(filename: str | None) -> str:
-    """Keep the base name only, printable characters only: names end up in citations and logs."""
-    base = os.path.basename((filename or "").replace("\\", "/"))
-    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
-    return cleaned[:255] or "upload"
-
-
-def validate_upload(
-    settings: Settings, filename: str | None, data: bytes, declared_type: str | None
-) -> tuple[str, str]:
-    """Size and sniffed type, before anything is stored. Returns the safe filename and the parser kind."""
-    if len(data) > settings.max_upload_bytes:
-        raise TooLarge(
-            f"The file is {len(data) / 1e6:.1f} MB; the limit is {settings.max_upload_mb:g} MB (RAG_MAX_UPLOAD_MB)."
-        )
-    name = safe_filename(filename)
-    kind = detect_kind(data, name, declared_type)
-    if kind == "image" and (settings.ocr == "off" or not ocr.available()):
-        raise UnsupportedType(
-            f"{name} is an image, and OCR is off on this server (RAG_OCR={settings.ocr}, engines installed: "
-            f"{', '.join(ocr.available()) or 'none'}); upload a file with a text layer."
-        )
-    return name, kind
-
-
-@dataclass(frozen=True)
-class Submission:
-    document: Document
-    created: bool
-
-
-@dataclass(frozen=True)
-class Upload:
-    filename: str | None
-    data: bytes
-    declared_type: str | None = None
-
-
-def submit_document(
-    db: Database,
-    settings: Settings,
-    collection_name: str,
-    filename: str | None,
-    data: bytes,
-    metadata: dict[str, Any] | None,
-    enqueue: Enqueue,
-    declared_type: str | None = None,
-) -> Submission:
-    """Validate, keep the original bytes, record the document and queue it. Same bytes -> same document."""
-    upload = Upload(filename, data, declared_type)
-    return submit_documents(db, settings, collection_name, [upload], metadata, enqueue)[0]
-
-
-def submit_documents(
-    db: Database,
-    settings: Settings,
-    collection_name: str,
-    uploads: Sequence[Upload],
-    metadata: dict[str, Any] | None,
-    enqueue: Enqueue,
-) -> list[Submission]:
-    """Every file is checked before any is stored; the new ones are recorded in one transaction and queued
-    after it commits. Same bytes -> same document, within the request too."""
-    check_json(metadata or {}, "metadata")  # every caller (API, CLI) stores only what can be served back
-    with db.session() as session:  # one read transaction for the collection and the duplicate checks
-        collection = collection_in(session, collection_name)
-        checked = [validate_upload(settings, u.filename, u.data, u.declared_type) for u in uploads]
-        digests = [sha256_hex(u.data) for u in uploads]
-        known = {
-            d.sha256: d
-            for d in session.scalars(
-                select(Document).where(Document.collection_id == collection.id, Document.sha256.in_(set(digests)))
-            )
-        }
-    created: dict[str, Document] = {}
-    for upload, (name, kind), digest in zip(uploads, checked, digests, strict=True):
-        if digest not in known and digest not in created:
-            created[digest] = Document(
-                collection_id=collection.id,
-                filename=name,
-                content_type=kind,
-                sha256=digest,
-                size_bytes=len(upload.data),
-                blob_path=str(store_blob(settings, digest, upload.data)),
-                metadata_=metadata or {},
-            )
-    if created:
+    def ensure_collection(self, name: str) -> Collection:
+        """The collection of that name, created when there is none."""
         try:
-            with db.session() as session:
-                session.add_all(created.values())
-        except IntegrityError:
-            if len(uploads) == 1:  # a concurrent upload of the same bytes won the race: return its row
-                return [Submission(existing_document(db, collection.id, digests[0]), created=False)]
-            return [
-                submit_documents(db, settings, collection_name, [upload], metadata, enqueue)[0] for upload in uploads
-            ]
-    documents = {**known, **created}
-    if created:
-        enqueue([document.id for document in created.values()])
-    submissions = []
-    for digest in digests:
-        new = created.pop(digest, None) is not None  # a second file with the same bytes is a duplicate
-        submissions.append(Submission(documents[digest], created=new))
-    return submissions
+            return get_collection(self.db, name)
+        except NotFound:
+            return self.create_collection(name)
 
+    def list_collections(self) -> list[tuple[Collection, int]]:
+        """Collections with their document counts."""
+        return catalog.list_collections(self.db)
 
-def index_in_batches(
-    db: Database,
-    retriever: HybridRetriever,
-    settings: Settings,
-    document_ids: Sequence[str],
-    progress: Callable[[int], None] = lambda done: None,
-) -> None:
-    """Index recorded documents in this process, ``RAG_INGEST_BATCH_DOCUMENTS`` at a time, so their chunks
-    share embedding batches (one document at a time ran the model on a few chunks per call). ``progress``
-    gets the size of each finished batch."""
-    size = max(1, settings.ingest_batch_documents)
-    for start in range(0, len(document_ids), size):
-        batch = list(document_ids[start : start + size])
-        index_documents(db, retriever, settings, batch)
-        progress(len(batch))
+    def delete_collection(self, name: str) -> None:
+        catalog.delete_collection(self.db, self.retriever, name)
 
+    # Documents
 
-def store_blob(settings: Settings, digest: str, data: bytes) -> Path:
-    """The original bytes, content-addressed: identical uploads share one file."""
-    blob_path = settings.blob_dir / digest[:2] / digest
-    blob_path.parent.mkdir(parents=True, exist_ok=True)
-    if not blob_path.exists():
-        tmp = blob_path.with_name(f"{digest}.{new_id()}.part")  # unique: identical uploads may race here
-        tmp.write_bytes(data)
-        os.replace(tmp, blob_path)
-    return blob_path.resolve()
-
-
-def existing_document(db: Database, collection_id: str, digest: str) -> Document:
-    with db.session() as session:
-        winner = session.scalar(
-            select(Document).where(Document.collection_id == collection_id, Document.sha256 == digest)
+    def submit(
+        self,
+        collection: str,
+        uploads: Sequence[Upload],
+        metadata: dict[str, Any] | None,
+        enqueue: Enqueue,
+        replace: bool = False,
+    ) -> list[Submission]:
+        """Validate every file, keep the originals, record the new documents and queue them. Same bytes ->
+        same document. ``replace`` removes same-named documents with other bytes once the new ones are
+        accepted; of several files with one name, the last wins, as if they had come one by one."""
+        names = [upload.filename or "" for upload in uploads]
+        previous = (
+            {name: catalog.same_name_documents(self.db, collection, name) for name in set(names)} if replace else {}
         )
-        assert winner is not None
-        return winner
+        submissions = catalog.submit_documents(self.db, self.settings, collection, uploads, metadata, enqueue)
+        if replace:
+            kept = {name: submission.document.id for name, submission in zip(names, submissions, strict=True)}
+            for name, document_id in kept.items():
+                batch = {s.document.id for n, s in zip(names, submissions, strict=True) if n == name}
+                for stale in (set(previous[name]) | batch) - {document_id}:
+                    self.delete_document(stale)
+        return submissions
 
+    def get_document(self, document_id: str) -> tuple[Document, str]:
+        """The document and its collection's name."""
+        return catalog.get_document(self.db, document_id)
 
-def get_document(db: Database, document_id: str) -> tuple[Document, str]:
-    """The document and its collection's name."""
-    with db.session() as session:
-        row = session.execute(
-            select(Document, Collection.name)
-            .join(Collection, Collection.id == Document.collection_id)
-            .where(Document.id == document_id)
-        ).first()
-        if row is None:
-            raise NotFound(f"Document {document_id!r} does not exist.")
-        return row[0], row[1]
+    def document_chunks(self, document_id: str) -> list[Chunk]:
+        """Its chunks in the serving index version, in reading order."""
+        return catalog.document_chunks(self.db, document_id)
 
+    def original_path(self, document: Document) -> Path:
+        """Where its stored original is; 404 when it is gone."""
+        return catalog.original_path(document)
 
-def document_chunks(db: Database, document_id: str) -> list[Chunk]:
-    """The document's chunks in the serving index version of its collection, in reading order."""
-    with db.session() as session:
-        version = select(Collection.index_version).join(Document, Document.collection_id == Collection.id)
-        version = version.where(Document.id == document_id).scalar_subquery()
-        return list(
-            session.scalars(
-                select(Chunk)
-                .where(Chunk.document_id == document_id, Chunk.index_version == version)
-                .order_by(Chunk.ordinal)
-            )
-        )
+    def retry(self, document_id: str, enqueue: Enqueue) -> Document:
+        """Queue a failed document again from its stored original; 409 unless it failed."""
+        return catalog.retry_document(self.db, document_id, enqueue)
 
+    def list_documents(self, collection: str, status: str | None, limit: int, offset: int) -> DocumentPage:
+        return catalog.list_documents(self.db, collection, status, limit, offset)
 
-@dataclass(frozen=True)
-class DocumentPage:
-    items: list[Document]
-    total: int
+    def delete_document(self, document_id: str) -> None:
+        """Its chunks leave every live index version, then its row goes, then its original unless shared."""
+        catalog.delete_document(self.db, self.retriever, document_id)
 
+    # Indexing, in this process
 
-def list_documents(db: Database, collection_name: str, status: str | None, limit: int, offset: int) -> DocumentPage:
-    collection = get_collection(db, collection_name)
-    where = [Document.collection_id == collection.id]
-    if status is not None:
-        where.append(Document.status == status)
-    with db.session() as session:
-        total = session.scalar(select(func.count()).select_from(Document).where(*where)) or 0
-        items = session.scalars(
-            select(Document).where(*where).order_by(Document.created_at, Document.id).limit(limit).offset(offset)
-        ).all()
-        return DocumentPage(items=list(items), total=total)
+    def index(self, document_ids: Sequence[str], token: str | None = None) -> dict[str, Outcome]:
+        """Index recorded documents together (shared embedding batches); each one's outcome."""
+        return index_documents(self.db, self.retriever, self.settings, document_ids, token)
 
+    def index_in_batches(
+        self,
+        document_ids: Sequence[str],
+        progress: Callable[[int], None] = lambda done: None,
+        batch_documents: int | None = None,
+    ) -> None:
+        """Index recorded documents ``batch_documents`` (default ``RAG_INGEST_BATCH_DOCUMENTS``) at a time, so
+        their chunks share embedding batches. ``progress`` gets the size of each finished batch."""
+        size = max(1, batch_documents or self.settings.ingest_batch_documents)
+        for start in range(0, len(document_ids), size):
+            batch = list(document_ids[start : start + size])
+            self.index(batch)
+            progress(len(batch))
 
-def delete_document(db: Database, retriever: HybridRetriever, document_id: str) -> None:
-    """Chunks leave every live index version first, then the row (chunk rows cascade), then the blob.
+    # What the ingest tasks need: claims held by a token, and recovery
 
-    A worker still indexing this document finds the row gone at commit and removes what it wrote.
-    """
-    document, collection_name = get_document(db, document_id)
-    for version in live_versions(db, document.collection_id):
-        retriever.delete_document(index_name(collection_name, version), document_id)
-    with db.session() as session:
-        session.execute(sql_delete(Chunk).where(Chunk.document_id == document_id))
-        session.execute(sql_delete(Document).where(Document.id == document_id))
-        bump_content_version(session, document.collection_id)
-    remove_unshared_blobs(db, [document])
+    def claimable(self, document_ids: Sequence[str], token: str) -> list[str]:
+        return claims.claimable(self.db, document_ids, token)
 
+    def claim_queued_peers(self, own: Sequence[str], limit: int, token: str) -> list[str]:
+        return claims.claim_queued_peers(self.db, own, limit, token)
 
-def retry_document(db: Database, document_id: str, enqueue: Enqueue) -> Document:
-    """Queue a failed document again from its stored original (a transient failure, or a fixed parser).
+    def release_claims(self, document_ids: Sequence[str], token: str) -> list[str]:
+        return claims.release_claims(self.db, document_ids, token)
 
-    Only ``failed`` documents: a queued or processing one is already on its way, an indexed one is done."""
-    with db.session() as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise NotFound(f"Document {document_id!r} does not exist.")
-        if document.status != DocumentStatus.failed:
-            raise Conflict(f"Document {document_id!r} is {document.status}; only a failed document can be retried.")
-        document.status = DocumentStatus.queued
-        document.error = None
-        document.claim_token = None
-        document.started_at = document.finished_at = None
-        document.queued_at = datetime.now(UTC)
-    enqueue([document_id])
-    return document
+    def mark_failed(self, document_id: str, message: str, reason: str = "error", token: str | None = None) -> None:
+        claims.mark_failed(self.db, document_id, message, reason, token)
 
+    def stale_document_ids(self, queued_for_s: float, processing_for_s: float) -> list[str]:
+        return catalog.stale_document_ids(self.db, queued_for_s, processing_for_s)
 
-def original_path(document: Document) -> Path:
-    """The stored original bytes of a document; 404 when they are gone from the blob directory."""
-    path = Path(document.blob_path)
-    if not path.is_file():
-        raise NotFound(f"The original of document {document.id!r} is no longer stored.")
-    return path
+    def unfinished_document_ids(self) -> list[str]:
+        return catalog.unfinished_document_ids(self.db)
 
+    # Re-index
 
-def delete_collection(db: Database, retriever: HybridRetriever, name: str) -> None:
-    collection = get_collection(db, name)
-    with db.session() as session:
-        documents = list(session.scalars(select(Document).where(Document.collection_id == collection.id)))
-    if COLLECTION_NAME.fullmatch(name):  # a name stored before full-match validation never got an index
-        for version in live_versions(db, collection.id):
-            retriever.drop_index(index_name(name, version))
-    with db.session() as session:
-        session.execute(sql_delete(Collection).where(Collection.id == collection.id))
-    remove_unshared_blobs(db, documents)
+    def start_reindex(self, collection: str, options: dict[str, Any], enqueue: Callable[[str], None]) -> ReindexJob:
+        """Queue a re-index; 409 while another one of the same collection is queued or running."""
+        return reindex.start_reindex(self.db, self.settings, collection, options, enqueue, retriever=self.retriever)
 
+    def run_reindex(
+        self,
+        job_id: str,
+        drop_later: Callable[[str], None],
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> str:
+        return reindex.run_reindex(self.db, self.retriever, self.settings, job_id, drop_later, on_progress)
 
-def remove_unshared_blobs(db: Database, documents: list[Document]) -> None:
-    """Originals are content-addressed and may be shared across collections: remove only orphans."""
-    with db.session() as session:
-        for document in documents:
-            same_bytes = select(func.count()).select_from(Document).where(Document.sha256 == document.sha256)
-            if not session.scalar(same_bytes):
-                Path(document.blob_path).unlink(missing_ok=True)
+    def get_job(self, job_id: str) -> JobView:
+        return reindex.get_job(self.db, job_id)
 
-
-def same_name_documents(db: Database, collection_name: str, filename: str) -> list[str]:
-    collection = get_collection(db, collection_name)
-    with db.session() as session:
-        return list(
-            session.scalars(
-                select(Document.id).where(
-                    Document.collection_id == collection.id, Document.filename == safe_filename(filename)
-                )
-            )
-        )
-
-
-def stale_document_ids(db: Database, queued_for_s: float, processing_for_s: float) -> list[str]:
-    """Documents whose task was probably lost (a broker restart without persistence, a dead worker):
-    ``queued`` longer than ``queued_for_s`` since their task was sent, or ``processing`` longer than any task
-    may run. Their ``queued_at`` is bumped here, so one re-drive does not trigger the next."""
-    now = datetime.now(UTC)
-    with db.session() as session:
-        rows = session.scalars(
-            select(Document).where(
-                or_(
-                    and_(Document.status == "queued", Document.queued_at < now - timedelta(seconds=queued_for_s)),
-                    and_(
-                        Document.status == "processing",
-                        Document.started_at < now - timedelta(seconds=processing_for_s),
-                        Document.queued_at < now - timedelta(seconds=processing_for_s),
-                    ),
-                )
-            )
-        ).all()
-        for row in rows:
-            row.queued_at = now
-            row.claim_token = None
-        return [row.id for row in rows]
-
-
-def unfinished_document_ids(db: Database) -> list[str]:
-    """Documents a crash or restart left behind; the SQL state is the truth, so these get re-queued.
-
-    Their claims are released: at start-up the claims' holders are presumed dead. (Should one still run in
-    another worker process, the document is indexed twice, which deterministic ids make harmless.)
-    """
-    now = datetime.now(UTC)
-    with db.session() as session:
-        rows = session.scalars(
-            select(Document).where(Document.status.in_(UNFINISHED)).order_by(Document.created_at)
-        ).all()
-        for row in rows:
-            row.claim_token = None
-            row.queued_at = now
-        return [row.id for row in rows]
+    def unfinished_job_ids(self) -> list[str]:
+        return reindex.unfinished_job_ids(self.db)

@@ -146,8 +146,7 @@ class CorpusBackedIndex(ABC):
             # A consistent snapshot: writers publish new corpus objects and never edit a published one.
             scorer, ids, payloads = state.scorer, corpus.ids, corpus.payloads
             state.searched = True
-        # Scoring runs outside the lock: under 50 concurrent queries the lock serialized every search
-        # (keyword stage p95 105 ms in bench/load_test.py).
+        # Scoring runs outside the lock, so concurrent queries score in parallel rather than one at a time.
         scores = self._scores(scorer, term_ids)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)

@@ -3,7 +3,7 @@
 Nothing comes from a hub: the file is exported with ``torch.onnx.export`` from the weights the process
 already loaded, then optionally quantized to int8 by ONNX Runtime (per-channel weights, as
 sentence-transformers' ``export_dynamic_quantized_onnx_model`` does). bench/embedding_backends.py
-measured the int8 file at 2.3x torch's documents/s on this machine for a SciFact nDCG@10 drop of 0.0006.
+compares the int8 file with torch on speed and SciFact nDCG@10 (bench/README.md).
 
 Files are named by a digest of the weights and the tool versions, so a changed model or exporter
 never reuses a stale file, and concurrent processes each write a private temp file and rename it

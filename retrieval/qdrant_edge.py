@@ -2,8 +2,8 @@
 
 Edge has no background optimizer: points land in a plain (exact-search) appendable segment and
 only ``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op
-until a segment crosses the indexing threshold (~20k points here); when it does work it blocks, holding
-the GIL, for seconds (7.9 s over two whole-SciFact ingests, all of it stalling the embedding threads).
+until a segment crosses the indexing threshold; when it does work it blocks, holding the GIL, for
+seconds, and every embedding thread waits for it.
 So writes do not optimize: a background thread does once a shard has had no write for
 ``optimize_idle_s`` (the end of a bulk load), or ``optimize_max_delay_s`` after the last optimize under
 a steady stream of writes, so exact search never covers more than that much ingest. Points are
@@ -11,13 +11,13 @@ searchable when ``update`` returns either way, as with Qdrant's server, whose op
 asynchronously. ``optimize_idle_s=0`` optimizes after every ``upsert`` instead; ``bulk_upsert`` never
 does, for a bulk load that calls ``optimize`` once at the end (the benchmarks). Between the upserts of a
 bulk load of large files (a batch of PDFs can take longer than ``optimize_idle_s`` to embed), a build can
-still land mid-load; it then costs what it cost inline.
+still land mid-load; it then costs what it would inline.
 
 Nor does Edge flush on its own. Every update is in its write-ahead log when ``update`` returns, so it
 survives the process dying (tested: points written after the last flush are there after ``os._exit``);
-``flush()`` writes the segments and syncs the WAL to disk, which is what a power loss needs. A flush takes
-~18 ms and holds the GIL throughout: once per ingest batch, it stalled the embedding threads and the API
-for 1.2 s per 1,000 abstracts. Writes therefore only mark the shard dirty, and the same thread flushes
+``flush()`` writes the segments and syncs the WAL to disk, which is what a power loss needs. A flush holds
+the GIL throughout, so once per ingest batch it would stop the embedding threads and the API. Writes
+therefore only mark the shard dirty, and the same thread flushes
 dirty shards every ``flush_interval_s`` (Qdrant's server does the same, every 5 s by default);
 ``close()`` flushes what is left. ``flush_interval_s=0`` flushes after every write.
 """
@@ -256,9 +256,9 @@ class QdrantEdgeStore:
     def create(self, index: str, dim: int) -> None:
         if dim < 1:
             raise BadInput(f"vector dimension must be positive, got {dim}")
-        # Edge's optimizer defaults keep few segments: searches stay ~1 ms at 100k points, at the
-        # price of optimize() re-merging into the large segment (tried: 8 segments made optimize
-        # ~40% cheaper overall but searches ~8x slower).
+        # Edge's optimizer defaults keep few segments, so a search visits few HNSW graphs, at the price
+        # of optimize() re-merging into the large segment (more segments make optimize cheaper and every
+        # search slower; searches are the hot path).
         config = EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine))
         with self._lock:
             if index in self._shards or self._on_disk(index):

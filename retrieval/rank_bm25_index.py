@@ -2,7 +2,7 @@
 
 It reads and writes the same corpus files as ``Bm25sIndex`` (same analyzer, same term ids, same
 row order), so only the scoring code differs, and that is what the contract tests compare. It
-scores every row in Python (about 100 ms per query at 100k chunks): use it to check, not to serve.
+scores every row in Python, so a query costs time linear in the corpus: use it to check, not to serve.
 
 Exact equivalence with bm25s's Lucene BM25: ``BM25Okapi`` computes, per query term,
 ``idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` with Robertson's idf

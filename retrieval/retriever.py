@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -43,16 +43,21 @@ class IndexProfile:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexProfile:
-        return cls(settings.embedding_model, settings.embedding_backend, settings.keyword_tokenizer)
+        return cls(**{key: getattr(settings, key) for key in PROFILE_FIELDS})
 
     @classmethod
     def of_collection(cls, settings: Settings, options: Mapping[str, Any] | None) -> IndexProfile:
         """What the collection recorded; the process settings for what it did not (older collections)."""
         recorded = {key: value for key, value in (options or {}).items() if key in PROFILE_FIELDS}
-        return cls(**{**{key: getattr(settings, key) for key in PROFILE_FIELDS}, **recorded})
+        return replace(cls.from_settings(settings), **recorded)
+
+    def as_options(self) -> dict[str, Any]:
+        """The form a collection records in its options (``of_collection`` reads it back)."""
+        return asdict(self)
 
 
-PROFILE_FIELDS = ("embedding_model", "embedding_backend", "keyword_tokenizer")
+PROFILE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(IndexProfile))
+"""Settings (of the same names) that make up an index profile."""
 
 
 DEFAULT_PROFILE = IndexProfile()
@@ -196,7 +201,7 @@ class HybridRetriever:
                 )
         if mode == "hybrid":
             with _timed(timings, "fuse"):
-                stages["fused"] = self._fuse(stages["vector"], stages["keyword"])
+                stages["fused"] = self.fuse(stages["vector"], stages["keyword"])
         else:
             stages["fused"] = list(stages[mode])
         ranked = stages["fused"]
@@ -207,7 +212,8 @@ class HybridRetriever:
         result.hits = ranked[:top_k]
         return result
 
-    def _fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
+    def fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
+        """The two searches' hits as one ranking, by this retriever's fusion rule and unit."""
         payloads = {hit.id: hit.payload for hit in keyword_hits}
         payloads.update((hit.id, hit.payload) for hit in vector_hits)
         lists = [[(h.id, h.score) for h in vector_hits], [(h.id, h.score) for h in keyword_hits]]

@@ -13,11 +13,13 @@ from typing import Any, Generic, TypeVar
 
 from core.config import Settings
 from core.db import Database
+from core.schema import prepare_schema
 from generation.backends import make_llm
 from generation.backends.base import LLMBackend
 from generation.cache import AnswerCache, make_cache
 from generation.conversation import ConversationService
 from generation.query_service import QueryService
+from ingest.service import IngestService
 from retrieval.cross_encoder import make_reranker
 from retrieval.embedding import Embedder
 from retrieval.keyword import KeywordIndex, make_keyword_index
@@ -54,7 +56,7 @@ class Services:
     def db(self) -> Database:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(self.settings.sql_url)
-        database.create_schema()
+        prepare_schema(database, migrate=self.settings.db_migrate_on_start)
         return database
 
     @cached_property
@@ -90,6 +92,10 @@ class Services:
         return QueryService(self.db, self.retriever, self.llm, self.settings, self.cache)
 
     @cached_property
+    def ingest(self) -> IngestService:
+        return IngestService(self.db, self.retriever, self.settings)
+
+    @cached_property
     def conversations(self) -> ConversationService:
         return ConversationService(self.db, self.queries)
 
@@ -99,8 +105,7 @@ class Services:
             if name in self.__dict__:
                 getattr(self, name).close()
                 del self.__dict__[name]
-        self.__dict__.pop("retriever", None)
-        self.__dict__.pop("queries", None)
-        self.__dict__.pop("conversations", None)
+        for name in ("retriever", "queries", "ingest", "conversations"):
+            self.__dict__.pop(name, None)
         if "db" in self.__dict__:
             self.db.dispose()

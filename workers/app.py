@@ -70,8 +70,8 @@ def enqueuer(app: Celery, task_name: str) -> Callable[[str], None]:
 
 def ingest_enqueuer(app: Celery, batch_documents: int) -> Callable[[Sequence[str]], None]:
     """``enqueue(document_ids)``: one message per ``batch_documents`` documents of one request (one task
-    indexes that many together anyway), the single-document task for one. A message per document cost the
-    API ~0.5 ms each and left the worker thousands of tasks to skip after a bulk load."""
+    indexes that many together anyway), the single-document task for one. A message per document would cost
+    the API a broker round trip each and leave the worker thousands of tasks to skip after a bulk load."""
     size = max(1, batch_documents)
 
     def enqueue(document_ids: Sequence[str]) -> None:

@@ -10,8 +10,6 @@ import logging
 
 from celery import Celery
 
-from ingest.reindex import unfinished_job_ids
-from ingest.service import unfinished_document_ids
 from runtime.services import Services
 from workers.app import ingest_enqueuer, reindex_enqueuer
 
@@ -19,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def requeue_unfinished(services: Services, celery: Celery) -> tuple[int, int]:
-    documents = unfinished_document_ids(services.db)
-    jobs = unfinished_job_ids(services.db)
+    documents = services.ingest.unfinished_document_ids()
+    jobs = services.ingest.unfinished_job_ids()
     enqueue_ingest = ingest_enqueuer(celery, services.settings.ingest_batch_documents)
     enqueue_reindex = reindex_enqueuer(celery)
     enqueue_ingest(documents)

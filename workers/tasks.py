@@ -10,11 +10,8 @@ from sqlalchemy.exc import OperationalError
 
 from core.errors import RagError
 from core.ids import new_id
-from core.models import DocumentStatus
 from core.retention import purge_expired
-from ingest.pipeline import SKIPPED, claim_queued_peers, claimable, index_documents, mark_failed, release_claims
-from ingest.reindex import run_reindex
-from ingest.service import stale_document_ids
+from ingest.outcome import Outcome
 from workers.names import (
     DROP_INDEX_TASK,
     INGEST_BATCH_TASK,
@@ -43,18 +40,18 @@ def services_of(task: Task) -> Services:
     return services
 
 
-def ingest_document(task: Task, document_id: str, alone: bool = False) -> str:
+def ingest_document(task: Task, document_id: str, alone: bool = False) -> Outcome:
     """Index ``document_id`` together with up to RAG_INGEST_BATCH_DOCUMENTS - 1 other queued documents, or
     ``alone`` (sent after a batch it was in crashed, so a bad file fails only itself)."""
     return ingest(task, [document_id], alone)[document_id]
 
 
-def ingest_documents(task: Task, document_ids: list[str]) -> dict[str, str]:
+def ingest_documents(task: Task, document_ids: list[str]) -> dict[str, Outcome]:
     """One message for the documents of one upload request, topped up with other queued documents."""
     return ingest(task, document_ids)
 
 
-def ingest(task: Task, document_ids: list[str], alone: bool = False) -> dict[str, str]:
+def ingest(task: Task, document_ids: list[str], alone: bool = False) -> dict[str, Outcome]:
     """Each document's final status. Documents another run took (into its batch) or finished are skipped.
 
     A task whose documents are all taken still indexes queued peers: one message per upload means most
@@ -63,15 +60,16 @@ def ingest(task: Task, document_ids: list[str], alone: bool = False) -> dict[str
     task ends after two SELECTs.
     """
     services = services_of(task)
+    ingest = services.ingest
     token = (task.request.id or new_id()).replace("-", "")[:32]  # stable across this task's retries
-    own = claimable(services.db, document_ids, token)
+    own = ingest.claimable(document_ids, token)
     room = 0 if alone else services.settings.ingest_batch_documents - len(own)
-    peers = claim_queued_peers(services.db, document_ids, room, token)
+    peers = ingest.claim_queued_peers(document_ids, room, token)
     if not own and not peers:
-        return dict.fromkeys(document_ids, SKIPPED)
+        return dict.fromkeys(document_ids, Outcome.skipped)
     try:
-        statuses = index_documents(services.db, services.retriever, services.settings, [*own, *peers], token)
-        return {document_id: statuses.get(document_id, SKIPPED) for document_id in document_ids}
+        outcomes = ingest.index([*own, *peers], token)
+        return {document_id: outcomes.get(document_id, Outcome.skipped) for document_id in document_ids}
     except (*TRANSIENT, RagError) as exc:
         if isinstance(exc, RagError) and exc.status_code != 503:  # permanent: retrying cannot help
             log.warning("ingest refused", extra={"document_ids": own, "error": exc.message})
@@ -96,27 +94,27 @@ def fail_or_split(
     token: str,
     document_ids: list[str],
     message: str,
-) -> dict[str, str]:
+) -> dict[str, Outcome]:
     """A document that can never be indexed ends ``failed``, never queued forever; one bad file must not
     fail its batch, so a batch goes back to the queue with each document to run alone."""
     if len(own) + len(peers) > 1:
         requeued = requeue_peers(task, services, [*own, *peers], token, alone=True)
-        return {d: DocumentStatus.queued if d in requeued else SKIPPED for d in document_ids}
+        return {d: Outcome.queued if d in requeued else Outcome.skipped for d in document_ids}
     return mark_all_failed(services, own, token, document_ids, message, reason="error")
 
 
 def mark_all_failed(
     services: Services, own: list[str], token: str, document_ids: list[str], message: str, reason: str
-) -> dict[str, str]:
+) -> dict[str, Outcome]:
     for document_id in own:
-        mark_failed(services.db, document_id, message, reason=reason, token=token)
-    return {document_id: DocumentStatus.failed if document_id in own else SKIPPED for document_id in document_ids}
+        services.ingest.mark_failed(document_id, message, reason=reason, token=token)
+    return {document_id: Outcome.failed if document_id in own else Outcome.skipped for document_id in document_ids}
 
 
 def requeue_peers(task: Task, services: Services, peers: list[str], token: str, alone: bool = False) -> list[str]:
     """Documents of a failed batch that this run still holds go back to the queue, each with a task of its
     own (theirs may be gone). Returns their ids."""
-    released = release_claims(services.db, peers, token)
+    released = services.ingest.release_claims(peers, token)
     for peer in released:
         task.app.send_task(INGEST_TASK, args=[peer], kwargs={"alone": alone})
     return released
@@ -128,7 +126,7 @@ def reindex_collection(task: Task, job_id: str) -> str:
     def drop_later(index: str) -> None:
         task.app.send_task(DROP_INDEX_TASK, args=[index], countdown=DROP_GRACE_S)
 
-    return run_reindex(services.db, services.retriever, services.settings, job_id, drop_later)
+    return services.ingest.run_reindex(job_id, drop_later)
 
 
 def drop_index(task: Task, index: str) -> None:
@@ -147,7 +145,7 @@ def redrive_stale(task: Task) -> int:
     """Re-send tasks for documents whose message was lost; duplicates are harmless (tasks are idempotent)."""
     services = services_of(task)
     settings = services.settings
-    ids = stale_document_ids(services.db, settings.redrive_after_s, TASK_TIME_LIMIT_S + 60)
+    ids = services.ingest.stale_document_ids(settings.redrive_after_s, TASK_TIME_LIMIT_S + 60)
     for document_id in ids:
         task.app.send_task(INGEST_TASK, args=[document_id])
     if ids:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, status
 
-from api.deps import DbDep, PrincipalDep, ServicesDep, SettingsDep
+from api.deps import DbDep, IngestDep, PrincipalDep
 from api.schemas import (
     MAX_OFFSET,
     CreatedKeyOut,
@@ -22,7 +22,7 @@ from core.errors import NotFound
 from core.models import ApiKey, Role
 from core.retention import forget_owner
 from generation.query_log import QueryLogFilter, list_query_logs
-from ingest import reindex
+from ingest.service import JobView
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -65,7 +65,7 @@ def forget_key_data(key_id: str, db: DbDep, principal: PrincipalDep) -> dict[str
     return forget_owner(db, "root" if key_id == "root" else keys.get_key(db, key_id).id)
 
 
-def job_out(view: reindex.JobView) -> ReindexJobOut:
+def job_out(view: JobView) -> ReindexJobOut:
     job = view.job
     return ReindexJobOut(
         id=job.id,
@@ -92,9 +92,7 @@ def job_out(view: reindex.JobView) -> ReindexJobOut:
 def start_reindex(
     name: str,
     request: Request,
-    db: DbDep,
-    settings: SettingsDep,
-    services: ServicesDep,
+    ingest: IngestDep,
     principal: PrincipalDep,
     body: Annotated[ReindexIn | None, Body()] = None,
 ) -> ReindexJobOut:
@@ -103,16 +101,14 @@ def start_reindex(
     A new embedding model or keyword tokenizer takes effect with the switch, for queries too."""
     principal.require(Role.admin, name)
     options = body.options() if body else {}
-    job = reindex.start_reindex(
-        db, settings, name, options, request.app.state.queue.enqueue_reindex, retriever=services.retriever
-    )
-    return job_out(reindex.get_job(db, job.id))
+    job = ingest.start_reindex(name, options, request.app.state.queue.enqueue_reindex)
+    return job_out(ingest.get_job(job.id))
 
 
 @router.get("/reindex/{job_id}")
-def reindex_status(job_id: str, db: DbDep, principal: PrincipalDep) -> ReindexJobOut:
+def reindex_status(job_id: str, ingest: IngestDep, principal: PrincipalDep) -> ReindexJobOut:
     principal.require_role(Role.admin)
-    view = reindex.get_job(db, job_id)
+    view = ingest.get_job(job_id)
     principal.require_visible(Role.admin, view.collection, NotFound(f"Re-index job {job_id!r} does not exist."))
     return job_out(view)
 

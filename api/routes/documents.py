@@ -7,19 +7,16 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import DbDep, EnqueueDep, LimitsDep, PrincipalDep, ServicesDep, identity
+from api.deps import EnqueueDep, IngestDep, LimitsDep, PrincipalDep, ServicesDep, identity
 from api.limits import RateLimits
 from api.schemas import MAX_OFFSET, DocumentOut, DocumentPageOut, ErrorOut
 from api.uploads import multipart_openapi, read_upload_form, too_large_message
 from core.collections import get_collection
-from core.config import Settings
-from core.db import Database
 from core.errors import BadInput, NotFound, TooLarge
 from core.jsonsafe import load_json_object, repair_json, repair_text
 from core.keys import Principal
 from core.models import Document, Role
-from ingest import service
-from retrieval.retriever import HybridRetriever
+from ingest.service import Enqueue, IngestService, Upload
 from runtime.services import Services
 
 router = APIRouter(tags=["documents"])
@@ -65,27 +62,15 @@ async def read_limited(upload: UploadFile, limit: int) -> bytes:
 
 
 def submit(
-    db: Database,
-    settings: Settings,
-    retriever: HybridRetriever,
-    enqueue: Any,
+    ingest: IngestService,
+    enqueue: Enqueue,
     collection: str,
     files: list[tuple[UploadFile, bytes]],
     metadata: dict[str, Any],
     replace: bool,
 ) -> list[DocumentOut]:
-    """Replacing removes same-named documents with other bytes once the new ones are accepted; of several
-    files with one name in a request, the last wins, as if they had come one by one."""
-    names = [upload.filename or "" for upload, _ in files]
-    previous = {name: service.same_name_documents(db, collection, name) for name in set(names)} if replace else {}
-    uploads = [service.Upload(upload.filename, data, upload.content_type) for upload, data in files]
-    submissions = service.submit_documents(db, settings, collection, uploads, metadata, enqueue)
-    if replace:
-        kept = {name: submission.document.id for name, submission in zip(names, submissions, strict=True)}
-        for name, document_id in kept.items():
-            batch = {s.document.id for n, s in zip(names, submissions, strict=True) if n == name}
-            for stale in (set(previous[name]) | batch) - {document_id}:
-                service.delete_document(db, retriever, stale)
+    uploads = [Upload(upload.filename, data, upload.content_type) for upload, data in files]
+    submissions = ingest.submit(collection, uploads, metadata, enqueue, replace=replace)
     return [document_out(s.document, collection, duplicate=not s.created) for s in submissions]
 
 
@@ -132,9 +117,7 @@ async def upload_document(
         data = await read_limited(form.files[0], settings.max_upload_bytes)
         documents = await run_in_threadpool(
             submit,
-            services.db,
-            settings,
-            services.retriever,
+            services.ingest,
             enqueue,
             name,
             [(form.files[0], data)],
@@ -172,9 +155,7 @@ async def upload_documents(
         contents = [await read_limited(f, settings.max_upload_bytes) for f in form.files]
         return await run_in_threadpool(
             submit,
-            services.db,
-            settings,
-            services.retriever,
+            services.ingest,
             enqueue,
             name,
             list(zip(form.files, contents, strict=True)),
@@ -188,29 +169,29 @@ async def upload_documents(
 @router.get("/v1/collections/{name}/documents")
 def list_documents(
     name: str,
-    db: DbDep,
+    ingest: IngestDep,
     principal: PrincipalDep,
     status_: Annotated[Literal["queued", "processing", "indexed", "failed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DocumentPageOut:
     principal.require(Role.reader, name)
-    page = service.list_documents(db, name, status_, limit, offset)
+    page = ingest.list_documents(name, status_, limit, offset)
     return DocumentPageOut(
         items=[document_out(d, name) for d in page.items], total=page.total, limit=limit, offset=offset
     )
 
 
-def visible_document(db: Database, document_id: str, principal: Principal, role: Role) -> tuple[Document, str]:
+def visible_document(ingest: IngestService, document_id: str, principal: Principal, role: Role) -> tuple[Document, str]:
     principal.require_role(role)
-    document, collection = service.get_document(db, document_id)
+    document, collection = ingest.get_document(document_id)
     principal.require_visible(role, collection, NotFound(f"Document {document_id!r} does not exist."))
     return document, collection
 
 
 @router.get("/v1/documents/{document_id}")
-def get_document(document_id: str, db: DbDep, principal: PrincipalDep) -> DocumentOut:
-    document, collection = visible_document(db, document_id, principal, Role.reader)
+def get_document(document_id: str, ingest: IngestDep, principal: PrincipalDep) -> DocumentOut:
+    document, collection = visible_document(ingest, document_id, principal, Role.reader)
     return document_out(document, collection)
 
 
@@ -219,12 +200,12 @@ def get_document(document_id: str, db: DbDep, principal: PrincipalDep) -> Docume
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "The uploaded bytes"}},
 )
-def download_original(document_id: str, db: DbDep, principal: PrincipalDep) -> FileResponse:
+def download_original(document_id: str, ingest: IngestDep, principal: PrincipalDep) -> FileResponse:
     """The bytes as uploaded, always as an attachment of type application/octet-stream: an uploaded HTML
     file must never be rendered by the browser in this origin."""
-    document, _ = visible_document(db, document_id, principal, Role.reader)
+    document, _ = visible_document(ingest, document_id, principal, Role.reader)
     return FileResponse(
-        service.original_path(document),
+        ingest.original_path(document),
         media_type="application/octet-stream",
         filename=document.filename,
         headers={"X-Content-Type-Options": "nosniff"},
@@ -236,15 +217,15 @@ def download_original(document_id: str, db: DbDep, principal: PrincipalDep) -> F
     status_code=status.HTTP_202_ACCEPTED,
     responses={409: {"model": ErrorOut, "description": "The document is not in the failed state"}},
 )
-def retry_document(document_id: str, db: DbDep, enqueue: EnqueueDep, principal: PrincipalDep) -> DocumentOut:
+def retry_document(document_id: str, ingest: IngestDep, enqueue: EnqueueDep, principal: PrincipalDep) -> DocumentOut:
     """Queue a failed document again from its stored original."""
-    _, collection = visible_document(db, document_id, principal, Role.writer)
-    return document_out(service.retry_document(db, document_id, enqueue), collection)
+    _, collection = visible_document(ingest, document_id, principal, Role.writer)
+    return document_out(ingest.retry(document_id, enqueue), collection)
 
 
 @router.delete("/v1/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_document(document_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+def delete_document(document_id: str, ingest: IngestDep, principal: PrincipalDep) -> Response:
     """Its chunks leave both indexes, its row and (unless shared) its original are removed."""
-    visible_document(services.db, document_id, principal, Role.writer)
-    service.delete_document(services.db, services.retriever, document_id)
+    visible_document(ingest, document_id, principal, Role.writer)
+    ingest.delete_document(document_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import ConversationsDep, DbDep, LimitsDep, PrincipalDep, SettingsDep, identity
+from api.deps import ConversationsDep, DbDep, IngestDep, LimitsDep, PrincipalDep, SettingsDep, identity
 from api.openai_chat import (
     Completion,
     ContentLimit,
@@ -35,12 +35,12 @@ from api.openai_chat import (
 )
 from api.openai_schemas import ChatCompletionIn, OpenAIErrorOut
 from api.routes.query import iterate_in_thread
+from core.collections import get_collection
 from core.errors import NotFound, RagError, RateLimited
 from core.jsonsafe import repair_text
 from core.models import Collection, Role
 from core.types import SearchFilter
 from generation.query_types import QueryRequest
-from ingest import service
 
 OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": OpenAIErrorOut, "description": description}
@@ -106,9 +106,9 @@ def missing_model(name: str) -> NotFound:
 
 
 @router.get("/v1/models")
-def list_models(db: DbDep, principal: PrincipalDep) -> dict[str, Any]:
+def list_models(ingest: IngestDep, principal: PrincipalDep) -> dict[str, Any]:
     """The collections this key may read, as OpenAI models."""
-    data = [model_out(c) for c, _ in service.list_collections(db) if principal.can(Role.reader, c.name)]
+    data = [model_out(c) for c, _ in ingest.list_collections() if principal.can(Role.reader, c.name)]
     return {"object": "list", "data": data}
 
 
@@ -116,7 +116,7 @@ def list_models(db: DbDep, principal: PrincipalDep) -> dict[str, Any]:
 def get_model(model: str, db: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     principal.require(Role.reader, model)
     try:
-        return model_out(service.get_collection(db, model))
+        return model_out(get_collection(db, model))
     except NotFound:
         raise missing_model(model) from None
 

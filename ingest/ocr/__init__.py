@@ -1,8 +1,8 @@
 """OCR engines behind one small Protocol, picked by ``RAG_OCR`` (auto | tesseract | rapidocr | off).
 
-auto: Tesseract where its binary is installed (it reads English word for word, ~1 s a page), else
+auto: Tesseract where its binary is installed (it reads English word for word, but slowly), else
 RapidOCR (pip only, models inside its wheel; strong on Chinese, but glues English words together), else
-none. Engines are built lazily and once per process: RapidOCR loads ONNX models (~1 s), and parsing runs in
+none. Engines are built lazily and once per process: RapidOCR loads ONNX models, and parsing runs in
 a fresh sandbox process per document, so nothing is loaded where no page needs OCR.
 """
 

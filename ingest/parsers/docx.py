@@ -178,7 +178,8 @@ def table_rows(table: Table, view: str = "final") -> Iterator[list[str]]:
 
 def _style_names(document: Document) -> dict[str | None, str]:
     """Style id -> name, read once: python-docx's ``paragraph.style`` scans every style on each call
-    (~2 ms a paragraph in a default document). ``None`` (no style set) maps to the default paragraph style."""
+    (a cost per paragraph that grows with the document's style count). ``None`` (no style set) maps to the
+    default paragraph style."""
     names: dict[str | None, str] = {}
     for style in document.styles:
         names[style.style_id] = style.name or ""

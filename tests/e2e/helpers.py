@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from core.schema import upgrade_database
 from tests.services import missing_service
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -46,8 +47,10 @@ def database(kind: str) -> Iterator[str | None]:
     name = f"rag_hostile_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        upgrade_database(url)  # a server database is migrated before the platform starts on it
+        yield url
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

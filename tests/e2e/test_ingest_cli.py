@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.collections import get_collection
 from core.config import Settings
 from core.models import index_name
-from ingest import service
 from runtime.services import Services
 from tests.conftest import REPO
 
@@ -49,10 +49,10 @@ def test_ingest_folder_indexes_every_readable_file_and_names_the_others(tmp_path
 
     services = Services(Settings(data_dir=data, llm_backend="none", api_key=None, _env_file=None))
     try:
-        page = service.list_documents(services.db, "geo", None, 50, 0)
+        page = services.ingest.list_documents("geo", None, 50, 0)
         assert sorted(d.filename for d in page.items) == sorted(TOPICS)
         assert all(d.status == "indexed" and d.chunk_count for d in page.items)
-        index = index_name("geo", service.get_collection(services.db, "geo").index_version)
+        index = index_name("geo", get_collection(services.db, "geo").index_version)
         hits = services.retriever.retrieve(index, "coral polyps calcium carbonate", top_k=1).hits
         assert hits[0].payload["filename"] == "reefs.txt"
     finally:

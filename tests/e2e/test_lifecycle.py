@@ -14,8 +14,6 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.config import Settings
 from core.errors import Conflict
-from ingest import reindex
-from ingest.service import get_document
 from retrieval.retriever import IndexProfile
 from tests.e2e.helpers import wait_for_status
 
@@ -153,7 +151,7 @@ def test_reindex_while_queries_run_switches_once(client: TestClient) -> None:
 def test_failed_reindex_leaves_the_serving_version_untouched(client: TestClient) -> None:
     docs = [upload(client, name, text) for name, text in TEXTS.items()]
     services = client.app.state.services  # type: ignore[attr-defined]
-    document, _ = get_document(services.db, docs[0]["id"])
+    document, _ = services.ingest.get_document(docs[0]["id"])
     Path(document.blob_path).unlink()  # the original vanished: this document cannot be rebuilt
     job_id = client.post("/v1/admin/collections/life/reindex", json={"chunk_size_tokens": 48}).json()["id"]
     deadline = time.monotonic() + 120
@@ -170,9 +168,9 @@ def test_failed_reindex_leaves_the_serving_version_untouched(client: TestClient)
 def test_second_reindex_while_one_is_queued_is_refused(client: TestClient) -> None:
     services = client.app.state.services  # type: ignore[attr-defined]
     queued: list[str] = []
-    reindex.start_reindex(services.db, services.settings, "life", {}, queued.append)
+    services.ingest.start_reindex("life", {}, queued.append)
     with pytest.raises(Conflict):
-        reindex.start_reindex(services.db, services.settings, "life", {}, queued.append)
+        services.ingest.start_reindex("life", {}, queued.append)
     response = client.post("/v1/admin/collections/life/reindex", json={})
     assert response.status_code == 409 and "already being re-indexed" in response.json()["detail"]
 

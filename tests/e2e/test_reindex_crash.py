@@ -11,12 +11,12 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.collections import get_collection
 from core.config import Settings
 from core.models import JobStatus, ReindexJob
 from generation.query_types import QueryRequest
-from ingest import service
-from ingest.pipeline import index_documents
-from ingest.reindex import BATCH, get_job, unfinished_job_ids
+from ingest.reindex import BATCH
+from ingest.service import Upload
 from runtime.services import Services
 from tests.conftest import REPO
 
@@ -27,13 +27,13 @@ TOPICS = ["owls", "tides", "bread", "comets", "glaciers", "violins", "bees", "vo
 def seed(settings: Settings) -> None:
     services = Services(settings)
     try:
-        service.create_collection(services.db, "crash", services.settings)
+        services.ingest.create_collection("crash")
         ids: list[str] = []
         for n in range(DOCUMENTS):
             topic = TOPICS[n % len(TOPICS)]
             text = f"Notes {n} about {topic}. The study of {topic} continues with observation number {n}."
-            service.submit_document(services.db, settings, "crash", f"{topic}-{n}.txt", text.encode(), None, ids.extend)
-        index_documents(services.db, services.retriever, settings, ids)
+            services.ingest.submit("crash", [Upload(f"{topic}-{n}.txt", text.encode())], None, ids.extend)
+        services.ingest.index(ids)
     finally:
         services.close()
 
@@ -41,7 +41,7 @@ def seed(settings: Settings) -> None:
 def serving_version(settings: Settings) -> int:
     services = Services(settings)
     try:
-        return service.get_collection(services.db, "crash").index_version
+        return get_collection(services.db, "crash").index_version
     finally:
         services.db.dispose()
 
@@ -77,19 +77,19 @@ def test_reindex_killed_halfway_keeps_serving_and_resumes(tmp_path: Path) -> Non
     assert serving_version(settings) == 1
     services = Services(settings)
     try:
-        (job_id,) = unfinished_job_ids(services.db)  # left running: the next start resumes it
+        (job_id,) = services.ingest.unfinished_job_ids()  # left running: the next start resumes it
         hits = services.queries.query("crash", QueryRequest(query="glaciers observation", generate=False)).hits
         assert hits and hits[0].payload["filename"].startswith("glaciers")
     finally:
         services.close()
 
     with TestClient(create_app(settings)) as client:  # start-up recovery re-queues the job
-        db = client.app.state.services.db  # type: ignore[attr-defined]
+        ingest = client.app.state.services.ingest  # type: ignore[attr-defined]
         deadline = time.monotonic() + 300
-        while unfinished_job_ids(db):
+        while ingest.unfinished_job_ids():
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        view = get_job(db, job_id)
+        view = ingest.get_job(job_id)
         assert view.job.status == JobStatus.done and view.job.attempts == 2
         result = client.post("/v1/collections/crash/query", json={"query": "glaciers observation", "generate": False})
         body = result.json()

@@ -181,7 +181,7 @@ def test_chunk_ids_from_the_chunker_embed_exactly_like_the_chunk_text() -> None:
     from core.config import Settings
     from core.models import Document
     from ingest.parsers.base import Section
-    from ingest.pipeline import chunk_document, chunk_records
+    from ingest.records import chunk_document, chunk_records
 
     embedder = Embedder("all-MiniLM-L6-v2", device="cpu")
     sections = [

@@ -13,8 +13,9 @@ from core.config import Settings
 from core.ids import chunk_id
 from core.models import Collection, Document, DocumentStatus
 from core.types import ChunkRecord
-from ingest import service
-from ingest.pipeline import claim, claim_queued_peers, index_batch, index_documents, prepare
+from ingest.claims import claim, claim_queued_peers
+from ingest.pipeline import index_batch, prepare
+from ingest.service import Upload
 from runtime.services import Services
 
 TEXT = b"Barn owls hunt at night. Their hearing locates voles under snow."
@@ -22,7 +23,7 @@ TEXT = b"Barn owls hunt at night. Their hearing locates voles under snow."
 
 def submit(services: Services, name: str) -> str:
     ids: list[str] = []
-    service.submit_document(services.db, services.settings, "r", name, TEXT + name.encode(), None, ids.extend)
+    services.ingest.submit("r", [Upload(name, TEXT + name.encode())], None, ids.extend)
     return ids[0]
 
 
@@ -30,7 +31,7 @@ def submit(services: Services, name: str) -> str:
 def services(tmp_path: Path) -> Iterator[Services]:
     """Embedded stores in a temp dir with one collection, ``r``."""
     built = Services(Settings(data_dir=tmp_path / "d", llm_backend="none", _env_file=None))
-    service.create_collection(built.db, "r", built.settings)
+    built.ingest.create_collection("r")
     yield built
     built.close()
 
@@ -46,7 +47,7 @@ def test_a_retry_removes_chunks_an_interrupted_run_left_behind(services: Service
     with services.db.session() as session:
         session.execute(update(Document).where(Document.id == retried).values(attempts=1))
 
-    statuses = index_documents(services.db, services.retriever, services.settings, [first, retried])
+    statuses = services.ingest.index([first, retried])
 
     assert statuses == {first: DocumentStatus.indexed, retried: DocumentStatus.indexed}
     kept = services.keywords.search("r__v1", "stale words", 10)
@@ -72,7 +73,7 @@ def test_a_run_that_finds_its_document_indexed_by_another_keeps_that_runs_chunks
     # A redrive (the lease ran out) indexes the document while the late run is still embedding it.
     with services.db.session() as session:
         session.execute(update(Document).where(Document.id == document).values(claim_token=None))
-    assert index_documents(services.db, services.retriever, services.settings, [document]) == {document: "indexed"}
+    assert services.ingest.index([document]) == {document: "indexed"}
 
     statuses, pending, chunks = index_batch(services.db, services.retriever, late)
 

@@ -12,8 +12,8 @@ from celery import Celery
 
 from core.config import Settings
 from core.models import Document, DocumentStatus
-from ingest import service
-from ingest.pipeline import claim
+from ingest.claims import claim
+from ingest.service import Upload
 from runtime.services import Services
 from workers.app import make_celery, queue_names
 from workers.names import INGEST_BATCH_TASK, INGEST_TASK
@@ -30,7 +30,7 @@ TEXTS = {
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
     built = Services(Settings(data_dir=tmp_path / "d", llm_backend="none", ingest_batch_documents=3, _env_file=None))
-    service.create_collection(built.db, "t", built.settings)
+    built.ingest.create_collection("t")
     yield built
     built.close()
 
@@ -45,8 +45,8 @@ def celery(services: Services) -> Celery:
 def upload(services: Services, *names: str) -> list[str]:
     """One request's files; returns the ids it queued, in order."""
     queued: list[list[str]] = []
-    uploads = [service.Upload(name, TEXTS[name]) for name in names]
-    service.submit_documents(services.db, services.settings, "t", uploads, None, lambda ids: queued.append(list(ids)))
+    uploads = [Upload(name, TEXTS[name]) for name in names]
+    services.ingest.submit("t", uploads, None, lambda ids: queued.append(list(ids)))
     assert len(queued) == 1
     return queued[0]
 
@@ -80,12 +80,12 @@ def queued_messages(celery: Celery) -> list[tuple[str, Any]]:
 
 def test_one_upload_request_queues_one_message_with_its_new_documents(services: Services) -> None:
     queued: list[list[str]] = []
-    files = [service.Upload(name, TEXTS[name]) for name in ("owls.txt", "tides.txt")]
-    files.append(service.Upload("copy.txt", TEXTS["owls.txt"]))  # same bytes: a duplicate, not queued again
-    submitted = service.submit_documents(services.db, services.settings, "t", files, None, queued.append)
+    files = [Upload(name, TEXTS[name]) for name in ("owls.txt", "tides.txt")]
+    files.append(Upload("copy.txt", TEXTS["owls.txt"]))  # same bytes: a duplicate, not queued again
+    submitted = services.ingest.submit("t", files, None, queued.append)
     assert queued == [[submitted[0].document.id, submitted[1].document.id]]
     assert submitted[2].document.id == submitted[0].document.id and not submitted[2].created
-    again = service.submit_documents(services.db, services.settings, "t", files[:1], None, queued.append)
+    again = services.ingest.submit("t", files[:1], None, queued.append)
     assert not again[0].created and len(queued) == 1  # nothing new: no message
 
 

@@ -381,7 +381,7 @@ def test_email_with_malformed_headers_still_gives_its_text() -> None:
 def test_chunk_payloads_carry_the_email_headers_and_the_ocr_mark() -> None:
     from core.models import Document
     from ingest.parsers.base import Section
-    from ingest.pipeline import chunk_records
+    from ingest.records import chunk_records
 
     document = Document(id="doc", collection_id="c", filename="m.eml", content_type="email", sha256="0")
     document.created_at = datetime(2026, 1, 1)

@@ -15,8 +15,7 @@ from core.models import Collection, Conversation, QueryLog
 from core.redaction import redact_text
 from core.telemetry import JsonFormatter
 from generation.query_types import QueryRequest
-from ingest import service
-from ingest.pipeline import index_documents
+from ingest.service import Upload
 from runtime.services import Services
 from workers.app import make_celery
 from workers.embedded import EmbeddedWorker
@@ -27,10 +26,10 @@ SECRET_QUESTION = "Is jane.doe@example.com on the list? Call +44 20 7946 0958."
 
 def indexed_services(settings: Settings) -> Services:
     services = Services(settings)
-    service.create_collection(services.db, "p", services.settings)
+    services.ingest.create_collection("p")
     ids: list[str] = []
-    service.submit_document(services.db, settings, "p", "a.txt", b"The list has Jane Doe on it.", None, ids.extend)
-    index_documents(services.db, services.retriever, settings, ids)
+    services.ingest.submit("p", [Upload("a.txt", b"The list has Jane Doe on it.")], None, ids.extend)
+    services.ingest.index(ids)
     return services
 
 

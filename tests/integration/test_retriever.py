@@ -277,9 +277,10 @@ def test_convex_and_rrf_fusion_rank_by_their_own_rule(embedder: Embedder, tmp_pa
     stores = (QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
     convex_retriever = HybridRetriever(embedder, *stores, fusion="convex", vector_weight=0.45, keyword_weight=0.55)
     # normalized: vector a=1, b=0.5, c=0; keyword c=1, b=0.9, d=0 -> b=0.72, c=0.55, a=0.45, d=0
-    assert ids(convex_retriever._fuse(vector, keyword)) == ["b", "c", "a", "d"]
+    assert ids(convex_retriever.fuse(vector, keyword)) == ["b", "c", "a", "d"]
     rrf_retriever = HybridRetriever(embedder, *stores, fusion="rrf", rrf_k=60)
-    assert ids(rrf_retriever._fuse(vector, keyword))[0] in ("b", "c")
+    # 1/(60 + rank) summed: c = 1/63 + 1/61 edges out b = 2/62; a and d are in one list each
+    assert ids(rrf_retriever.fuse(vector, keyword)) == ["c", "b", "a", "d"]
     with pytest.raises(ValueError):
         HybridRetriever(embedder, *stores, fusion="median")
     with pytest.raises(ValueError):
@@ -299,7 +300,7 @@ def test_document_fusion_joins_a_documents_best_chunks_from_both_searches(embedd
         embedder, *stores, fusion="convex", vector_weight=0.5, keyword_weight=0.5, fusion_unit="document"
     )
     # chunks: a1 .5, k1 .5, x1 .4375, x2 .4444 -> a1, k1 lead; documents: x (.4375 + .4444) leads
-    assert ids(by_chunk._fuse(vector, keyword))[:2] == ["a1", "k1"]
-    fused = by_document._fuse(vector, keyword)
+    assert ids(by_chunk.fuse(vector, keyword))[:2] == ["a1", "k1"]
+    fused = by_document.fuse(vector, keyword)
     assert [h.payload["document_id"] for h in fused[:3]] == ["x", "a", "k"]
     assert ids(fused) == ["x2", "a1", "k1", "x1", "k2", "a2"]

@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from api.app import create_app
 from core.config import Settings
 from core.models import Chunk
-from ingest.service import get_document, submit_document
+from core.schema import upgrade_database
+from ingest.service import Upload
 from runtime.services import Services
 from tests.e2e.helpers import wait_for_status
 from tests.services import missing_service
@@ -51,7 +52,9 @@ def pg_url() -> Iterator[str]:
     name = f"rag_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    upgrade_database(url)  # what the compose `migrate` service does before the API and workers start
+    yield url
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -148,7 +151,7 @@ def assert_indexed_exactly_once(settings: Settings, document_id: str) -> None:
     """Vector points, keyword entries, chunk rows and the document's count all agree: nothing doubled."""
     services = Services(settings)
     try:
-        document, collection = get_document(services.db, document_id)
+        document, collection = services.ingest.get_document(document_id)
         with services.db.session() as session:
             rows = session.scalar(select(func.count()).select_from(Chunk).where(Chunk.document_id == document_id))
         index = f"{collection}__v1"
@@ -203,7 +206,7 @@ def test_tasks_lost_by_the_broker_are_redriven_from_sql(tmp_path: Path, pg_url: 
             assert wait_for_status(client, first["id"], timeout=120)["status"] == "indexed"  # start-up recovery
             # a task lost while the worker runs (its message never reached the queue): the periodic re-drive
             services = client.app.state.services  # type: ignore[attr-defined]
-            lost = submit_document(services.db, settings, "lost", "b.txt", b"Beta notes.", None, lambda _id: None)
+            [lost] = services.ingest.submit("lost", [Upload("b.txt", b"Beta notes.")], None, lambda _ids: None)
             assert wait_for_status(client, lost.document.id, timeout=120)["status"] == "indexed", (
                 tmp_path / "w.log"
             ).read_text()[-3000:]

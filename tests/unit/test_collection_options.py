@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.config import Settings
-from ingest.pipeline import effective_settings, profile_options
+from ingest.profile import effective_settings, profile_options
 
 
 def test_options_equal_to_the_settings_reuse_them(tmp_path: Path) -> None:

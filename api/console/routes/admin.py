@@ -13,7 +13,7 @@ from api.console.forms import api_body, optional_text
 from api.console.security import CONSOLE_PREFIX, ConsoleUser, UserDep
 from api.console.site import page, see_other
 from api.console.svg import bar_chart, histogram
-from api.deps import DbDep, ServicesDep, SettingsDep
+from api.deps import DbDep, IngestDep, SettingsDep
 from api.routes import admin as api
 from api.routes import collections as api_collections
 from api.routes import query as api_query
@@ -66,9 +66,10 @@ def revoke_key(key_id: str, user: UserDep, db: DbDep) -> Response:
 
 
 @router.get("/reindex")
-def reindex_page(request: Request, user: UserDep, db: DbDep) -> HTMLResponse:
+def reindex_page(request: Request, user: UserDep, ingest: IngestDep) -> HTMLResponse:
     user.principal.require_role(Role.admin)
-    items = [c for c in api_collections.list_collections(db, user.principal) if user.principal.can(Role.admin, c.name)]
+    visible = api_collections.list_collections(ingest, user.principal)
+    items = [c for c in visible if user.principal.can(Role.admin, c.name)]
     return page(request, "admin_reindex.html", user, collections=items, section="reindex")
 
 
@@ -77,17 +78,15 @@ def job_fragment(request: Request, user: ConsoleUser, job: ReindexJobOut) -> HTM
 
 
 @router.post("/reindex/{name}")
-def start_reindex(
-    request: Request, name: str, user: UserDep, db: DbDep, settings: SettingsDep, services: ServicesDep
-) -> HTMLResponse:
-    job = api.start_reindex(name, request, db, settings, services, user.principal, None)
+def start_reindex(request: Request, name: str, user: UserDep, ingest: IngestDep) -> HTMLResponse:
+    job = api.start_reindex(name, request, ingest, user.principal, None)
     return job_fragment(request, user, job)
 
 
 @router.get("/reindex/jobs/{job_id}")
-def reindex_job(request: Request, job_id: str, user: UserDep, db: DbDep) -> HTMLResponse:
+def reindex_job(request: Request, job_id: str, user: UserDep, ingest: IngestDep) -> HTMLResponse:
     """The job's progress bar and ETA; it asks for itself again every second until the job ends."""
-    return job_fragment(request, user, api.reindex_status(job_id, db, user.principal))
+    return job_fragment(request, user, api.reindex_status(job_id, ingest, user.principal))
 
 
 def parse_instant(label: str, value: str | None) -> datetime | None:
@@ -119,6 +118,7 @@ def query_log(
     request: Request,
     user: UserDep,
     db: DbDep,
+    ingest: IngestDep,
     collection: str | None = None,
     since: str | None = None,
     until: str | None = None,
@@ -143,7 +143,7 @@ def query_log(
         limit=LOG_PAGE,
         offset=0,
     )
-    names = [c.name for c in api_collections.list_collections(db, user.principal)]
+    names = [c.name for c in api_collections.list_collections(ingest, user.principal)]
     chart = histogram("Latency of the queries listed", [q.latency_ms for q in logs.items])
     return page(
         request, "admin_queries.html", user, logs=logs, filters=filters, names=names, chart=chart, section="queries"

@@ -17,7 +17,7 @@ from api.console import answer_view
 from api.console.forms import api_body, optional_text
 from api.console.security import CONSOLE_PREFIX, UserDep
 from api.console.site import page, templates
-from api.deps import ConversationsDep, DbDep, LimitsDep, SettingsDep
+from api.deps import ConversationsDep, IngestDep, LimitsDep, SettingsDep
 from api.routes import collections as api_collections
 from api.routes import conversations as api
 from api.routes.query import drain_in_thread
@@ -80,12 +80,12 @@ def ask_page(
     request: Request,
     name: str,
     user: UserDep,
-    db: DbDep,
+    ingest: IngestDep,
     conversations: ConversationsDep,
     conversation: str | None = None,
 ) -> HTMLResponse:
     user.principal.require(Role.reader, name)
-    if not any(c.name == name for c in api_collections.list_collections(db, user.principal)):
+    if not any(c.name == name for c in api_collections.list_collections(ingest, user.principal)):
         raise NotFound(f"Collection {name!r} does not exist.")
     current = conversation_of(conversations, user, name, optional_text(conversation))
     return page(request, "ask.html", user, name=name, conversation=current)

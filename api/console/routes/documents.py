@@ -8,27 +8,27 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from api.console.security import CONSOLE_PREFIX, ConsoleUser, UserDep
 from api.console.site import page
-from api.deps import DbDep, EnqueueDep, LimitsDep, ServicesDep
+from api.deps import EnqueueDep, IngestDep, LimitsDep, ServicesDep
 from api.routes import collections as api_collections
 from api.routes import documents as api
-from core.db import Database
 from core.errors import NotFound
+from ingest.service import IngestService
 
 router = APIRouter(prefix=CONSOLE_PREFIX)
 LISTED = 500
 PENDING = frozenset({"queued", "processing"})
 
 
-def documents_fragment(request: Request, user: ConsoleUser, db: Database, name: str) -> HTMLResponse:
-    listing = api.list_documents(name, db, user.principal, None, LISTED, 0)
+def documents_fragment(request: Request, user: ConsoleUser, ingest: IngestService, name: str) -> HTMLResponse:
+    listing = api.list_documents(name, ingest, user.principal, None, LISTED, 0)
     pending = any(d.status in PENDING for d in listing.items)
     return page(request, "_documents.html", user, name=name, listing=listing, pending=pending)
 
 
 @router.get("/collections/{name}")
-def collection_page(request: Request, name: str, user: UserDep, db: DbDep) -> HTMLResponse:
-    listing = api.list_documents(name, db, user.principal, None, LISTED, 0)
-    collection = next((c for c in api_collections.list_collections(db, user.principal) if c.name == name), None)
+def collection_page(request: Request, name: str, user: UserDep, ingest: IngestDep) -> HTMLResponse:
+    listing = api.list_documents(name, ingest, user.principal, None, LISTED, 0)
+    collection = next((c for c in api_collections.list_collections(ingest, user.principal) if c.name == name), None)
     if collection is None:
         raise NotFound(f"Collection {name!r} does not exist.")
     pending = any(d.status in PENDING for d in listing.items)
@@ -36,9 +36,9 @@ def collection_page(request: Request, name: str, user: UserDep, db: DbDep) -> HT
 
 
 @router.get("/collections/{name}/documents")
-def documents_table(request: Request, name: str, user: UserDep, db: DbDep) -> HTMLResponse:
+def documents_table(request: Request, name: str, user: UserDep, ingest: IngestDep) -> HTMLResponse:
     """The table alone; it asks for itself again every two seconds while a document is queued or processing."""
-    return documents_fragment(request, user, db, name)
+    return documents_fragment(request, user, ingest, name)
 
 
 @router.post("/collections/{name}/upload")
@@ -51,18 +51,18 @@ async def upload(
 
 
 @router.post("/documents/{document_id}/retry")
-def retry(request: Request, document_id: str, user: UserDep, db: DbDep, enqueue: EnqueueDep) -> HTMLResponse:
-    document = api.retry_document(document_id, db, enqueue, user.principal)
-    return documents_fragment(request, user, db, document.collection)
+def retry(request: Request, document_id: str, user: UserDep, ingest: IngestDep, enqueue: EnqueueDep) -> HTMLResponse:
+    document = api.retry_document(document_id, ingest, enqueue, user.principal)
+    return documents_fragment(request, user, ingest, document.collection)
 
 
 @router.post("/documents/{document_id}/delete")
-def delete(request: Request, document_id: str, user: UserDep, services: ServicesDep) -> HTMLResponse:
-    collection = api.get_document(document_id, services.db, user.principal).collection
-    api.delete_document(document_id, services, user.principal)
-    return documents_fragment(request, user, services.db, collection)
+def delete(request: Request, document_id: str, user: UserDep, ingest: IngestDep) -> HTMLResponse:
+    collection = api.get_document(document_id, ingest, user.principal).collection
+    api.delete_document(document_id, ingest, user.principal)
+    return documents_fragment(request, user, ingest, collection)
 
 
 @router.get("/documents/{document_id}/original")
-def download(document_id: str, user: UserDep, db: DbDep) -> FileResponse:
-    return api.download_original(document_id, db, user.principal)
+def download(document_id: str, user: UserDep, ingest: IngestDep) -> FileResponse:
+    return api.download_original(document_id, ingest, user.principal)
