@@ -158,7 +158,10 @@ class Settings(BaseSettings):
     )
     docx_comments: bool = Field(False, description="Index a Word file's comments too, as a 'Comments' section.")
     email_attachment_depth: int = Field(
-        2, ge=0, description="How deep e-mails attached to e-mails are read (0: attachments of the top message only)."
+        2,
+        ge=0,
+        description="How deep in attached e-mails attachments are still read as documents of their own (0: only "
+        "the uploaded message's attachments).",
     )
 
     # --- retrieval -----------------------------------------------------------------------

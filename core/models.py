@@ -72,6 +72,16 @@ class Document(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     page_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    ocr_pages: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="Pages (or image frames) whose text OCR read."
+    )
+    ocr_engine: Mapped[str | None] = mapped_column(String(16), default=None, doc="The OCR engine that read them.")
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL"),
+        default=None,
+        index=True,
+        doc="The document this one was attached to (an e-mail's attachment); deleting that one deletes this.",
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -92,6 +92,11 @@ class DocumentOut(BaseModel):
     error: str | None
     chunks: int
     pages: int | None
+    ocr_pages: int = Field(0, description="Pages (or image frames) whose text was read by OCR.")
+    ocr_engine: str | None = Field(None, description="The OCR engine that read them (tesseract or rapidocr).")
+    attached_to: str | None = Field(
+        None, description="The document this one is an attachment of (an e-mail's); deleting that one deletes this."
+    )
     metadata: dict[str, Any]
     created_at: UtcDatetime
     started_at: UtcDatetime | None

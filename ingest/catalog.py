@@ -22,11 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from core.collections import bump_content_version, collection_in, get_collection
 from core.config import Settings
 from core.db import Database
-from core.errors import BadInput, Conflict, NotFound, TooLarge, UnsupportedType
+from core.errors import BadInput, Conflict, NotFound, RagError, TooLarge, UnsupportedType
 from core.ids import new_id, sha256_hex
 from core.jsonsafe import check_json
 from core.models import UNFINISHED, Chunk, Collection, Document, DocumentStatus, index_name
 from ingest import ocr
+from ingest.parsers.base import Attachment
 from ingest.parsers.detect import detect_kind
 from ingest.profile import profile_options
 from ingest.reindex import live_versions
@@ -220,11 +221,16 @@ def list_documents(db: Database, collection_name: str, status: str | None, limit
 
 
 def delete_document(db: Database, retriever: HybridRetriever, document_id: str) -> None:
-    """Chunks leave every live index version first, then the row (chunk rows cascade), then the blob.
+    """Its attachments go first (documents of their own), then its chunks leave every live index version,
+    then the row (chunk rows cascade), then the blob.
 
     A worker still indexing this document finds the row gone at commit and removes what it wrote.
     """
     document, collection_name = get_document(db, document_id)
+    with db.session() as session:
+        attached = list(session.scalars(select(Document.id).where(Document.parent_id == document_id)))
+    for child in attached:
+        delete_document(db, retriever, child)
     for version in live_versions(db, document.collection_id):
         retriever.delete_document(index_name(collection_name, version), document_id)
     with db.session() as session:
@@ -232,6 +238,54 @@ def delete_document(db: Database, retriever: HybridRetriever, document_id: str) 
         session.execute(sql_delete(Document).where(Document.id == document_id))
         bump_content_version(session, document.collection_id)
     remove_unshared_blobs(db, [document])
+
+
+def record_attachments(
+    db: Database, settings: Settings, parent: Document, attachments: Sequence[Attachment]
+) -> list[str]:
+    """Record each attachment as a queued document of ``parent``'s collection, linked to it (``parent_id``),
+    with the parent's tags; returns the ids recorded.
+
+    The upload checks apply (size, a type this server reads); an attachment that fails them is left out, as
+    the e-mail's own text says which files it carried. Bytes the collection already holds are not recorded
+    again: that document stands for the attachment, as for a duplicate upload (which also makes recording
+    idempotent when the e-mail is indexed again).
+    """
+    tags = (parent.metadata_ or {}).get("tags")
+    recorded: list[str] = []
+    for attachment in attachments:
+        try:
+            name, kind = validate_upload(settings, attachment.filename, attachment.data, None)
+        except RagError:
+            continue
+        digest = sha256_hex(attachment.data)
+        document = Document(
+            collection_id=parent.collection_id,
+            filename=name,
+            content_type=kind,
+            sha256=digest,
+            size_bytes=len(attachment.data),
+            blob_path=str(store_blob(settings, digest, attachment.data)),
+            metadata_={"tags": list(tags)} if tags else {},
+            parent_id=parent.id,
+        )
+        try:
+            with db.session() as session:
+                session.add(document)
+        except IntegrityError:  # the collection holds these bytes already
+            continue
+        recorded.append(document.id)
+    return recorded
+
+
+def attachment_depth(db: Database, document: Document) -> int:
+    """How deep ``document`` is attached: 0 for an upload, 1 for an upload's attachment, and so on."""
+    depth, parent = 0, document.parent_id
+    with db.session() as session:
+        while parent is not None:
+            depth += 1
+            parent = session.scalar(select(Document.parent_id).where(Document.id == parent))
+    return depth
 
 
 def retry_document(db: Database, document_id: str, enqueue: Enqueue) -> Document:

@@ -91,6 +91,8 @@ def mark_indexed(item: Prepared, row: Document | None, collection: Collection | 
     row.claim_token = None
     row.chunk_count = len(item.records)
     row.page_count = item.page_count
+    row.ocr_pages = item.ocr_pages
+    row.ocr_engine = item.ocr_engine
     row.finished_at = datetime.now(UTC)
     return Outcome.indexed
 

@@ -22,6 +22,7 @@ from core.db import Database
 from core.errors import RagError
 from core.ids import new_id
 from core.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED
+from ingest.catalog import attachment_depth, record_attachments
 from ingest.claims import claim, mark_failed
 from ingest.commit import commit_indexed, write_indexes
 from ingest.outcome import Outcome
@@ -52,6 +53,7 @@ def prepare(
                 effective_settings(settings, collection.options),
                 retriever,
                 follow_serving=True,
+                attachment_depth=attachment_depth(db, document) if document.parent_id else 0,
             )
         except RagError as exc:
             if exc.status_code >= 500:
@@ -106,12 +108,16 @@ def index_documents(
     outcomes: dict[str, Outcome] = {}
     pending = list(document_ids)
     chunks = 0
+    attached: list[str] = []
     for _ in range(ATTEMPTS):
         batch, unprepared = prepare(db, retriever, settings, pending, token)
         outcomes.update(unprepared)
         done, pending, indexed_chunks = index_batch(db, retriever, batch)
         outcomes.update(done)
         chunks += indexed_chunks
+        for item in batch:
+            if item.attachments and done.get(item.document.id) == Outcome.indexed:
+                attached += record_attachments(db, settings, item.document, item.attachments)
         if not pending:
             break
     for document_id in pending:
@@ -128,4 +134,6 @@ def index_documents(
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
+    if attached:  # recorded once their e-mail is indexed; their depth bounds the recursion
+        outcomes.update(index_documents(db, retriever, settings, attached, token))
     return outcomes

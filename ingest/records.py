@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Settings
@@ -19,7 +19,7 @@ from core.metrics import observe_stages
 from core.models import Document, index_name
 from core.types import ChunkRecord
 from ingest.chunking import ChunkDraft, chunk_sections
-from ingest.parsers.base import ParseOptions, Section
+from ingest.parsers.base import Attachment, ParseOptions, Section
 from ingest.sandbox import parse_isolated
 from retrieval.embedding import Embedder
 from retrieval.retriever import DEFAULT_PROFILE, HybridRetriever, IndexProfile
@@ -39,6 +39,10 @@ class Prepared:
     records: list[ChunkRecord]
     page_count: int | None
     profile: IndexProfile = DEFAULT_PROFILE
+    ocr_pages: int = 0
+    ocr_engine: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    """Files inside the document (an e-mail's attachments) to record as documents of their own."""
     first_write: bool = False
     """No earlier run can have written this document's chunks to ``index`` (its first claim), so there are no
     leftovers to delete before writing."""
@@ -48,8 +52,9 @@ class Prepared:
         return index_name(self.collection, self.version)
 
 
-def parse_options(settings: Settings) -> ParseOptions:
+def parse_options(settings: Settings, attachment_depth: int = 0) -> ParseOptions:
     return ParseOptions(
+        attachment_depth=attachment_depth,
         max_pages=settings.max_pdf_pages,
         ocr=settings.ocr,
         ocr_dpi=settings.ocr_dpi,
@@ -144,8 +149,12 @@ def build(
     settings: Settings,
     retriever: HybridRetriever,
     follow_serving: bool,
+    attachment_depth: int = 0,
 ) -> Prepared:
-    """Parse and chunk one stored original. Raises ``DocumentUnreadable`` for files without usable text."""
+    """Parse and chunk one stored original. Raises ``DocumentUnreadable`` for files without usable text.
+
+    ``attachment_depth``: how deep the document is attached (0: uploaded itself), which bounds how deep in
+    attached e-mails attachments are still read (``RAG_EMAIL_ATTACHMENT_DEPTH``)."""
     started = time.perf_counter()
     try:
         data = Path(document.blob_path).read_bytes()
@@ -158,7 +167,7 @@ def build(
         timeout_s=settings.parse_timeout_s,
         memory_mb=settings.parse_memory_mb,
         filename=document.filename,
-        options=parse_options(settings),
+        options=parse_options(settings, attachment_depth),
     )
     parsed_at = time.perf_counter()
     profile = IndexProfile.from_settings(settings)
@@ -187,4 +196,7 @@ def build(
         records=chunk_records(document, drafts, parsed.title, embedder, parsed.metadata),
         page_count=parsed.page_count,
         profile=profile,
+        ocr_pages=len({section.page for section in parsed.sections if section.ocr}),
+        ocr_engine=parsed.ocr_engine,
+        attachments=list(parsed.attachments),
     )

@@ -45,8 +45,19 @@ class ParseOptions:
     max_archive_members: int = 10_000
     max_compression_ratio: float = 200.0
     max_attachment_depth: int = 2
+    attachment_depth: int = 0
+    """How deep the document being parsed is attached (0: uploaded itself; 1: attached to an upload)."""
     docx_revisions: Literal["final", "original"] = "final"
     docx_comments: bool = False
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file inside a document (an e-mail's attachment) that becomes a document of its own."""
+
+    filename: str
+    data: bytes
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class ParsedDocument:
     metadata: dict[str, str] = field(default_factory=dict)
     # The OCR engine that read the document's scanned pages; None when no page was read by OCR.
     ocr_engine: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 # C0/C1 controls carry no text (PDF fonts map glyphs to them, latin-1 decodes junk to them); tab, newline,

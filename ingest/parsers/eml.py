@@ -2,10 +2,14 @@
 
 Subject, From, To, Cc and Date are the document's metadata and also the text of its first section, so a
 search for a sender or a subject finds the message. The body is the plain-text part, or the HTML part read
-by the HTML parser when there is no plain one. Attachments whose type is supported are parsed (inside the
-same sandboxed parse, under the same limits) into sections of this document, each headed
-"Attachment: <name>"; an e-mail attached to an e-mail nests at most ``max_attachment_depth`` levels. An
-attachment that cannot be read leaves a line saying so instead of failing the message.
+by the HTML parser when there is no plain one.
+
+Attachments whose type is supported come back as ``ParsedDocument.attachments``: the pipeline records each
+as a document of its own, linked to the message, with its own pages, status and citations (an attachment
+that cannot be read then fails alone, with its own message). The message's last section names them, so a
+search for an attachment's name finds the message too; one of an unsupported type is named with the reason
+it was not indexed. An e-mail attached to an e-mail is an attachment like any other, whose own attachments
+are read while its depth (``attachment_depth``, 0 for an uploaded message) is within ``max_attachment_depth``.
 """
 
 from __future__ import annotations
@@ -17,18 +21,23 @@ from email.message import EmailMessage, Message
 
 from core.errors import RagError
 from ingest.parsers import html
-from ingest.parsers.base import HEADING_SEPARATOR, ParsedDocument, ParseOptions, Section, require_text, tidy
+from ingest.parsers.base import (
+    HEADING_SEPARATOR,
+    Attachment,
+    ParsedDocument,
+    ParseOptions,
+    Section,
+    require_text,
+    tidy,
+)
 from ingest.parsers.detect import detect_kind
 
 HEADERS = ("subject", "from", "to", "cc", "date")
-ATTACHMENT = "Attachment"
+ATTACHMENTS_HEADING = "Attachments"
 
 
 def parse(data: bytes, options: ParseOptions | None = None) -> ParsedDocument:
-    return parse_message(data, options or ParseOptions(), depth=0)
-
-
-def parse_message(data: bytes, options: ParseOptions, depth: int) -> ParsedDocument:
+    options = options or ParseOptions()
     message = email.message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)  # policy.default builds EmailMessage objects
     metadata = {name: _header(message, name) for name in HEADERS}
@@ -39,10 +48,23 @@ def parse_message(data: bytes, options: ParseOptions, depth: int) -> ParsedDocum
         lines = [f"{name.capitalize()}: {value}" for name, value in metadata.items()]
         sections.append(Section(text="\n".join(lines), page=None, heading=subject))
     sections.extend(_body(message, subject))
+    attachments: list[Attachment] = []
+    lines: list[str] = []
     for part in message.iter_attachments():
-        sections.extend(_attachment(part, options, depth))
+        found, line = _attachment(part, options)
+        if found is not None:
+            attachments.append(found)
+        if line:
+            lines.append(line)
+    if lines:
+        heading = HEADING_SEPARATOR.join(part for part in (subject, ATTACHMENTS_HEADING) if part)
+        sections.append(Section(text="\n".join(lines), page=None, heading=heading))
     return ParsedDocument(
-        sections=require_text(sections, "The e-mail"), page_count=None, title=subject, metadata=metadata
+        sections=require_text(sections, "The e-mail"),
+        page_count=None,
+        title=subject,
+        metadata=metadata,
+        attachments=attachments,
     )
 
 
@@ -83,11 +105,9 @@ def _text_content(part: Message) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _attachment(part: EmailMessage, options: ParseOptions, depth: int) -> list[Section]:
-    from ingest.parsers import parse_document  # the registry imports this module
-
+def _attachment(part: EmailMessage, options: ParseOptions) -> tuple[Attachment | None, str]:
+    """The attachment to index as a document of its own (None when it is not read) and the line naming it."""
     name = part.get_filename() or f"unnamed {part.get_content_type()}"
-    heading = f"{ATTACHMENT}: {name}"
     inner = part.get_payload()
     if part.get_content_type() == "message/rfc822" and isinstance(inner, list) and inner:
         data = inner[0].as_bytes(policy=policy.default)
@@ -95,23 +115,15 @@ def _attachment(part: EmailMessage, options: ParseOptions, depth: int) -> list[S
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
     if not data:
-        return []
+        return None, ""
+    if options.attachment_depth > options.max_attachment_depth:
+        reason = f"attachments of e-mails nested deeper than {options.max_attachment_depth} are not read"
+        return None, f"Attachment: {name} was not indexed: {reason}."
     try:
         kind = detect_kind(data, name, part.get_content_type())
-        if kind == "email" and depth + 1 > options.max_attachment_depth:
-            raise RagError(f"e-mails nested deeper than {options.max_attachment_depth} are not read")
-        if kind == "email":
-            parsed = parse_message(data, options, depth + 1)
-        else:
-            parsed = parse_document(data, kind, options=options)
     except RagError as exc:
-        return [Section(text=f"{heading} was not indexed: {exc.message}", page=None, heading=heading)]
-    except MemoryError:  # the sandbox's memory limit: the whole message is over it
-        raise
-    except Exception as exc:  # a parser bug on a hostile attachment fails the attachment, not the message
-        reason = f"it could not be parsed ({type(exc).__name__}); it may be damaged"
-        return [Section(text=f"{heading} was not indexed: {reason}.", page=None, heading=heading)]
-    return [_under(section, heading) for section in parsed.sections]
+        return None, f"Attachment: {name} was not indexed: {exc.message}"
+    return Attachment(filename=name, data=data, kind=kind), f"Attachment: {name}"
 
 
 def _under(section: Section, heading: str | None) -> Section:

@@ -87,10 +87,15 @@ def test_health_names_the_ocr_engine(client: TestClient) -> None:
 
 def test_answers_in_tables_notes_rows_and_scans_retrieve_their_file_first(client: TestClient) -> None:
     kinds = {}
+    finished = {}
     for name, data in UPLOADS.items():
         done = wait_for_status(client, upload(client, name, data)["id"], timeout=300)
         assert done["status"] == "indexed", done
         kinds[name] = done["content_type"]
+        finished[name] = done
+    # OCR read both pages of the scan (no text layer), and nothing of the rest.
+    assert (finished["archive-scan.pdf"]["ocr_pages"], finished["archive-scan.pdf"]["ocr_engine"]) == (2, "tesseract")
+    assert {(d["ocr_pages"], d["ocr_engine"]) for n, d in finished.items() if n != "archive-scan.pdf"} == {(0, None)}
     assert kinds["suppliers.docx"] == "docx" and kinds["launch.pptx"] == "pptx"
     assert kinds["greenhouses.xlsx"] == "xlsx" and kinds["archive-scan.pdf"] == "pdf"
     for question, expected in QUESTIONS.items():
@@ -110,21 +115,47 @@ def test_answers_in_tables_notes_rows_and_scans_retrieve_their_file_first(client
     assert scan["page"] == 2 and "zinc white" in scan["text"]
 
 
-def test_email_with_an_attachment_is_searchable_by_sender_and_attachment(client: TestClient) -> None:
+def test_email_attachments_are_documents_of_their_own_linked_to_the_email(client: TestClient) -> None:
     attachment = documents.xlsx_bytes({"Rota": [["Day", "Keeper"], ["Monday", "Marguerite Okonkwo"]]})
+    forwarded = documents.eml_bytes(
+        "Fwd: fog horn", "Coast Guard <cg@harbour.example>", "office@harbour.example", "The fog horn sounds at 90 dB."
+    )
     mail = documents.eml_bytes(
         "Lighthouse keeper rota",
         "Harbour Office <office@harbour.example>",
         "crew@harbour.example",
         "The new rota for the lighthouse keepers is attached.",
-        [("rota.xlsx", attachment, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")],
+        [
+            ("rota.xlsx", attachment, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ("foghorn.eml", forwarded, "message/rfc822"),
+            ("tool.exe", b"MZ\x90\x00" + bytes(60), "application/octet-stream"),
+        ],
     )
-    done = wait_for_status(client, upload(client, "rota.eml", mail)["id"], timeout=300)
-    assert done["status"] == "indexed" and done["content_type"] == "email", done
-    hit = client.post(
-        "/v1/collections/f/query", json={"query": "Which keeper works on Monday?", "top_k": 1, "generate": False}
-    ).json()["citations"][0]
-    assert hit["filename"] == "rota.eml" and "Keeper: Marguerite Okonkwo" in hit["text"]
+    response = client.post(
+        "/v1/collections/f/documents", files={"file": ("rota.eml", mail)}, data={"metadata": '{"tags": ["harbour"]}'}
+    )
+    assert response.status_code == 202, response.text
+    done = wait_for_status(client, response.json()["id"], timeout=300)
+    assert done["status"] == "indexed" and done["content_type"] == "email" and done["attached_to"] is None, done
+    listed = client.get("/v1/collections/f/documents", params={"limit": 500}).json()["items"]
+    children = {d["filename"]: d for d in listed if d["attached_to"] == done["id"]}
+    assert sorted(children) == ["foghorn.eml", "rota.xlsx"]  # the executable is named in the e-mail, not indexed
+    for child in children.values():
+        child = wait_for_status(client, child["id"], timeout=300)
+        assert child["status"] == "indexed" and child["metadata"] == {"tags": ["harbour"]}, child
+
+    def first_hit(question: str) -> dict:
+        body = {"query": question, "top_k": 1, "generate": False}
+        return client.post("/v1/collections/f/query", json=body).json()["citations"][0]
+
+    rota = first_hit("Which keeper works on Monday?")
+    assert rota["filename"] == "rota.xlsx" and "Keeper: Marguerite Okonkwo" in rota["text"] and rota["page"] == 1
+    assert first_hit("How loud is the fog horn?")["filename"] == "foghorn.eml"
+    named = first_hit("lighthouse keeper rota attachment tool.exe")
+    assert named["filename"] == "rota.eml" and "Attachment: tool.exe was not indexed" in named["text"]
+    assert client.delete(f"/v1/documents/{done['id']}").status_code == 204
+    for child in children.values():
+        assert client.get(f"/v1/documents/{child['id']}").status_code == 404
 
 
 def zip_bomb_docx() -> bytes:

@@ -235,11 +235,15 @@ def test_email_headers_body_and_attachments() -> None:
         "to": "bob@example.com",
         "date": "2026-03-03T09:30:00+00:00",
     }
-    texts = {section.heading: section.text for section in parsed.sections}
     assert "From: Ann <ann@example.com>" in parsed.sections[0].text
     assert parsed.sections[1].text == "Hi Bob,\n\nThe plan is attached."
-    assert texts["Attachment: plan.docx > Plan > Budget"] == "The zebra line item is 40k."
-    assert texts["Attachment: archive.zip"].startswith("Attachment: archive.zip was not indexed: ")
+    # The DOCX comes back whole, to be a document of its own; both files are named in the message's text.
+    assert [(a.filename, a.kind, a.data) for a in parsed.attachments] == [("plan.docx", "docx", attachment)]
+    assert parsed.sections[-1].heading == "Quarterly plan > Attachments"
+    listed = parsed.sections[-1].text.split("\n")
+    assert listed[0] == "Attachment: plan.docx"
+    assert listed[1].startswith("Attachment: archive.zip was not indexed: ")
+    assert "zebra" not in "".join(s.text for s in parsed.sections)
 
 
 def test_email_html_body_goes_through_the_html_parser() -> None:
@@ -262,14 +266,17 @@ def test_nested_emails_stop_at_the_depth_limit() -> None:
     outer = documents.eml_bytes(
         "Top", "a@example.com", "b@example.com", "Top words.", [("one.eml", middle, "message/rfc822")]
     )
-    deep = "\n".join(
-        s.text for s in parse_document(outer, "email", options=ParseOptions(max_attachment_depth=2)).sections
+    [one] = parse_document(outer, "email", options=ParseOptions(max_attachment_depth=1)).attachments
+    assert (one.filename, one.kind) == ("one.eml", "email")
+    # one.eml is attached at depth 1: its own attachment is read within a limit of 1, not within 0.
+    within = parse_document(one.data, "email", options=ParseOptions(max_attachment_depth=1, attachment_depth=1))
+    assert [a.filename for a in within.attachments] == ["two.eml"]
+    assert parse_document(within.attachments[0].data, "email").sections[-1].text == "Deepest words."
+    beyond = parse_document(one.data, "email", options=ParseOptions(max_attachment_depth=0, attachment_depth=1))
+    assert beyond.attachments == [] and "Middle words." in beyond.sections[1].text
+    assert beyond.sections[-1].text == (
+        "Attachment: two.eml was not indexed: attachments of e-mails nested deeper than 0 are not read."
     )
-    assert "Middle words." in deep and "Deepest words." in deep
-    shallow = parse_document(outer, "email", options=ParseOptions(max_attachment_depth=1)).sections
-    text = "\n".join(s.text for s in shallow)
-    assert "Middle words." in text and "Deepest words." not in text
-    assert "nested deeper than 1 are not read" in text
 
 
 def test_markdown_whose_only_text_is_a_heading_is_text() -> None:
