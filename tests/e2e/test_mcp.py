@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from core.config import Settings
 from core.keys import create_key
-from ingest import service
+from ingest.service import Upload
 from runtime.services import Services
 from tests.e2e.live_app import ROOT_KEY, LiveApp, eval_corpus, live_app
 
@@ -132,11 +132,11 @@ def stdio_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("stdio") / "data", llm_backend="none", _env_file=None)
     services = Services(settings)
     try:
-        service.create_collection(services.db, "notes", settings)
+        services.ingest.create_collection("notes")
         queued: list[str] = []
-        for name, data in eval_corpus().items():
-            service.submit_document(services.db, settings, "notes", name, data, None, queued.extend)
-        service.index_in_batches(services.db, services.retriever, settings, queued, lambda _: None)
+        uploads = [Upload(name, data) for name, data in eval_corpus().items()]
+        services.ingest.submit("notes", uploads, None, queued.extend)
+        services.ingest.index_in_batches(queued)
         key = create_key(services.db, "elsewhere", "reader", ["elsewhere"]).key
     finally:
         services.close()
