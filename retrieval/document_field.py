@@ -52,13 +52,17 @@ def document_text(chunks: Sequence[ChunkRecord]) -> str:
     chunk without the part the previous chunk already holds."""
     parts: list[str] = []
     context = previous = ""
+    section: tuple[object, object] | None = None
     for chunk in chunks:
         line = _context(chunk)
         if line and line != context:
             parts.append(line)
             context = line
-        parts.append(chunk.text[overlap_length(previous, chunk.text) :])
-        previous = chunk.text
+        # Chunks overlap only within a section (same page and heading): elsewhere a chance match is text.
+        here = (chunk.payload.get("page"), chunk.payload.get("heading"))
+        cut = overlap_length(previous, chunk.text) if here == section else 0
+        parts.append(chunk.text[cut:])
+        previous, section = chunk.text, here
     return "\n".join(part for part in parts if part)
 
 

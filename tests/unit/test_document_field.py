@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -62,6 +63,14 @@ def test_document_text_repeats_a_context_line_only_when_it_changes() -> None:
         chunk("d", 3, "delta", None),
     ]
     assert document_text(records) == "Doc > Intro\nalpha\nbeta\nDoc > Methods\ngamma\ndelta"
+
+
+def test_overlaps_are_cut_only_inside_a_section() -> None:
+    first = chunk("d", 0, "Results were clear")
+    second = chunk("d", 1, "clear skies followed")
+    assert document_text([first, second]) == "Title\nResults were clear\n skies followed"
+    other_page = replace(second, payload={**second.payload, "page": 2})
+    assert document_text([first, other_page]) == "Title\nResults were clear\nclear skies followed"
 
 
 def test_document_records_one_row_per_document_on_its_first_chunk() -> None:
