@@ -44,6 +44,7 @@ from bench.common import (
 from core.config import Settings
 from core.types import ChunkRecord
 from retrieval.bm25s_index import Bm25sIndex
+from retrieval.document_field import document_index, document_records
 from retrieval.embedding import Embedder
 from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.qdrant_server import QdrantServerStore
@@ -201,7 +202,8 @@ def incremental(retriever: HybridRetriever, corpus: Corpus, trials: int, query: 
         row["Edge upsert (HNSW later, in the background)"] = t[0]
         with stopwatch() as t:
             retriever.keywords.add(INDEX, records)
-        row["bm25s add (write corpus)"] = t[0]
+            retriever.keywords.add(document_index(INDEX), document_records(records))
+        row["bm25s add (write corpus, chunk and document rows)"] = t[0]
         with stopwatch() as t:
             retriever.retrieve(INDEX, query, top_k=10)
         row["first query after add"] = t[0]
@@ -209,8 +211,9 @@ def incremental(retriever: HybridRetriever, corpus: Corpus, trials: int, query: 
             retriever.vectors.delete_document(INDEX, records[0].payload["document_id"])
         row["Edge delete document"] = t[0]
         with stopwatch() as t:
-            retriever.keywords.delete_document(INDEX, records[0].payload["document_id"])
-        row["bm25s delete document"] = t[0]
+            for keyword_index in (INDEX, document_index(INDEX)):
+                retriever.keywords.delete_document(keyword_index, records[0].payload["document_id"])
+        row["bm25s delete document (chunk and document rows)"] = t[0]
         with stopwatch() as t:
             retriever.retrieve(INDEX, query, top_k=10)
         row["first query after delete"] = t[0]
@@ -287,6 +290,10 @@ def run(
     with stopwatch() as t:
         bm25.search(INDEX, "warm up", 1)
     builds.append(("bm25s from scratch: score matrix (built + saved on first query)", t[0]))
+    with stopwatch() as t:
+        bm25.add(document_index(INDEX), document_records(records))
+        bm25.search(document_index(INDEX), "warm up", 1)
+    builds.append(("bm25s document rows (retrieval.document_field): write + score matrix", t[0]))
     progress("bm25s built")
 
     edge = QdrantEdgeStore(work / "edge")
@@ -299,11 +306,14 @@ def run(
         edge.optimize(INDEX)
     builds.append(("Qdrant Edge optimize (HNSW build)", t[0]))
 
-    def retriever(vectors_store: object, keywords: object) -> HybridRetriever:
-        return HybridRetriever.tuned(settings, embedder, vectors_store, keywords)  # type: ignore[arg-type]
+    def retriever(vectors_store: object, keywords: object, tuned: Settings = settings) -> HybridRetriever:
+        return HybridRetriever.tuned(tuned, embedder, vectors_store, keywords)  # type: ignore[arg-type]
 
     default = "Edge HNSW + bm25s (default)"
     configs = {default: retriever(edge, bm25)}
+    if settings.keyword_document_weight:
+        chunks_only = settings.model_copy(update={"keyword_document_weight": 0.0})
+        configs["Edge HNSW + bm25s, chunks only (no document field)"] = retriever(edge, bm25, chunks_only)
     local = None
     if not args.skip_alternatives:
         from qdrant_client import QdrantClient
@@ -403,7 +413,14 @@ def print_ratios(
     ids: dict[str, list[dict[str, list[str]]]],
 ) -> None:
     rows = []
-    for name, stage in (("Edge HNSW + rank-bm25", "keyword"), ("qdrant-client local + bm25s", "vector")):
+    alternatives = (
+        ("Edge HNSW + bm25s, chunks only (no document field)", "keyword"),
+        ("Edge HNSW + rank-bm25", "keyword"),
+        ("qdrant-client local + bm25s", "vector"),
+    )
+    for name, stage in alternatives:
+        if name not in totals:
+            continue
         ours, theirs = summary_ms(stages[default][stage]), summary_ms(stages[name][stage])
         total_ours, total_theirs = summary_ms(totals[default]), summary_ms(totals[name])
         rows.append(

@@ -20,6 +20,7 @@ from core.errors import BadInput
 from core.tracing import span
 from core.types import MODES, STAGES, ChunkRecord, Hit, SearchFilter
 from retrieval.cross_encoder import make_reranker
+from retrieval.document_field import document_index, document_records, with_document_scores
 from retrieval.embedding import Embedder
 from retrieval.fusion import best_per_document, convex, documents_first, rrf
 from retrieval.keyword import KeywordIndex, make_keyword_index
@@ -97,9 +98,12 @@ class HybridRetriever:
         keyword_weight: float = 1.0,
         rerank_top_m: int = 20,
         fusion_unit: str = "chunk",
+        document_weight: float = 0.0,
     ) -> None:
         if candidates < 1 or rerank_top_m < 1:
             raise ValueError("candidates and rerank_top_m must be at least 1")
+        if document_weight < 0:
+            raise ValueError("document_weight must not be negative")
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         if fusion_unit not in FUSION_UNITS:
@@ -114,6 +118,7 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.weights = (vector_weight, keyword_weight)
         self.rerank_top_m = rerank_top_m
+        self.document_weight = document_weight
         self._embedders: dict[tuple[str, str], Embedder] = {}
         self._embedders_lock = threading.Lock()
 
@@ -162,6 +167,7 @@ class HybridRetriever:
             keyword_weight=settings.keyword_weight,
             rerank_top_m=settings.rerank_top_m,
             fusion_unit=settings.fusion_unit,
+            document_weight=settings.keyword_document_weight,
         )
 
     def retrieve(
@@ -196,9 +202,7 @@ class HybridRetriever:
             result.query_vector = query_vector
         if mode in ("hybrid", "keyword"):
             with _timed(timings, "keyword"):
-                stages["keyword"] = self.keywords.search(
-                    index, query, self.candidates, flt, tokenizer=profile.keyword_tokenizer
-                )
+                stages["keyword"] = self._keyword_search(index, query, flt, profile.keyword_tokenizer)
         if mode == "hybrid":
             with _timed(timings, "fuse"):
                 stages["fused"] = self.fuse(stages["vector"], stages["keyword"])
@@ -211,6 +215,16 @@ class HybridRetriever:
             ranked = stages["reranked"] + ranked[self.rerank_top_m :]
         result.hits = ranked[:top_k]
         return result
+
+    def _keyword_search(self, index: str, query: str, flt: SearchFilter | None, tokenizer: str) -> list[Hit]:
+        """Chunk BM25, plus ``document_weight`` times each chunk's document's whole-text BM25 when that is on
+        (``retrieval.document_field``). An index built before the document field existed has no document
+        rows: its chunks then keep their own scores."""
+        hits = self.keywords.search(index, query, self.candidates, flt, tokenizer=tokenizer)
+        if not self.document_weight:
+            return hits
+        documents = self.keywords.search(document_index(index), query, self.candidates, flt, tokenizer=tokenizer)
+        return with_document_scores(hits, documents, self.document_weight)[: self.candidates]
 
     def fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
         """The two searches' hits as one ranking, by this retriever's fusion rule and unit."""
@@ -238,7 +252,9 @@ class HybridRetriever:
         """Embed and write ``records`` to both indexes under the same ids (idempotent by id).
 
         Both the embedder and the keyword index see each record's ``searchable_text`` (the chunk with its
-        title and heading path); the payload keeps the chunk text itself for citations.
+        title and heading path); the payload keeps the chunk text itself for citations. The keyword index
+        also gets one row per document (``retrieval.document_field``), so ``records`` must hold every chunk
+        of each document they touch.
         """
         if not records:
             return
@@ -250,14 +266,17 @@ class HybridRetriever:
             self.vectors.create(index, embedder.dim)
         self.vectors.upsert(index, records, vectors)
         self.keywords.add(index, records, tokenizer=profile.keyword_tokenizer)
+        self.keywords.add(document_index(index), document_records(records), tokenizer=profile.keyword_tokenizer)
 
     def delete_document(self, index: str, document_id: str) -> None:
         self.vectors.delete_document(index, document_id)
         self.keywords.delete_document(index, document_id)
+        self.keywords.delete_document(document_index(index), document_id)
 
     def drop_index(self, index: str) -> None:
         self.vectors.drop(index)
         self.keywords.drop(index)
+        self.keywords.drop(document_index(index))
 
     def close(self) -> None:
         self.vectors.close()

@@ -22,6 +22,7 @@ from core.ids import chunk_id
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.bm25s_index import Bm25sIndex
 from retrieval.cross_encoder import CrossEncoderReranker
+from retrieval.document_field import document_index
 from retrieval.embedding import Embedder, resolve_model_path
 from retrieval.fusion import rrf
 from retrieval.qdrant_edge import QdrantEdgeStore
@@ -242,18 +243,20 @@ def test_the_services_retriever_takes_every_ranking_knob_from_settings(tmp_path:
         vector_weight=0.3,
         keyword_weight=0.7,
         rerank_top_m=4,
+        keyword_document_weight=0.25,
         _env_file=None,
     )
     services = Services(settings)
     try:
         r = services.retriever
-        assert (r.candidates, r.fusion, r.fusion_unit, r.rrf_k, r.weights, r.rerank_top_m) == (
+        assert (r.candidates, r.fusion, r.fusion_unit, r.rrf_k, r.weights, r.rerank_top_m, r.document_weight) == (
             9,
             "rrf",
             "chunk",
             5,
             (0.3, 0.7),
             4,
+            0.25,
         )
     finally:
         services.close()
@@ -304,3 +307,55 @@ def test_document_fusion_joins_a_documents_best_chunks_from_both_searches(embedd
     fused = by_document.fuse(vector, keyword)
     assert [h.payload["document_id"] for h in fused[:3]] == ["x", "a", "k"]
     assert ids(fused) == ["x2", "a1", "k1", "x1", "k2", "a2"]
+
+
+def test_the_document_field_is_written_searched_and_removed_with_its_chunks(embedder: Embedder, tmp_path: Path) -> None:
+    """Real stores: index_records writes one document row beside the chunks; a keyword search adds the
+    weighted document score to each chunk; deletes and drops reach the document rows too."""
+
+    def record(doc: str, ordinal: int, text: str) -> ChunkRecord:
+        return ChunkRecord(
+            id=chunk_id(doc, ordinal),
+            text=text,
+            payload={"document_id": doc, "ordinal": ordinal, "filename": f"{doc}.md", "tags": [doc]},
+            index_text=f"{doc.title()} notes\n{text}",
+        )
+
+    # "split" holds both query terms, in different chunks; "single" holds one of them, in one chunk.
+    records = [
+        record("split", 0, "Zebrafish fins regrow after amputation within two weeks."),
+        record("split", 1, "The regrowth depends on telomerase in the blastema cells."),
+        record("single", 0, "Telomerase keeps telomeres long in dividing human cells."),
+        *(record(f"other{i}", 0, f"{title} {text}") for i, (title, text) in enumerate(DOCS[:6])),
+    ]
+    stores = (QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
+    with_field = HybridRetriever(embedder, *stores, candidates=20, document_weight=0.5)
+    chunks_only = HybridRetriever(embedder, *stores, candidates=20)
+    with_field.index_records("docs", records)
+    assert with_field.keywords.count("docs") == len(records)
+    assert with_field.keywords.count(document_index("docs")) == 8  # one row per document
+    assert with_field.vectors.count("docs") == len(records)  # no document rows among the vectors
+
+    query = "zebrafish telomerase"
+    keyword = with_field.retrieve("docs", query, mode="keyword", top_k=5).stages["keyword"]
+    chunk_hits = with_field.keywords.search("docs", query, 20)
+    document_hits = with_field.keywords.search(document_index("docs"), query, 20)
+    field = {h.payload["document_id"]: h.score for h in document_hits}
+    assert set(field) == {"split", "single"}
+    expected = {h.id: h.score + 0.5 * field.get(h.payload["document_id"], 0.0) for h in chunk_hits}
+    assert {h.id: h.score for h in keyword} == pytest.approx(expected)
+    assert [h.score for h in keyword] == sorted((h.score for h in keyword), reverse=True)
+    assert keyword[0].payload["document_id"] == "split"  # both terms, though no chunk of it has both
+    assert all(h.payload["text"] in {r.text for r in records} for h in keyword)  # chunks cite, never documents
+    assert chunks_only.retrieve("docs", query, mode="keyword").stages["keyword"] == chunk_hits
+
+    # Filters apply to the document rows as to chunks.
+    filtered = with_field.retrieve("docs", query, mode="keyword", flt=SearchFilter(tags=("single",))).hits
+    assert {h.payload["document_id"] for h in filtered} == {"single"}
+
+    with_field.delete_document("docs", "split")
+    assert with_field.keywords.count(document_index("docs")) == 7
+    assert "split" not in {h.payload["document_id"] for h in with_field.retrieve("docs", query, mode="keyword").hits}
+    with_field.drop_index("docs")
+    assert with_field.keywords.count(document_index("docs")) == 0
+    with_field.close()
