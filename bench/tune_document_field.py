@@ -38,7 +38,7 @@ from evaluation.datasets import load_dataset
 from evaluation.metrics import score_rankings
 from ingest.chunking import chunk_sections
 from ingest.parsers import detect_kind, parse_document
-from ingest.pipeline import embedding_text
+from ingest.records import embedding_text
 from retrieval.bm25_params import K1, B
 from retrieval.corpus_index import top_positive
 from retrieval.document_field import document_records
