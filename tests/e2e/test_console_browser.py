@@ -24,6 +24,7 @@ import uvicorn
 from api.app import create_app
 from core.config import Settings
 from evaluation.datasets import load_dataset
+from evaluation.in_process import ServicesTarget
 from evaluation.runner import EvalOptions, run_eval
 from runtime.services import Services
 from tests.conftest import REPO, free_port
@@ -83,7 +84,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     services = Services(settings)
     try:
         options = EvalOptions(modes=("hybrid", "vector", "keyword"), progress=False)
-        report = run_eval(services, load_dataset(REPO / "eval_sets" / "platform-docs"), "platform", options)
+        report = run_eval(
+            ServicesTarget(services), load_dataset(REPO / "eval_sets" / "platform-docs"), "platform", options
+        )
     finally:
         services.close()
     settings.eval_reports_path.mkdir(parents=True, exist_ok=True)
