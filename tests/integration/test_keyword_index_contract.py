@@ -1,4 +1,4 @@
-"""One contract for every KeywordIndex (bm25s, rank-bm25), and rank-bm25 as the oracle for bm25s."""
+"""One contract for every KeywordIndex (bm25s, rank-bm25, tantivy); rank-bm25 is the oracle for bm25s and tantivy."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ from core.errors import BadInput
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.bm25s_index import Bm25sIndex
 from retrieval.keyword import KeywordIndex
-from retrieval.rank_bm25_index import RankBm25Index
+from retrieval.rank_bm25_index import LuceneOkapi, RankBm25Index
+from retrieval.tantivy_index import TANTIVY_B, TANTIVY_K1, TantivyIndex
+from retrieval.text_analysis import tokenize, tokenize_many
 
-BACKENDS: dict[str, Callable[[Path], KeywordIndex]] = {"bm25s": Bm25sIndex, "rank_bm25": RankBm25Index}
+BACKENDS: dict[str, Callable[[Path], KeywordIndex]] = {
+    "bm25s": Bm25sIndex,
+    "rank_bm25": RankBm25Index,
+    "tantivy": TantivyIndex,
+}
 
 # (id, document, filename, tags, uploaded_at, text)
 CORPUS = [
@@ -225,6 +231,28 @@ def test_bm25s_ranks_exactly_like_the_rank_bm25_oracle(tmp_path: Path) -> None:
         assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=1e-5)
         matched += bool(a)
     assert matched >= len(queries) // 2
+
+
+def test_tantivy_ranks_like_the_rank_bm25_oracle_at_its_own_parameters(tmp_path: Path) -> None:
+    """tantivy's BM25 is fixed at k1 1.2 / b 0.75 and stores lengths as one-byte norms: it matches exactly the
+    chunks the oracle scores above zero, with scores within the norms' rounding, so the rankings agree but
+    for near-ties."""
+    recs, queries = oracle_fixture()
+    kw = TantivyIndex(tmp_path)
+    kw.add("idx", recs)
+    oracle = LuceneOkapi(tokenize_many([r.text for r in recs]), k1=TANTIVY_K1, b=TANTIVY_B)
+    overlaps = []
+    for query in queries:
+        scores = dict(zip([r.id for r in recs], oracle.get_scores(tokenize(query)), strict=True))
+        expected = sorted((cid for cid, s in scores.items() if s > 0), key=lambda cid: (-scores[cid], cid))
+        hits = kw.search("idx", query, len(recs))
+        assert sorted(ids(hits)) == sorted(expected), query
+        # Norms round a length down by up to 9% (one step of tantivy's table beyond 40 terms).
+        assert [h.score for h in hits] == pytest.approx([scores[h.id] for h in hits], rel=0.09)
+        if expected:
+            overlaps.append(len(set(ids(hits)[:10]) & set(expected[:10])) / len(expected[:10]))
+    assert len(overlaps) >= len(queries) // 2
+    assert sum(overlaps) / len(overlaps) >= 0.9
 
 
 def test_the_tokenizer_an_index_is_built_with_is_the_one_its_queries_use(
