@@ -56,14 +56,22 @@ CANDIDATES = 200
 
 
 def window_records(n: int, seed: int) -> list[ChunkRecord]:
-    """``bench/retrieval_latency.py``'s chunks: windows of consecutive sentences of SciFact abstracts."""
+    """``bench/retrieval_latency.py``'s chunks: windows of 2-6 consecutive sentences of SciFact abstracts.
+
+    SciFact has about 149k such windows; beyond that (``--chunks 1000000``) the windows repeat as further
+    copies of each abstract (``scifact-<id>-copy<k>``), so term statistics keep their shape at any size.
+    """
     rows = scifact_corpus()
     split = [sentences(r["text"]) for r in rows]
-    per_document: dict[int, int] = {}
+    distinct = sum(max(0, len(s) - size + 1) for s in split for size in range(2, 7))
+    picked = windows(split, min(n, distinct), seed)
+    per_document: dict[str, int] = {}
     records = []
-    for a, start, size in windows(split, n, seed):
-        ordinal = per_document[a] = per_document.get(a, -1) + 1
-        records.append(chunk_record(f"scifact-{rows[a]['_id']}", ordinal, " ".join(split[a][start : start + size])))
+    for copy in range(-(-n // len(picked))):
+        for a, start, size in picked[: n - len(records)]:
+            document = f"scifact-{rows[a]['_id']}" + (f"-copy{copy}" if copy else "")
+            ordinal = per_document[document] = per_document.get(document, -1) + 1
+            records.append(chunk_record(document, ordinal, " ".join(split[a][start : start + size])))
     return records
 
 

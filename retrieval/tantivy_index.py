@@ -278,6 +278,6 @@ def top_hits(searcher: tantivy.Searcher, query: tantivy.Query, limit: int) -> li
         if boundary is not None and score < boundary:
             break
         doc = searcher.doc(address)
-        hits.append(Hit(id=doc["chunk_id"][0], score=float(score), payload=json.loads(doc["payload"][0])))
+        hits.append(Hit(id=doc.get_first("chunk_id"), score=float(score), payload=json.loads(doc.get_first("payload"))))
     hits.sort(key=lambda hit: (-hit.score, hit.id))
     return hits[:limit]
