@@ -9,7 +9,7 @@ Exact equivalence with bm25s's Lucene BM25: ``BM25Okapi`` computes, per query te
 ``log((N - df + 0.5) / (df + 0.5))`` floored at ``epsilon * mean idf`` when negative. Lucene uses
 the same term-frequency part without the constant ``(k1 + 1)`` and the idf
 ``log(1 + (N - df + 0.5) / (df + 0.5))``, which is never negative (so no floor, and terms in most
-chunks of a small collection still count). ``LuceneOkapi`` swaps in that idf through
+chunks of a small collection still count). ``_LuceneOkapi`` swaps in that idf through
 ``BM25Okapi``'s own ``_calc_idf`` hook and the index divides by ``(k1 + 1)``: scores then equal
 bm25s's up to float32 rounding.
 """
@@ -27,9 +27,7 @@ from retrieval.corpus_index import CorpusBackedIndex
 from retrieval.keyword_corpus import KeywordCorpus
 
 
-class LuceneOkapi(BM25Okapi):
-    """BM25Okapi with Lucene's idf: tantivy's BM25 too, at its own k1 / b (the contract tests' oracle for it)."""
-
+class _LuceneOkapi(BM25Okapi):
     def _calc_idf(self, nd: dict[int, int]) -> None:
         for term, df in nd.items():
             self.idf[term] = math.log(1 + (self.corpus_size - df + 0.5) / (df + 0.5))
@@ -39,9 +37,9 @@ class LuceneOkapi(BM25Okapi):
 class RankBm25Index(CorpusBackedIndex):
     name = "rank_bm25"
 
-    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> LuceneOkapi:
+    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> _LuceneOkapi:
         # Term ids are hashable tokens as good as strings, and skip a decode.
-        return LuceneOkapi([t.tolist() for t in corpus.terms], k1=K1, b=B)
+        return _LuceneOkapi([t.tolist() for t in corpus.terms], k1=K1, b=B)
 
-    def _scores(self, scorer: LuceneOkapi, term_ids: list[int]) -> np.ndarray:
+    def _scores(self, scorer: _LuceneOkapi, term_ids: list[int]) -> np.ndarray:
         return np.asarray(scorer.get_scores(term_ids)) / (K1 + 1)

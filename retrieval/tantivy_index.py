@@ -8,11 +8,14 @@ Analysis is the platform's (``retrieval.text_analysis``, the index's recorded to
 here and its terms are indexed through tantivy's whitespace tokenizer, so a term is exactly what the other
 backends see. Query terms become term queries, repeats kept (as weights), as bm25s counts them.
 
-Scoring is tantivy's BM25 (Lucene's idf, the ``(k1 + 1)`` numerator), whose parameters are fixed at
-k1 1.2 / b 0.75 in the bindings: it ranks like rank-bm25 at those parameters, not at the platform's
-``bm25_params`` (the contract tests compare it with rank-bm25 at tantivy's own). Document lengths are
-tantivy's one-byte field norms (exact up to about 40 terms, then within a few percent), and a deleted
-chunk still counts in the corpus statistics until its segment is merged.
+Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
+nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
+the candidates: its best ``RESCORE_DEPTH`` matches (never fewer than asked for) are re-scored with Lucene's
+BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula bm25s and rank-bm25 use) from each candidate's stored
+terms, the live corpus's mean length (a fast-field average, once per commit) and tantivy's document
+frequencies. A chunk that ranks within the depth under the platform's parameters but not under tantivy's is
+missed; with fewer matches than the depth the ranking is exact. Document frequencies still count a deleted
+chunk until its segment is merged.
 
 Filters are tantivy queries with a zero score (``SearchFilter.matches`` semantics), required beside the
 terms, so filtering happens before ranking and never changes a score.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import shutil
 import threading
 from collections import Counter
@@ -38,12 +42,12 @@ from pathlib import Path
 import tantivy
 
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.bm25_params import K1, B
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
-TANTIVY_K1 = 1.2
-TANTIVY_B = 0.75
-"""tantivy's BM25 parameters (not settable through its Python bindings)."""
+RESCORE_DEPTH = 400
+"""tantivy's best matches re-scored at ``K1`` / ``B``: twice the fusion's 200 candidates (see the module doc)."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
 _META = "meta.json"
@@ -57,8 +61,10 @@ def _schema() -> tantivy.Schema:
     for field in _KEYWORD_FIELDS:
         builder.add_text_field(field, tokenizer_name="raw", index_option="basic")
     builder.add_float_field("uploaded_at", indexed=True, fast=True)
-    # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries.
-    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries. Stored:
+    # the re-scoring reads each candidate's terms.
+    builder.add_text_field("terms", stored=True, tokenizer_name="whitespace", index_option="freq")
+    builder.add_unsigned_field("length", fast=True)  # terms in the chunk: the corpus's mean length
     builder.add_bytes_field("payload", stored=True)
     return builder.build()
 
@@ -80,6 +86,7 @@ def _document(record: ChunkRecord, terms: list[str]) -> tantivy.Document:
     if isinstance(uploaded, int | float) and not isinstance(uploaded, bool):
         doc.add_float("uploaded_at", float(uploaded))
     doc.add_text("terms", " ".join(terms))  # analyzed terms never contain whitespace
+    doc.add_unsigned("length", len(terms))
     doc.add_bytes("payload", json.dumps(payload, separators=(",", ":")).encode())
     return doc
 
@@ -114,6 +121,18 @@ def terms_query(terms: Sequence[str]) -> tantivy.Query:
     return tantivy.Query.boolean_query(clauses)
 
 
+def lucene_bm25(counts: Counter[str], length: int, weights: dict[str, float], avg_len: float) -> float:
+    """Lucene's BM25 at ``K1`` / ``B`` of one chunk (its query terms' counts and its length) for query terms
+    weighted by idf times their repeats in the query, as bm25s computes it."""
+    norm = K1 * (1 - B + B * length / avg_len)
+    return sum(weight * counts[term] / (counts[term] + norm) for term, weight in weights.items() if counts[term])
+
+
+def idf(doc_freq: int, n: int) -> float:
+    """Lucene's idf, never negative."""
+    return math.log(1 + (n - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
 def _stamp(folder: Path) -> tuple[int, int, int, int] | None:
     """Changes whenever a commit (in any process) replaces ``meta.json``, or the folder is recreated."""
     try:
@@ -137,6 +156,7 @@ class _State:
         self.write_lock = threading.Lock()  # one writer per index in this process
         self.index: tantivy.Index | None = None
         self.searcher: tantivy.Searcher | None = None
+        self.avg_len: float | None = None  # the searcher's mean chunk length, computed on its first search
         self.stamp: tuple[int, int, int, int] | None = None
 
 
@@ -172,6 +192,7 @@ class TantivyIndex:
                     state.index.config_reader(reload_policy="manual")
                 state.index.reload()
                 state.searcher = state.index.searcher()
+            state.avg_len = None
             state.stamp = stamp
         return state.searcher
 
@@ -228,13 +249,30 @@ class TantivyIndex:
         state = self._state(index)
         with state.lock:
             searcher = self._searcher(index, state)
-        if searcher is None:
-            return []
-        ranked = terms_query(terms)
+            if searcher is None or not searcher.num_docs:
+                return []
+            if state.avg_len is None:
+                state.avg_len = _mean_length(searcher)
+            avg_len = state.avg_len
+        candidates = terms_query(terms)
         admitted = filter_query(flt) if flt is not None else None
         if admitted is not None:
-            ranked = tantivy.Query.boolean_query([(tantivy.Occur.Must, ranked), (tantivy.Occur.Must, admitted)])
-        return top_hits(searcher, ranked, limit)
+            candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
+        # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
+        found = searcher.search(candidates, max(RESCORE_DEPTH, limit), count=False).hits
+        n = searcher.num_docs
+        weights = {t: repeats * idf(searcher.doc_freq("terms", t), n) for t, repeats in Counter(terms).items()}
+        scored = []
+        for _, address in found:
+            doc = searcher.doc(address)
+            words = doc.get_first("terms").split(" ")
+            counts = Counter(word for word in words if word in weights)
+            scored.append((lucene_bm25(counts, len(words), weights, avg_len), doc.get_first("chunk_id"), doc))
+        scored.sort(key=lambda row: (-row[0], row[1]))  # ties to the smaller chunk id, in every process
+        return [
+            Hit(id=chunk, score=score, payload=json.loads(doc.get_first("payload")))
+            for score, chunk, doc in scored[:limit]
+        ]
 
     def count(self, index: str) -> int:
         state = self._state(index)
@@ -258,26 +296,7 @@ class TantivyIndex:
             self._states.clear()
 
 
-def top_hits(searcher: tantivy.Searcher, query: tantivy.Query, limit: int) -> list[Hit]:
-    """The ``limit`` best hits, ties to the smaller chunk id.
-
-    tantivy breaks ties by segment order, which follows random segment ids and changes with merges; the
-    chunk id is the same in every process and after any merge. Hits tied with the last one are fetched
-    until the tie ends (or the matches do), so the cut at ``limit`` follows the same rule. The searcher is
-    a snapshot of committed segments: addresses and stored documents stay consistent with it.
-    """
-    want = limit + 1  # one more than asked: whether the last hit's score goes on beyond the cut
-    while True:
-        found = searcher.search(query, want, count=False).hits
-        if len(found) < want or found[-1][0] != found[limit - 1][0]:
-            break
-        want *= 2
-    boundary = found[limit - 1][0] if len(found) >= limit else None
-    hits = []
-    for score, address in found:
-        if boundary is not None and score < boundary:
-            break
-        doc = searcher.doc(address)
-        hits.append(Hit(id=doc.get_first("chunk_id"), score=float(score), payload=json.loads(doc.get_first("payload"))))
-    hits.sort(key=lambda hit: (-hit.score, hit.id))
-    return hits[:limit]
+def _mean_length(searcher: tantivy.Searcher) -> float:
+    """Mean terms per live chunk (deleted ones excluded); at least 1 so an index of empty chunks divides."""
+    stats = searcher.aggregate(tantivy.Query.all_query(), {"length": {"avg": {"field": "length"}}})
+    return max(float(stats["length"]["value"] or 0.0), 1.0)
