@@ -129,8 +129,8 @@ def lucene_bm25(counts: Counter[str], length: int, weights: dict[str, float], av
 
 
 def idf(doc_freq: int, n: int) -> float:
-    """Lucene's idf, never negative."""
-    return math.log(1 + (n - doc_freq + 0.5) / (doc_freq + 0.5))
+    """Lucene's idf, never negative (tantivy's doc freq may count deleted chunks beyond the ``n`` live ones)."""
+    return math.log(1 + (max(n, doc_freq) - doc_freq + 0.5) / (doc_freq + 0.5))
 
 
 def _stamp(folder: Path) -> tuple[int, int, int, int] | None:
@@ -265,7 +265,7 @@ class TantivyIndex:
         scored = []
         for _, address in found:
             doc = searcher.doc(address)
-            words = doc.get_first("terms").split(" ")
+            words = doc.get_first("terms").split()
             counts = Counter(word for word in words if word in weights)
             scored.append((lucene_bm25(counts, len(words), weights, avg_len), doc.get_first("chunk_id"), doc))
         scored.sort(key=lambda row: (-row[0], row[1]))  # ties to the smaller chunk id, in every process
