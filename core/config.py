@@ -179,9 +179,12 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(
         None, description="Where exported ONNX models are kept; unset = $XDG_CACHE_HOME/hybrid-rag/onnx."
     )
-    keyword_backend: Literal["bm25s", "rank_bm25", "qdrant_sparse"] = Field(
+    keyword_backend: Literal["bm25s", "rank_bm25", "tantivy", "qdrant_sparse"] = Field(
         "bm25s",
-        description="BM25 backend; defaults to qdrant_sparse (shared by every process) when RAG_QDRANT_URL is set.",
+        description="BM25 backend: bm25s (in-process score matrix, k1 0.45 / b 0.2), rank_bm25 (the test oracle, "
+        "slow), tantivy (segments: a write costs its own size; its best "
+        "matches re-scored at the same k1 / b; bench/keyword_engines.py), qdrant_sparse (shared by every process; "
+        "the default when RAG_QDRANT_URL is set).",
     )
     keyword_tokenizer: Literal["english", "simple"] = Field(
         "english",

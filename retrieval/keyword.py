@@ -49,6 +49,12 @@ def _rank_bm25(settings: Settings) -> KeywordIndex:
     return RankBm25Index(settings.keyword_dir)
 
 
+def _tantivy(settings: Settings) -> KeywordIndex:
+    from retrieval.tantivy_index import TantivyIndex
+
+    return TantivyIndex(settings.keyword_dir)
+
+
 def _qdrant_sparse(settings: Settings) -> KeywordIndex:
     from qdrant_client import QdrantClient
 
@@ -63,6 +69,7 @@ def _qdrant_sparse(settings: Settings) -> KeywordIndex:
 KEYWORD_INDEXES: dict[str, Callable[[Settings], KeywordIndex]] = {
     "bm25s": _bm25s,
     "rank_bm25": _rank_bm25,
+    "tantivy": _tantivy,
     "qdrant_sparse": _qdrant_sparse,
 }
 

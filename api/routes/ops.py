@@ -34,7 +34,7 @@ router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT_S = 3.0
 # A valid index name that no collection's index can have (those end in "__v<version>"): a real, cheap call.
 PROBE_INDEX = "ready.probe"
-FILE_KEYWORD_BACKENDS = frozenset({"bm25s", "rank_bm25"})
+FILE_KEYWORD_BACKENDS = frozenset({"bm25s", "rank_bm25", "tantivy"})
 Status = Literal["ok", "disabled", "error"]
 Check = tuple[Status, str]
 

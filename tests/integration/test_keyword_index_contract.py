@@ -1,5 +1,5 @@
-"""One contract for every KeywordIndex in the registry (bm25s, rank-bm25, Qdrant sparse vectors), and rank-bm25
-as the oracle for bm25s.
+"""One contract for every KeywordIndex in the registry (bm25s, rank-bm25, tantivy, Qdrant sparse vectors), and
+rank-bm25 as the oracle for bm25s and tantivy.
 
 Qdrant sparse runs on qdrant-client's local mode, which scores like the server (``Modifier.IDF``) but locks its
 folder to one client: a second index on the same folder shares the live client, as a second replica shares
@@ -29,6 +29,7 @@ from retrieval.bm25s_index import Bm25sIndex
 from retrieval.keyword import KEYWORD_INDEXES, KeywordIndex
 from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
 from retrieval.rank_bm25_index import RankBm25Index
+from retrieval.tantivy_index import TantivyIndex
 
 NAMES: dict[str, str] = {}
 LOCAL_QDRANT: dict[Path, QdrantClient] = {}
@@ -53,6 +54,7 @@ BACKENDS: dict[str, Callable[[Path], KeywordIndex]] = {
     "bm25s": Bm25sIndex,
     "rank_bm25": RankBm25Index,
     "qdrant_sparse": qdrant_sparse,
+    "tantivy": TantivyIndex,
 }
 
 # (id, document, filename, tags, uploaded_at, text)
@@ -258,9 +260,11 @@ def oracle_fixture() -> tuple[list[ChunkRecord], list[str]]:
     return recs, queries + QUERIES
 
 
-def test_bm25s_ranks_exactly_like_the_rank_bm25_oracle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast_backend", [Bm25sIndex, TantivyIndex])
+def test_ranks_exactly_like_the_rank_bm25_oracle(fast_backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> None:
+    """tantivy only picks the candidates (its best 400, more than the fixture's matches) and re-scores them."""
     recs, queries = oracle_fixture()
-    fast, oracle = Bm25sIndex(tmp_path / "fast"), RankBm25Index(tmp_path / "oracle")
+    fast, oracle = fast_backend(tmp_path / "fast"), RankBm25Index(tmp_path / "oracle")
     fast.add("idx", recs)
     oracle.add("idx", recs)
     matched = 0

@@ -6,7 +6,7 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -25,9 +25,11 @@ from retrieval.cross_encoder import CrossEncoderReranker
 from retrieval.document_field import document_index
 from retrieval.embedding import Embedder, resolve_model_path
 from retrieval.fusion import rrf
+from retrieval.keyword import KeywordIndex
 from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.rank_bm25_index import RankBm25Index
 from retrieval.retriever import DEFAULT_PROFILE, HybridRetriever
+from retrieval.tantivy_index import TantivyIndex
 from runtime.services import Services
 
 BUILT_IN = [
@@ -197,8 +199,11 @@ def test_reranker_rescores_the_top_m(retriever: HybridRetriever, reranker: Cross
     assert "rerank" in result.timings_ms
 
 
-def test_index_records_is_idempotent_and_deletes_reach_both_stores(embedder: Embedder, tmp_path: Path) -> None:
-    r = HybridRetriever(embedder, QdrantEdgeStore(tmp_path / "v"), Bm25sIndex(tmp_path / "k"))
+@pytest.mark.parametrize("keywords", [Bm25sIndex, TantivyIndex])
+def test_index_records_is_idempotent_and_deletes_reach_both_stores(
+    embedder: Embedder, tmp_path: Path, keywords: Callable[[Path], KeywordIndex]
+) -> None:
+    r = HybridRetriever(embedder, QdrantEdgeStore(tmp_path / "v"), keywords(tmp_path / "k"))
     records = [replace(rec, index_text=f"Zebrafish heading. {rec.text}") for rec in RECORDS[:4]]
     r.index_records("small", records)
     r.index_records("small", records)

@@ -1,0 +1,306 @@
+"""Keyword index on tantivy (the Rust search engine, official Python bindings): segments instead of a matrix.
+
+One tantivy index per platform index under ``root/<index>/``. A write costs its own size: new chunks go to a
+new segment, deletes mark documents in their segment, and tantivy merges segments in its own threads, so
+adding or deleting a document never rebuilds what is already indexed (bm25s re-scores every row).
+
+Analysis is the platform's (``retrieval.text_analysis``, the index's recorded tokenizer): text is analyzed
+here and its terms are indexed through tantivy's whitespace tokenizer, so a term is exactly what the other
+backends see. Query terms become term queries, repeats kept (as weights), as bm25s counts them.
+
+Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
+nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
+the candidates: its best ``RESCORE_DEPTH`` matches (never fewer than asked for) are re-scored with Lucene's
+BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula bm25s and rank-bm25 use) from each candidate's stored
+terms, the live corpus's mean length (a fast-field average, once per commit) and tantivy's document
+frequencies. A chunk that ranks within the depth under the platform's parameters but not under tantivy's is
+missed; with fewer matches than the depth the ranking is exact. Document frequencies still count a deleted
+chunk until its segment is merged.
+
+Filters are tantivy queries with a zero score (``SearchFilter.matches`` semantics), required beside the
+terms, so filtering happens before ranking and never changes a score.
+
+Writes: each ``add`` / ``delete_document`` takes this process's per-index lock and a cross-process flock,
+opens a writer with a bounded heap, commits, waits for the merges it started, and releases the writer
+(tantivy allows one writer per index across processes, so none is held between writes). Searches use a
+searcher (a snapshot of the committed segments), reloaded when ``meta.json`` changed, so they see every
+process's commits and never wait on a write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import tantivy
+
+from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.bm25_params import K1, B
+from retrieval.payload import check_index_name, chunk_payload
+from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
+
+RESCORE_DEPTH = 400
+"""tantivy's best matches re-scored at ``K1`` / ``B``: twice the fusion's 200 candidates (see the module doc)."""
+WRITER_HEAP_BYTES = 64_000_000
+"""Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
+_META = "meta.json"
+_LOCK = ".write.lock"
+_KEYWORD_FIELDS = ("document_id", "filename", "tags")
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
+    for field in _KEYWORD_FIELDS:
+        builder.add_text_field(field, tokenizer_name="raw", index_option="basic")
+    builder.add_float_field("uploaded_at", indexed=True, fast=True)
+    # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries.
+    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    # The terms again, each as b"<term>" (terms are word characters): the re-scoring counts a query term in a
+    # candidate with one bytes.count, 3x faster than splitting the chunk into words.
+    builder.add_bytes_field("bag", stored=True)
+    builder.add_unsigned_field("length", fast=True)  # terms in the chunk: the corpus's mean length
+    builder.add_bytes_field("payload", stored=True)
+    return builder.build()
+
+
+SCHEMA = _schema()
+
+
+def _document(record: ChunkRecord, terms: list[str]) -> tantivy.Document:
+    payload = chunk_payload(record)
+    doc = tantivy.Document()
+    doc.add_text("chunk_id", record.id)
+    for field in ("document_id", "filename"):
+        value = payload.get(field)
+        if isinstance(value, str):
+            doc.add_text(field, value)
+    for tag in dict.fromkeys(payload.get("tags") or ()):
+        doc.add_text("tags", str(tag))
+    uploaded = payload.get("uploaded_at")
+    if isinstance(uploaded, int | float) and not isinstance(uploaded, bool):
+        doc.add_float("uploaded_at", float(uploaded))
+    doc.add_text("terms", " ".join(terms))  # analyzed terms never contain whitespace
+    doc.add_bytes("bag", "".join(f"<{term}>" for term in terms).encode())
+    doc.add_unsigned("length", len(terms))
+    doc.add_bytes("payload", json.dumps(payload, separators=(",", ":")).encode())
+    return doc
+
+
+def filter_query(flt: SearchFilter) -> tantivy.Query | None:
+    """``flt`` as one tantivy query (None: admits everything), with the semantics of ``SearchFilter.matches``."""
+    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+    for field, wanted in (("document_id", flt.document_ids), ("filename", flt.filenames), ("tags", flt.tags)):
+        if wanted:
+            clauses.append((tantivy.Occur.Must, tantivy.Query.term_set_query(SCHEMA, field, list(wanted))))
+    if flt.uploaded_after is not None or flt.uploaded_before is not None:
+        after, before = flt.uploaded_after, flt.uploaded_before
+        span = tantivy.Query.range_query(
+            SCHEMA,
+            "uploaded_at",
+            tantivy.FieldType.Float,
+            lower_bound=after.timestamp() if after is not None else None,
+            upper_bound=before.timestamp() if before is not None else None,
+        )
+        clauses.append((tantivy.Occur.Must, span))
+    if not clauses:
+        return None
+    return tantivy.Query.const_score_query(tantivy.Query.boolean_query(clauses), 0.0)
+
+
+def terms_query(terms: Sequence[str]) -> tantivy.Query:
+    """A disjunction of the query's terms, each weighted by how often the query repeats it."""
+    clauses = []
+    for term, n in Counter(terms).items():
+        query = tantivy.Query.term_query(SCHEMA, "terms", term, index_option="freq")
+        clauses.append((tantivy.Occur.Should, query if n == 1 else tantivy.Query.boost_query(query, float(n))))
+    return tantivy.Query.boolean_query(clauses)
+
+
+def lucene_bm25(counts: Mapping[str, int], length: int, weights: dict[str, float], avg_len: float) -> float:
+    """Lucene's BM25 at ``K1`` / ``B`` of one chunk (its query terms' counts and its length) for query terms
+    weighted by idf times their repeats in the query, as bm25s computes it."""
+    norm = K1 * (1 - B + B * length / avg_len)
+    return sum(weight * counts[term] / (counts[term] + norm) for term, weight in weights.items() if counts[term])
+
+
+def idf(doc_freq: int, n: int) -> float:
+    """Lucene's idf, never negative (tantivy's doc freq may count deleted chunks beyond the ``n`` live ones)."""
+    return math.log(1 + (max(n, doc_freq) - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
+def _stamp(folder: Path) -> tuple[int, int, int, int] | None:
+    """Changes whenever a commit (in any process) replaces ``meta.json``, or the folder is recreated."""
+    try:
+        st = (folder / _META).stat()
+        return folder.stat().st_ino, st.st_ino, st.st_mtime_ns, st.st_size
+    except FileNotFoundError:
+        return None
+
+
+@contextmanager
+def _flock(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / _LOCK, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # guards the fields below; held for lookups and swaps only
+        self.write_lock = threading.Lock()  # one writer per index in this process
+        self.index: tantivy.Index | None = None
+        self.searcher: tantivy.Searcher | None = None
+        self.avg_len: float | None = None  # the searcher's mean chunk length, computed on its first search
+        self.stamp: tuple[int, int, int, int] | None = None
+
+
+class TantivyIndex:
+    """``KeywordIndex`` on tantivy: one index folder per platform index, documents keyed by chunk id."""
+
+    name = "tantivy"
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+
+    def _folder(self, index: str) -> Path:
+        return self._root / check_index_name(index)
+
+    def _state(self, index: str) -> _State:
+        with self._lock:
+            return self._states.setdefault(index, _State())
+
+    def _searcher(self, index: str, state: _State) -> tantivy.Searcher | None:
+        """The searcher of the latest commit (any process's); None while the index does not exist. Under
+        ``state.lock``."""
+        folder = self._folder(index)
+        stamp = _stamp(folder)
+        if stamp != state.stamp:
+            if stamp is None:
+                state.index = state.searcher = None
+            else:
+                if state.index is None or state.stamp is None or state.stamp[0] != stamp[0]:
+                    state.index = tantivy.Index.open(str(folder))
+                    state.index.config_reader(reload_policy="manual")
+                state.index.reload()
+                state.searcher = state.index.searcher()
+            state.avg_len = None
+            state.stamp = stamp
+        return state.searcher
+
+    @contextmanager
+    def _writer(self, index: str) -> Iterator[tantivy.IndexWriter]:
+        """A writer on ``index`` (created if missing) for one commit, then released for other processes."""
+        folder = self._folder(index)
+        state = self._state(index)
+        with state.write_lock, _flock(folder):
+            with state.lock:
+                self._searcher(index, state)
+                if state.index is None:
+                    state.index = tantivy.Index(SCHEMA, path=str(folder), reuse=True)
+                    state.index.config_reader(reload_policy="manual")
+                    state.stamp = None
+                tantivy_index = state.index
+            writer = tantivy_index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+            try:
+                yield writer
+                writer.commit()
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                # The merges this commit started finish before the writer goes, or the next writer redoes them.
+                writer.wait_merging_threads()
+            with state.lock:
+                self._searcher(index, state)  # searchable once the write returns
+
+    def add(self, index: str, records: Sequence[ChunkRecord], tokenizer: str = DEFAULT_TOKENIZER) -> None:
+        if not records:
+            return
+        unique = list({record.id: record for record in records}.values())  # the last one of an id wins
+        terms = analyzer(tokenizer).tokenize_many([record.searchable_text for record in unique])
+        with self._writer(index) as writer:
+            for record, words in zip(unique, terms, strict=True):
+                writer.delete_documents_by_term("chunk_id", record.id)  # overwrite by chunk id
+                writer.add_document(_document(record, words))
+
+    def delete_document(self, index: str, document_id: str) -> None:
+        if _stamp(self._folder(index)) is None:
+            return
+        with self._writer(index) as writer:
+            writer.delete_documents_by_term("document_id", document_id)
+
+    def search(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> list[Hit]:
+        if limit < 1:
+            return []
+        terms = analyzer(tokenizer).tokenize(query)
+        if not terms:
+            return []
+        state = self._state(index)
+        with state.lock:
+            searcher = self._searcher(index, state)
+            if searcher is None or not searcher.num_docs:
+                return []
+            if state.avg_len is None:
+                state.avg_len = _mean_length(searcher)
+            avg_len = state.avg_len
+        candidates = terms_query(terms)
+        admitted = filter_query(flt) if flt is not None else None
+        if admitted is not None:
+            candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
+        # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
+        found = searcher.search(candidates, max(RESCORE_DEPTH, limit), count=False).hits
+        n = searcher.num_docs
+        weights = {t: repeats * idf(searcher.doc_freq("terms", t), n) for t, repeats in Counter(terms).items()}
+        needles = {t: f"<{t}>".encode() for t in weights}
+        scored = []
+        for _, address in found:
+            doc = searcher.doc(address)
+            bag = doc.get_first("bag")
+            counts = {t: bag.count(needle) for t, needle in needles.items()}
+            scored.append((lucene_bm25(counts, bag.count(b"<"), weights, avg_len), doc.get_first("chunk_id"), doc))
+        scored.sort(key=lambda row: (-row[0], row[1]))  # ties to the smaller chunk id, in every process
+        return [
+            Hit(id=chunk, score=score, payload=json.loads(doc.get_first("payload")))
+            for score, chunk, doc in scored[:limit]
+        ]
+
+    def count(self, index: str) -> int:
+        state = self._state(index)
+        with state.lock:
+            searcher = self._searcher(index, state)
+        return searcher.num_docs if searcher is not None else 0
+
+    def drop(self, index: str) -> None:
+        folder = self._folder(index)
+        state = self._state(index)
+        with state.write_lock:
+            if folder.exists():
+                with _flock(folder), state.lock:
+                    shutil.rmtree(folder)
+            with state.lock:
+                state.index = state.searcher = state.stamp = None
+
+    def close(self) -> None:
+        """Nothing is pending: every write commits, and waits for its merges, before it returns."""
+        with self._lock:
+            self._states.clear()
+
+
+def _mean_length(searcher: tantivy.Searcher) -> float:
+    """Mean terms per live chunk (deleted ones excluded); at least 1 so an index of empty chunks divides."""
+    stats = searcher.aggregate(tantivy.Query.all_query(), {"length": {"avg": {"field": "length"}}})
+    return max(float(stats["length"]["value"] or 0.0), 1.0)
