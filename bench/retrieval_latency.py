@@ -12,6 +12,12 @@ cheaply: every chunk is a window of 1-6 consecutive sentences of one SciFact abs
 text both indexes see), and its vector is the real MiniLM embedding of that abstract plus Gaussian
 noise, calibrated so that a chunk's cosine to its abstract matches the one measured on real window
 embeddings of a sample. The abstract embeddings are computed once and cached under bench/.cache.
+SciFact has about 149k such windows; beyond that (``--chunks 1000000``) they repeat as further copies of
+each abstract (``scifact-<id>-copy<k>``), each copy with its own noise.
+
+Last, Qdrant Edge's memory configurations side by side (``bench/edge_memory.py``): float32 vectors in
+RAM (the default), an int8 copy in RAM with rescoring, float32 on disk, both; for each, retrieve()
+p50/p95, HNSW recall@10 against exact search on the same shard, RSS of a process serving it, size on disk.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import edge_memory
 from bench.common import (
     Report,
     abstract_text,
@@ -92,7 +99,10 @@ def build_corpus(embedder: Embedder, n: int, seed: int, calibration: int) -> Cor
         f"scifact-abstracts-minilm-{embedder.backend}", [abstract_text(r) for r in rows], embedder.embed_documents
     )
     split = [sentences(r["text"]) for r in rows]
-    picked = windows(split, n, seed)
+    distinct = sum(max(0, len(s) - size + 1) for s in split for size in range(2, 7))
+    once = windows(split, min(n, distinct), seed)
+    copies = [(copy, window) for copy in range(-(-n // len(once))) for window in once][:n]
+    picked = [window for _, window in copies]
     texts = [" ".join(split[a][start : start + size]) for a, start, size in picked]
     parents = np.array([a for a, _, _ in picked])
 
@@ -109,11 +119,12 @@ def build_corpus(embedder: Embedder, n: int, seed: int, calibration: int) -> Cor
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     achieved = float(np.mean(np.sum(vectors * abstract_vectors[parents], axis=1)))
 
-    per_document: dict[int, int] = {}
+    per_document: dict[str, int] = {}
     records = []
-    for (a, _, _), text in zip(picked, texts, strict=True):
-        ordinal = per_document[a] = per_document.get(a, -1) + 1
-        records.append(chunk_record(f"scifact-{rows[a]['_id']}", ordinal, text))
+    for (copy, (a, _, _)), text in zip(copies, texts, strict=True):
+        document = f"scifact-{rows[a]['_id']}" + (f"-copy{copy}" if copy else "")
+        ordinal = per_document[document] = per_document.get(document, -1) + 1
+        records.append(chunk_record(document, ordinal, text))
     tokens = [embedder.count_tokens(texts[i]) for i in sample]
     facts = [
         ("chunks", f"{n:,} windows of 1-6 consecutive sentences of {len(set(parents.tolist())):,} SciFact abstracts"),
@@ -247,7 +258,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="torch intra-op threads for the query embedding (default: cores)",
     )
     parser.add_argument("--skip-alternatives", action="store_true", help="only the embedded defaults")
+    parser.add_argument(
+        "--memory-configs",
+        default=",".join(edge_memory.CONFIGS),
+        help=f"Edge memory configurations compared last, comma-separated from {','.join(edge_memory.CONFIGS)} "
+        "('' for none); each builds its own shard",
+    )
+    parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_worker:
+        queries = scifact_queries(args.queries)
+        edge_memory.worker(args.memory_worker, queries, args.top_k, args.warmup, args.torch_threads)
+        return
+    memory_configs = [k for k in args.memory_configs.split(",") if k]
+    if unknown := set(memory_configs) - set(edge_memory.CONFIGS):
+        parser.error(f"unknown memory configurations: {sorted(unknown)}")
 
     report = Report("bench.retrieval_latency")
     report.start(f"Retrieval-only latency, hybrid mode, {args.chunks:,} chunks in one collection")
@@ -266,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     progress(f"building indexes under {work}")
     try:
         run(args, report, settings, embedder, corpus, queries, work, t_corpus[0])
+        if memory_configs:
+            compare_memory(args, report, corpus, work, memory_configs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.finish()
@@ -404,6 +431,23 @@ def run(
         ["step", "median", "max"],
         [[k, float(np.median([c[k] for c in changes])), max(c[k] for c in changes)] for k in changes[0]],
     )
+
+
+def compare_memory(args: argparse.Namespace, report: Report, corpus: Corpus, work: Path, keys: list[str]) -> None:
+    query_options = ["--queries", str(args.queries), "--warmup", str(args.warmup), "--top-k", str(args.top_k)]
+    if args.torch_threads:
+        query_options += ["--torch-threads", str(args.torch_threads)]
+    results = edge_memory.run_all(work, keys, corpus.records, corpus.vectors, query_options)
+    heading(
+        f"Qdrant Edge memory configurations, {len(corpus.records):,} chunks (each served by a fresh process; "
+        "retrieve() and vector stage in ms)"
+    )
+    print_table(edge_memory.HEADERS, edge_memory.table_rows(results))
+    print("  RSS: the serving process after the timed queries (embedder, bm25s and the shard); in brackets its")
+    print("  file-backed share, memory-mapped pages the OS can evict. shard's RSS: growth from opening the shard")
+    print("  and querying it. recall@10: HNSW top 10 (searched at the retriever's candidate count) vs exact search")
+    print("  on the same shard. on disk: allocated blocks of the shard folder, WAL included.")
+    report.figures["edge_memory"] = results
 
 
 def print_ratios(

@@ -55,6 +55,22 @@ class Settings(BaseSettings):
         description="Under a steady stream of writes, a Qdrant Edge shard still builds HNSW this often, so "
         "exact search (linear in the points not yet in HNSW) never covers more than this much ingest.",
     )
+    edge_quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="Vectors a new Qdrant Edge shard keeps in RAM for its HNSW search: 'none' the float32 "
+        "originals; 'int8' a scalar-quantized copy (a quarter of the size, pinned in RAM) beside the originals, "
+        "with every search rescoring its candidates on the originals so the ranking stays the float32 one. Costs "
+        "a second, smaller vector file on disk and an int8 pass at each build. Fixed when a shard is created "
+        "(its edge_config.json keeps it): an existing shard keeps what it was made with.",
+    )
+    edge_vectors_on_disk: bool = Field(
+        False,
+        description="Keep a new Qdrant Edge shard's float32 vectors in memory-mapped files read on demand "
+        "(Qdrant's 'cold' placement) instead of cached in RAM: the page cache holds what searches touch, and "
+        "the OS may evict it, so RSS no longer grows with the corpus. Costs disk reads in every search that "
+        "reaches uncached vectors (all of HNSW's without 'int8', only the rescored candidates with it). "
+        "Fixed when a shard is created, like edge_quantization.",
+    )
     broker_url: str | None = Field(None, description="Celery broker; unset = in-process worker.")
 
     # --- API -----------------------------------------------------------------------------

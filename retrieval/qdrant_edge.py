@@ -20,6 +20,13 @@ the GIL throughout, so once per ingest batch it would stop the embedding threads
 therefore only mark the shard dirty, and the same thread flushes
 dirty shards every ``flush_interval_s`` (Qdrant's server does the same, every 5 s by default);
 ``close()`` flushes what is left. ``flush_interval_s=0`` flushes after every write.
+
+Memory: a shard is created with its float32 vectors cached in RAM (Edge's default), or, by choice, with an
+int8 scalar-quantized copy pinned in RAM (``quantization="int8"``) and/or its float32 vectors left in
+memory-mapped files read on demand (``vectors_on_disk``). Edge keeps that choice in the shard's
+``edge_config.json`` and a reopened shard keeps it, whatever this store was constructed with. Every search
+asks for rescoring: a quantized shard ranks its HNSW candidates again on the float32 originals, so its order
+is the float32 one; a shard without quantization ignores the request.
 """
 
 from __future__ import annotations
@@ -46,11 +53,16 @@ from qdrant_edge import (
     Filter,
     MatchAny,
     MatchValue,
+    Memory,
     PayloadSchemaType,
     Point,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
     RangeFloat,
+    ScalarQuantizationConfig,
+    ScalarType,
+    SearchParams,
     UpdateOperation,
 )
 
@@ -65,6 +77,11 @@ log = logging.getLogger(__name__)
 PAYLOAD_INDEXES = {field: getattr(PayloadSchemaType, kind.capitalize()) for field, kind in PAYLOAD_FIELDS.items()}
 _UPSERT_BATCH = 512
 _FATAL = (SystemExit, KeyboardInterrupt)
+QUANTIZATIONS = ("none", "int8")
+# Rescoring on the float32 originals: a quantized shard's ranking is then the unquantized one (ignored by a
+# shard without quantization). Exact search reads the originals too, never the int8 copy.
+_SEARCH = SearchParams(quantization=QuantizationSearchParams(rescore=True))
+_EXACT = SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
 _FILTER_MODELS = SimpleNamespace(Filter=Filter, FieldCondition=FieldCondition, MatchAny=MatchAny, Range=RangeFloat)
 
 
@@ -146,9 +163,15 @@ class QdrantEdgeStore:
         flush_interval_s: float = 5.0,
         optimize_idle_s: float = 2.0,
         optimize_max_delay_s: float = 300.0,
+        quantization: str = "none",
+        vectors_on_disk: bool = False,
     ) -> None:
         if flush_interval_s < 0 or optimize_idle_s < 0 or optimize_max_delay_s <= 0:
             raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+        self._quantization = quantization
+        self._vectors_on_disk = vectors_on_disk
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, _Shard] = {}
@@ -259,7 +282,7 @@ class QdrantEdgeStore:
         # Edge's optimizer defaults keep few segments, so a search visits few HNSW graphs, at the price
         # of optimize() re-merging into the large segment (more segments make optimize cheaper and every
         # search slower; searches are the hot path).
-        config = EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine))
+        config = EdgeConfig(vectors=self._vector_params(dim))
         with self._lock:
             if index in self._shards or self._on_disk(index):
                 self._check_dim(index, dim)
@@ -271,6 +294,19 @@ class QdrantEdgeStore:
                 shard.update(UpdateOperation.create_field_index(field, schema))
             shard.flush()
             self._shards[index] = _Shard(shard)
+
+    def _vector_params(self, dim: int) -> EdgeVectorParams:
+        """Cosine vectors placed as this store was configured; None leaves Edge's default (cached in RAM)."""
+        quantized = None
+        if self._quantization == "int8":
+            # The 0.99 quantile clips outlier components so the 256 levels cover the bulk of the values.
+            quantized = ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, memory=Memory.Pinned)
+        return EdgeVectorParams(
+            size=dim,
+            distance=Distance.Cosine,
+            memory=Memory.Cold if self._vectors_on_disk else None,
+            quantization_config=quantized,
+        )
 
     def _check_dim(self, index: str, dim: int) -> None:
         # Edge persists its configuration as JSON next to the segments; the unnamed vector is "".
@@ -320,7 +356,10 @@ class QdrantEdgeStore:
         with self._writing(index) as shard:
             shard.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
 
-    def search(self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def search(
+        self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, exact: bool = False
+    ) -> list[Hit]:
+        """``exact``: brute force over the float32 vectors instead of HNSW (the reference for its recall)."""
         if limit < 1 or not self.exists(index):
             return []
         request = QueryRequest(
@@ -328,6 +367,7 @@ class QdrantEdgeStore:
             query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
             filter=edge_filter(flt),
             with_payload=True,
+            params=_EXACT if exact else _SEARCH,
         )
         with self._locked(index) as shard:
             points = shard.query(request)

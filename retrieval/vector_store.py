@@ -44,6 +44,8 @@ def _qdrant_edge(settings: Settings) -> VectorStore:
         flush_interval_s=settings.edge_flush_interval_s,
         optimize_idle_s=settings.edge_optimize_idle_s,
         optimize_max_delay_s=settings.edge_optimize_max_delay_s,
+        quantization=settings.edge_quantization,
+        vectors_on_disk=settings.edge_vectors_on_disk,
     )
 
 

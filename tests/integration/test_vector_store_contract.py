@@ -446,3 +446,82 @@ def test_an_edge_store_dropped_without_close_is_collected_and_its_thread_ends(tm
     assert maintainer is not None
     maintainer.join(5)
     assert not maintainer.is_alive()
+
+
+MEMORY_CONFIGS = {
+    "int8": {"quantization": "int8"},
+    "on-disk": {"vectors_on_disk": True},
+    "int8-on-disk": {"quantization": "int8", "vectors_on_disk": True},
+}
+
+
+def edge_config(root: Path, index: str) -> dict:
+    import json
+
+    return json.loads((root / index / "edge_config.json").read_text())["vectors"][""]
+
+
+@pytest.mark.parametrize("options", MEMORY_CONFIGS.values(), ids=MEMORY_CONFIGS.keys())
+def test_edge_memory_options_answer_like_the_default_and_persist(tmp_path: Path, options: dict) -> None:
+    recs, vecs = records()
+    store = QdrantEdgeStore(tmp_path, **options)
+    store.create("idx", DIM)
+    store.upsert("idx", recs, vecs)
+    assert names_of(store.search("idx", QUERY, 10)) == ORDER
+    store.close()
+    stored = edge_config(tmp_path, "idx")
+    assert ("quantization_config" in stored) == (options.get("quantization") == "int8")
+    assert (stored.get("memory") == "cold") == options.get("vectors_on_disk", False)
+    reopened = QdrantEdgeStore(tmp_path)  # constructed with the defaults: the shard keeps its own options
+    assert names_of(reopened.search("idx", QUERY, 10, SearchFilter(tags=("x",)))) == ["a", "b"]
+    hits = reopened.search("idx", QUERY, 10)
+    assert names_of(hits) == ORDER
+    assert [h.score for h in hits] == pytest.approx(COSINES, abs=1e-5)
+    reopened.close()
+    assert edge_config(tmp_path, "idx") == stored
+
+
+def test_edge_shard_reopened_with_other_memory_options_keeps_its_own(tmp_path: Path) -> None:
+    recs, vecs = records()
+    plain = QdrantEdgeStore(tmp_path)
+    plain.create("idx", DIM)
+    plain.upsert("idx", recs, vecs)
+    plain.close()
+    before = edge_config(tmp_path, "idx")
+    other = QdrantEdgeStore(tmp_path, quantization="int8", vectors_on_disk=True)
+    other.create("idx", DIM)  # exists: nothing changes
+    other.upsert("idx", *records(["c"]))
+    other.delete_document("idx", "doc3")
+    assert names_of(other.search("idx", QUERY, 10)) == ["a", "b", "c"]
+    other.create("new", DIM)  # a new shard gets this store's options
+    other.close()
+    assert edge_config(tmp_path, "idx") == before
+    assert "quantization_config" in edge_config(tmp_path, "new")
+
+
+def test_edge_quantized_on_disk_hnsw_finds_each_vector_itself(tmp_path: Path) -> None:
+    """Past Edge's indexing threshold (10 MB of vectors in a segment): HNSW over int8 codes, rescored on
+    float32 originals in memory-mapped files, must still put each stored vector first for itself."""
+    rng = np.random.default_rng(1)
+    n, dim = 12_000, 256
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    recs = [
+        ChunkRecord(id=chunk_id(f"doc{i % 50}", i), text=str(i), payload={"document_id": f"doc{i % 50}"})
+        for i in range(n)
+    ]
+    store = QdrantEdgeStore(tmp_path, quantization="int8", vectors_on_disk=True, optimize_idle_s=3600)
+    store.create("big", dim)
+    store.bulk_upsert("big", recs, vectors)
+    assert store.optimize("big")  # HNSW and the int8 copy were built
+    assert any("quantized" in p.name for p in (tmp_path / "big").rglob("*"))
+    probes = rng.choice(n, size=50, replace=False)
+    for i in probes:
+        hits = store.search("big", vectors[i], 10)
+        exact = store.search("big", vectors[i], 10, exact=True)
+        assert hits[0].id == recs[i].id
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)  # rescored: the float32 cosine, not the int8 one
+        assert exact[0].id == recs[i].id
+    store.close()
+    reopened = QdrantEdgeStore(tmp_path)
+    assert reopened.search("big", vectors[probes[0]], 1)[0].id == recs[probes[0]].id
+    reopened.close()
