@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         description="Under a steady stream of writes, a Qdrant Edge shard still builds HNSW this often, so "
         "exact search (linear in the points not yet in HNSW) never covers more than this much ingest.",
     )
+    edge_build_in_subprocess: bool = Field(
+        True,
+        description="Build a Qdrant Edge shard's HNSW index in a child process, on a copy of the shard, and swap "
+        "it in (the writes made meanwhile replayed). EdgeShard.optimize() holds the GIL for the whole build "
+        "(seconds to tens of seconds), so built in the server's process it stalls every query; this way queries "
+        "wait only for the copy and the swap. False: build in-process (no second process, no copy on disk).",
+    )
     broker_url: str | None = Field(None, description="Celery broker; unset = in-process worker.")
 
     # --- API -----------------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 Edge has no background optimizer: points land in a plain (exact-search) appendable segment and
 only ``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op
-until a segment crosses the indexing threshold; when it does work it blocks, holding the GIL, for
-seconds, and every embedding thread waits for it.
-So writes do not optimize: a background thread does once a shard has had no write for
-``optimize_idle_s`` (the end of a bulk load), or ``optimize_max_delay_s`` after the last optimize under
-a steady stream of writes, so exact search never covers more than that much ingest. Points are
-searchable when ``update`` returns either way, as with Qdrant's server, whose optimizer also indexes
-asynchronously. ``optimize_idle_s=0`` optimizes after every ``upsert`` instead; ``bulk_upsert`` never
-does, for a bulk load that calls ``optimize`` once at the end (the benchmarks). Between the upserts of a
-bulk load of large files (a batch of PDFs can take longer than ``optimize_idle_s`` to embed), a build can
-still land mid-load; it then costs what it would inline.
+until a segment crosses the indexing threshold; when it does work it holds the GIL for seconds to tens of
+seconds, so in this process it would stall every query, write and embedding thread.
+So writes do not optimize: the maintenance thread builds once a shard has had no write for
+``optimize_idle_s`` (the end of a bulk load), or ``optimize_max_delay_s`` after the last build under a
+steady stream of writes, so exact search never covers more than that much ingest. By default
+(``build_in_subprocess``) it builds on a copy of the shard in a child process and swaps the result in, with the
+writes made meanwhile replayed (``retrieval.edge_build``): queries and writes go on during the build and wait
+only for the copy and the swap. Otherwise it optimizes in-process, stalling the process for the build. Points
+are searchable when ``update`` returns either way, as with Qdrant's server, whose optimizer also indexes
+asynchronously. ``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert``
+never does, for a bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
 
 Nor does Edge flush on its own. Every update is in its write-ahead log when ``update`` returns, so it
 survives the process dying (tested: points written after the last flush are there after ``os._exit``);
@@ -56,6 +57,7 @@ from qdrant_edge import (
 
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval import edge_build
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
@@ -73,8 +75,9 @@ def edge_filter(flt: SearchFilter | None) -> Filter | None:
 
 
 class _Shard:
-    def __init__(self, shard: EdgeShard) -> None:
+    def __init__(self, shard: EdgeShard, path: Path) -> None:
         self.shard = shard
+        self.path = path
         self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
         self.dirty = False  # written since the last flush
         self.closed = False  # dropped or closed: the maintenance thread may still hold this object
@@ -83,6 +86,13 @@ class _Shard:
         self.unoptimized = True
         self.written_at = self.optimized_at = time.monotonic()
         self.retry_at = 0.0  # after a failed build: not before then
+        self.build: edge_build.Build | None = None  # a build in a child process, on a copy
+
+    def update(self, operation: UpdateOperation) -> None:
+        """Caller holds ``lock``. Journaled while a build runs, to be replayed on the built copy."""
+        self.shard.update(operation)
+        if self.build is not None:
+            self.build.journal.append(operation)
 
     def wrote(self) -> None:
         self.dirty = self.unoptimized = True
@@ -99,7 +109,9 @@ class _Shard:
                 self.flush()
 
     def optimize(self) -> bool:
-        """Caller holds ``lock``. A rebuilt shard is flushed at once: the build was the expensive part."""
+        """Caller holds ``lock``. In this process, now: a background build in progress is dropped. A rebuilt shard
+        is flushed at once: the build was the expensive part."""
+        self.drop_build()
         changed = self.shard.optimize()
         self.unoptimized = False
         self.optimized_at = time.monotonic()
@@ -107,16 +119,68 @@ class _Shard:
             self.flush()
         return changed
 
+    def due(self, now: float, idle_s: float, max_delay_s: float) -> bool:
+        """Caller holds ``lock``."""
+        if self.closed or not self.unoptimized or now < self.retry_at or self.build is not None:
+            return False
+        return now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s
+
     def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
+        """The build in this process, holding the GIL throughout."""
         with self.lock:
-            if self.closed or not self.unoptimized or now < self.retry_at:
-                return
-            if now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s:
+            if self.due(now, idle_s, max_delay_s):
                 try:
                     self.optimize()
                 except BaseException:  # a failing build (seconds of GIL) is not retried every tick
                     self.retry_at = time.monotonic() + max_delay_s
                     raise
+
+    def build_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
+        """Starts a build in a child process when one is due; swaps it in once the child is done."""
+        with self.lock:
+            if self.closed:
+                return
+            if self.build is None:
+                if self.due(now, idle_s, max_delay_s):
+                    self.flush()
+                    self.build = edge_build.start(self.path)
+                return
+            if self.build.finished():
+                try:
+                    self.swap()
+                except BaseException:  # the live shard serves on; retried like a failing build in-process
+                    self.retry_at = time.monotonic() + max_delay_s
+                    raise
+
+    def swap(self) -> None:
+        """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays."""
+        build, self.build = self.build, None
+        assert build is not None
+        try:
+            failure = build.failure()
+            if failure is not None:
+                raise RuntimeError(f"the HNSW build in a child process failed ({failure})")
+            self.shard.flush()
+            self.shard.close()
+            try:
+                self.shard = edge_build.swap(self.path, build)
+            except BaseException:
+                self.closed = True  # until reloaded: the store opens a closed shard afresh from disk
+                self.shard = EdgeShard.load(str(self.path))  # the live shard, back in place
+                self.closed = False
+                raise
+        finally:
+            build.discard()
+        self.dirty = False
+        self.unoptimized = self.written_at > build.copied_at
+        self.optimized_at = time.monotonic()
+        log.info("swapped in a Qdrant Edge shard built in a child process (%d updates replayed)", len(build.journal))
+
+    def drop_build(self) -> None:
+        """Caller holds ``lock``."""
+        build, self.build = self.build, None
+        if build is not None:
+            build.discard()
 
     def close(self, flush: bool = True) -> None:
         """Closed even if the flush fails (the error is raised after): the handle must not leak."""
@@ -124,6 +188,7 @@ class _Shard:
             if self.closed:
                 return
             self.closed = True
+            self.drop_build()
             try:
                 if flush:
                     self.shard.flush()
@@ -146,6 +211,7 @@ class QdrantEdgeStore:
         flush_interval_s: float = 5.0,
         optimize_idle_s: float = 2.0,
         optimize_max_delay_s: float = 300.0,
+        build_in_subprocess: bool = True,
     ) -> None:
         if flush_interval_s < 0 or optimize_idle_s < 0 or optimize_max_delay_s <= 0:
             raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
@@ -156,6 +222,8 @@ class QdrantEdgeStore:
         self._flush_interval_s = flush_interval_s
         self._optimize_idle_s = optimize_idle_s
         self._optimize_max_delay_s = optimize_max_delay_s
+        self._build_in_subprocess = build_in_subprocess
+        edge_build.recover(self._root)  # before any shard is opened: the folders are this process's now
         self._flushed_at = time.monotonic()  # read and written by the maintenance thread only
         self._maintainer: threading.Thread | None = None
         self._closing = threading.Event()
@@ -170,9 +238,10 @@ class QdrantEdgeStore:
     def _open(self, index: str) -> _Shard | None:
         with self._lock:
             opened = self._shards.get(index)
-            loaded = opened is None and self._on_disk(index)
+            loaded = (opened is None or opened.closed) and self._on_disk(index)
             if loaded:
-                opened = self._shards[index] = _Shard(EdgeShard.load(str(self._path(index))))
+                path = self._path(index)
+                opened = self._shards[index] = _Shard(EdgeShard.load(str(path)), path)
         if loaded:
             self._start_maintainer()  # to optimize what its last process left unindexed
         return opened
@@ -194,11 +263,11 @@ class QdrantEdgeStore:
             yield opened.shard
 
     @contextmanager
-    def _writing(self, index: str) -> Iterator[EdgeShard]:
-        """``_locked`` for updates: flushed now (interval 0) or later by the maintenance thread."""
+    def _writing(self, index: str) -> Iterator[_Shard]:
+        """``_held`` for updates (``_Shard.update``): flushed now (interval 0) or later by the maintenance thread."""
         with self._held(index) as opened:
             try:
-                yield opened.shard
+                yield opened
             finally:  # a write that failed part-way may have applied some operations
                 opened.wrote()
             if self._flush_interval_s == 0 or self._closing.is_set():
@@ -233,7 +302,8 @@ class QdrantEdgeStore:
         if self._optimize_idle_s > 0:
             for opened in shards:
                 with _logged("optimizing"):
-                    opened.optimize_if_due(now, self._optimize_idle_s, self._optimize_max_delay_s)
+                    build = opened.build_if_due if self._build_in_subprocess else opened.optimize_if_due
+                    build(now, self._optimize_idle_s, self._optimize_max_delay_s)
         if self._flush_interval_s > 0 and now - self._flushed_at >= self._flush_interval_s:
             self._flushed_at = now
             for opened in shards:
@@ -270,7 +340,7 @@ class QdrantEdgeStore:
             for field, schema in PAYLOAD_INDEXES.items():
                 shard.update(UpdateOperation.create_field_index(field, schema))
             shard.flush()
-            self._shards[index] = _Shard(shard)
+            self._shards[index] = _Shard(shard, path)
 
     def _check_dim(self, index: str, dim: int) -> None:
         # Edge persists its configuration as JSON next to the segments; the unnamed vector is "".
@@ -301,12 +371,12 @@ class QdrantEdgeStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(records):
             raise BadInput(f"got {vectors.shape} vectors for {len(records)} records")
-        with self._writing(index) as shard:
+        with self._writing(index) as opened:
             for start in range(0, len(records), _UPSERT_BATCH):
                 batch = records[start : start + _UPSERT_BATCH]
                 rows = vectors[start : start + _UPSERT_BATCH].tolist()
                 points = [Point(record.id, row, chunk_payload(record)) for record, row in zip(batch, rows, strict=True)]
-                shard.update(UpdateOperation.upsert_points(points))
+                opened.update(UpdateOperation.upsert_points(points))
 
     def optimize(self, index: str) -> bool:
         """Build HNSW for segments past the indexing threshold; True if anything was rebuilt."""
@@ -317,8 +387,8 @@ class QdrantEdgeStore:
         if not self.exists(index):
             return
         condition = FieldCondition(key="document_id", match=MatchValue(document_id))
-        with self._writing(index) as shard:
-            shard.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
+        with self._writing(index) as opened:
+            opened.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
 
     def search(self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
         if limit < 1 or not self.exists(index):

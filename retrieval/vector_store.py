@@ -44,6 +44,7 @@ def _qdrant_edge(settings: Settings) -> VectorStore:
         flush_interval_s=settings.edge_flush_interval_s,
         optimize_idle_s=settings.edge_optimize_idle_s,
         optimize_max_delay_s=settings.edge_optimize_max_delay_s,
+        build_in_subprocess=settings.edge_build_in_subprocess,
     )
 
 
