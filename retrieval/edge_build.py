@@ -57,9 +57,12 @@ class Build:
     errors: IO[bytes]
     """The child's stderr, read when it fails."""
     copied_at: float
-    copy_s: float
     journal: list[UpdateOperation] = field(default_factory=list)
     """Every update applied to the live shard since the copy, in order."""
+    started_s: float = 0.0
+    """Seconds the shard lock was held to flush, copy and start the child."""
+    swap_s: float = 0.0
+    """Seconds the shard lock was held to swap the built copy in."""
 
     def finished(self) -> bool:
         return self.process.poll() is not None
@@ -85,7 +88,6 @@ def start(live: Path) -> Build:
     """Copies the flushed shard at ``live`` and starts the child on the copy. Caller holds the shard lock."""
     folder = live.parent / BUILDING / f"{live.name}-{uuid.uuid4().hex[:12]}"
     folder.parent.mkdir(exist_ok=True)
-    began = time.monotonic()
     shutil.copytree(live, folder)
     copied_at = time.monotonic()
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by Build.discard, once the child has ended)
@@ -98,7 +100,7 @@ def start(live: Path) -> Build:
         errors.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Build(folder, process, errors, copied_at, copied_at - began)
+    return Build(folder, process, errors, copied_at)
 
 
 def swap(live: Path, build: Build) -> EdgeShard:

@@ -58,6 +58,7 @@ from qdrant_edge import (
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import edge_build
+from retrieval.edge_shard import Shard
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
@@ -72,128 +73,6 @@ _FILTER_MODELS = SimpleNamespace(Filter=Filter, FieldCondition=FieldCondition, M
 
 def edge_filter(flt: SearchFilter | None) -> Filter | None:
     return qdrant_filter(flt, _FILTER_MODELS)
-
-
-class _Shard:
-    def __init__(self, shard: EdgeShard, path: Path) -> None:
-        self.shard = shard
-        self.path = path
-        self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
-        self.dirty = False  # written since the last flush
-        self.closed = False  # dropped or closed: the maintenance thread may still hold this object
-        # Written since the last optimize; a shard just opened counts, since its last process may have
-        # ended before optimizing.
-        self.unoptimized = True
-        self.written_at = self.optimized_at = time.monotonic()
-        self.retry_at = 0.0  # after a failed build: not before then
-        self.build: edge_build.Build | None = None  # a build in a child process, on a copy
-
-    def update(self, operation: UpdateOperation) -> None:
-        """Caller holds ``lock``. Journaled while a build runs, to be replayed on the built copy."""
-        self.shard.update(operation)
-        if self.build is not None:
-            self.build.journal.append(operation)
-
-    def wrote(self) -> None:
-        self.dirty = self.unoptimized = True
-        self.written_at = time.monotonic()
-
-    def flush(self) -> None:
-        """Caller holds ``lock``."""
-        self.shard.flush()
-        self.dirty = False
-
-    def flush_if_dirty(self) -> None:
-        with self.lock:
-            if self.dirty and not self.closed:
-                self.flush()
-
-    def optimize(self) -> bool:
-        """Caller holds ``lock``. In this process, now: a background build in progress is dropped. A rebuilt shard
-        is flushed at once: the build was the expensive part."""
-        self.drop_build()
-        changed = self.shard.optimize()
-        self.unoptimized = False
-        self.optimized_at = time.monotonic()
-        if changed:
-            self.flush()
-        return changed
-
-    def due(self, now: float, idle_s: float, max_delay_s: float) -> bool:
-        """Caller holds ``lock``."""
-        if self.closed or not self.unoptimized or now < self.retry_at or self.build is not None:
-            return False
-        return now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s
-
-    def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
-        """The build in this process, holding the GIL throughout."""
-        with self.lock:
-            if self.due(now, idle_s, max_delay_s):
-                try:
-                    self.optimize()
-                except BaseException:  # a failing build (seconds of GIL) is not retried every tick
-                    self.retry_at = time.monotonic() + max_delay_s
-                    raise
-
-    def build_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
-        """Starts a build in a child process when one is due; swaps it in once the child is done."""
-        with self.lock:
-            if self.closed:
-                return
-            if self.build is None:
-                if self.due(now, idle_s, max_delay_s):
-                    self.flush()
-                    self.build = edge_build.start(self.path)
-                return
-            if self.build.finished():
-                try:
-                    self.swap()
-                except BaseException:  # the live shard serves on; retried like a failing build in-process
-                    self.retry_at = time.monotonic() + max_delay_s
-                    raise
-
-    def swap(self) -> None:
-        """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays."""
-        build, self.build = self.build, None
-        assert build is not None
-        try:
-            failure = build.failure()
-            if failure is not None:
-                raise RuntimeError(f"the HNSW build in a child process failed ({failure})")
-            self.shard.flush()
-            self.shard.close()
-            try:
-                self.shard = edge_build.swap(self.path, build)
-            except BaseException:
-                self.closed = True  # until reloaded: the store opens a closed shard afresh from disk
-                self.shard = EdgeShard.load(str(self.path))  # the live shard, back in place
-                self.closed = False
-                raise
-        finally:
-            build.discard()
-        self.dirty = False
-        self.unoptimized = self.written_at > build.copied_at
-        self.optimized_at = time.monotonic()
-        log.info("swapped in a Qdrant Edge shard built in a child process (%d updates replayed)", len(build.journal))
-
-    def drop_build(self) -> None:
-        """Caller holds ``lock``."""
-        build, self.build = self.build, None
-        if build is not None:
-            build.discard()
-
-    def close(self, flush: bool = True) -> None:
-        """Closed even if the flush fails (the error is raised after): the handle must not leak."""
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            self.drop_build()
-            try:
-                if flush:
-                    self.shard.flush()
-            finally:
-                self.shard.close()
 
 
 class QdrantEdgeStore:
@@ -217,7 +96,7 @@ class QdrantEdgeStore:
             raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
-        self._shards: dict[str, _Shard] = {}
+        self._shards: dict[str, Shard] = {}
         self._lock = threading.Lock()
         self._flush_interval_s = flush_interval_s
         self._optimize_idle_s = optimize_idle_s
@@ -235,19 +114,19 @@ class QdrantEdgeStore:
         # Edge persists its configuration there on create; a folder without it never finished.
         return (self._path(index) / "edge_config.json").exists()
 
-    def _open(self, index: str) -> _Shard | None:
+    def _open(self, index: str) -> Shard | None:
         with self._lock:
             opened = self._shards.get(index)
             loaded = (opened is None or opened.closed) and self._on_disk(index)
             if loaded:
                 path = self._path(index)
-                opened = self._shards[index] = _Shard(EdgeShard.load(str(path)), path)
+                opened = self._shards[index] = Shard(EdgeShard.load(str(path)), path)
         if loaded:
             self._start_maintainer()  # to optimize what its last process left unindexed
         return opened
 
     @contextmanager
-    def _held(self, index: str) -> Iterator[_Shard]:
+    def _held(self, index: str) -> Iterator[Shard]:
         """The index's open shard, under its lock."""
         opened = self._open(index)
         if opened is None:
@@ -263,8 +142,8 @@ class QdrantEdgeStore:
             yield opened.shard
 
     @contextmanager
-    def _writing(self, index: str) -> Iterator[_Shard]:
-        """``_held`` for updates (``_Shard.update``): flushed now (interval 0) or later by the maintenance thread."""
+    def _writing(self, index: str) -> Iterator[Shard]:
+        """``_held`` for updates (``Shard.update``): flushed now (interval 0) or later by the maintenance thread."""
         with self._held(index) as opened:
             try:
                 yield opened
@@ -340,7 +219,7 @@ class QdrantEdgeStore:
             for field, schema in PAYLOAD_INDEXES.items():
                 shard.update(UpdateOperation.create_field_index(field, schema))
             shard.flush()
-            self._shards[index] = _Shard(shard, path)
+            self._shards[index] = Shard(shard, path)
 
     def _check_dim(self, index: str, dim: int) -> None:
         # Edge persists its configuration as JSON next to the segments; the unnamed vector is "".

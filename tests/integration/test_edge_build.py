@@ -19,7 +19,7 @@ import pytest
 
 from core.ids import chunk_id
 from core.types import ChunkRecord, SearchFilter
-from retrieval import edge_build, qdrant_edge
+from retrieval import edge_build, edge_shard
 from retrieval.qdrant_edge import QdrantEdgeStore
 
 N, DIM = 3000, 64
@@ -75,14 +75,14 @@ def store(tmp_path: Path) -> Iterator[QdrantEdgeStore]:
     opened.close()
 
 
-def start_build(store: QdrantEdgeStore) -> qdrant_edge._Shard:
+def start_build(store: QdrantEdgeStore) -> edge_shard.Shard:
     shard = store._shards["idx"]
     shard.build_if_due(float("inf"), 3600, 3600)
     assert shard.build is not None
     return shard
 
 
-def finish_build(shard: qdrant_edge._Shard) -> None:
+def finish_build(shard: edge_shard.Shard) -> None:
     assert shard.build is not None
     shard.build.process.wait(120)
     shard.build_if_due(float("inf"), 3600, 3600)  # the child is done: swaps
