@@ -1,7 +1,7 @@
 """Qdrant Edge HNSW builds in a child process (retrieval.edge_build): copy, build, swap, replay, recover.
 
 The maintenance thread is kept out of the way (hour-long intervals) and each test drives
-``_Shard.build_if_due`` itself. A gated child (``GATED_CHILD``) waits for a file before it execs the real
+``Shard.build_if_due`` itself. A gated child (``GATED_CHILD``) waits for a file before it execs the real
 build, so a test knows the build is still running while it queries and writes: ordering, not timing.
 """
 
