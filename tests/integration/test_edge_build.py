@@ -248,3 +248,20 @@ def test_leftovers_of_a_killed_swap_are_recovered_on_open(tmp_path: Path) -> Non
     assert reopened.count("late") == N
     assert [h.id for h in reopened.search("late", vectors[5], 3)] == exact_top(recs, vectors, vectors[5], 3)
     reopened.close()
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, True), ("false", False)])
+def test_the_setting_reaches_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str | None, expected: bool
+) -> None:
+    from core.config import Settings
+    from retrieval.vector_store import make_vector_store
+
+    if env is None:
+        monkeypatch.delenv("RAG_EDGE_BUILD_IN_SUBPROCESS", raising=False)
+    else:
+        monkeypatch.setenv("RAG_EDGE_BUILD_IN_SUBPROCESS", env)
+    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
+    assert isinstance(store, QdrantEdgeStore)
+    assert store._build_in_subprocess is expected
+    store.close()
