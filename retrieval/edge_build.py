@@ -3,11 +3,11 @@
 ``EdgeShard.optimize()`` holds the GIL for the whole build (tens of seconds at 100k points), so a build in the
 store's process stalls every query and write of that process. A background build therefore goes:
 
-1. ``start`` (caller holds the shard lock, the shard is flushed): the shard folder is copied to
-   ``<root>/.edge-building/<index>-<id>``. A flushed folder (config, segments, WAL) is a complete shard that
-   loads elsewhere, and Edge writes nothing there between updates, so the copy is consistent. From then on every
-   update applied to the live shard is also kept in ``Build.journal``; the lock is released and queries and
-   writes go on against the live shard.
+1. ``copy``: the flushed shard's folder is copied to ``<root>/.edge-building/<index>-<id>``. A flushed folder
+   (config, segments, WAL) is a complete shard that loads elsewhere, and Edge writes there only on updates and
+   flushes, so the copy is consistent as long as those wait for it (``edge_shard.Shard`` makes them wait;
+   queries only read and go on). ``start`` then launches the child; from then on every update applied to the
+   live shard is also kept in ``Build.journal``, and queries and writes go on against the live shard.
 2. A child process (``python -m retrieval.edge_build <folder> <parent pid>``, a fresh interpreter: no fork of a
    process holding Rust and ONNX threads) loads the copy, optimizes it, flushes and closes it. It runs at a
    lower CPU priority, so the queries it competes with get the cores first, and dies with the thread that
@@ -59,8 +59,10 @@ class Build:
     copied_at: float
     journal: list[UpdateOperation] = field(default_factory=list)
     """Every update applied to the live shard since the copy, in order."""
-    started_s: float = 0.0
-    """Seconds the shard lock was held to flush, copy and start the child."""
+    flush_s: float = 0.0
+    """Seconds the shard lock was held to flush before the copy (queries waited)."""
+    copy_s: float = 0.0
+    """Seconds the copy took (writes and flushes waited, queries went on)."""
     swap_s: float = 0.0
     """Seconds the shard lock was held to swap the built copy in."""
 
@@ -84,11 +86,20 @@ class Build:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start(live: Path) -> Build:
-    """Copies the flushed shard at ``live`` and starts the child on the copy. Caller holds the shard lock."""
+def copy(live: Path) -> Path:
+    """A copy of the flushed shard at ``live``, to build on; nothing may write to ``live`` meanwhile."""
     folder = live.parent / BUILDING / f"{live.name}-{uuid.uuid4().hex[:12]}"
     folder.parent.mkdir(exist_ok=True)
-    shutil.copytree(live, folder)
+    try:
+        shutil.copytree(live, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def start(folder: Path) -> Build:
+    """Starts the child on the copy at ``folder``; journal the live shard's updates from now on."""
     copied_at = time.monotonic()
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by Build.discard, once the child has ended)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")]))}

@@ -7,6 +7,7 @@ the shard (``build_if_due``, ``retrieval.edge_build``); the store's maintenance 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,10 @@ class Shard:
         self.shard = shard
         self.path = path
         self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
+        # A build's copy of the folder is being taken, without ``lock``: queries go on, but nothing may write
+        # files (updates, flushes, optimize, close) until ``settled`` is notified.
+        self.copying = False
+        self.settled = threading.Condition(self.lock)
         self.dirty = False  # written since the last flush
         self.closed = False  # dropped or closed: the maintenance thread may still hold this object
         # Written since the last optimize; a shard just opened counts, since its last process may have
@@ -32,6 +37,11 @@ class Shard:
         self.retry_at = 0.0  # after a failed build: not before then
         self.build: edge_build.Build | None = None  # a build in a child process, on a copy
         self.last_build: edge_build.Build | None = None  # the last one swapped in (its timings)
+
+    def wait_for_copy(self) -> None:
+        """Caller holds ``lock`` (released while waiting); returns once no copy of the folder is being taken."""
+        while self.copying:
+            self.settled.wait()
 
     def update(self, operation: UpdateOperation) -> None:
         """Caller holds ``lock``. Journaled while a build runs, to be replayed on the built copy."""
@@ -45,6 +55,7 @@ class Shard:
 
     def flush(self) -> None:
         """Caller holds ``lock``."""
+        self.wait_for_copy()
         self.shard.flush()
         self.dirty = False
 
@@ -56,6 +67,7 @@ class Shard:
     def optimize(self) -> bool:
         """Caller holds ``lock``. In this process, now: a background build in progress is dropped. A rebuilt shard
         is flushed at once: the build was the expensive part."""
+        self.wait_for_copy()
         self.drop_build()
         changed = self.shard.optimize()
         self.unoptimized = False
@@ -87,10 +99,7 @@ class Shard:
                 return
             if self.build is None:
                 if self.due(now, idle_s, max_delay_s):
-                    began = time.monotonic()
-                    self.flush()
-                    self.build = edge_build.start(self.path)
-                    self.build.started_s = time.monotonic() - began
+                    self.start_build()
                 return
             if self.build.finished():
                 try:
@@ -98,6 +107,27 @@ class Shard:
                 except BaseException:  # the live shard serves on; retried like a failing build in-process
                     self.retry_at = time.monotonic() + max_delay_s
                     raise
+
+    def start_build(self) -> None:
+        """Caller holds ``lock``: flushes, copies the folder with ``lock`` released (writes wait for the copy,
+        queries do not), starts the child."""
+        began = time.monotonic()
+        self.flush()
+        flushed = time.monotonic()
+        self.copying = True
+        self.lock.release()
+        try:
+            folder = edge_build.copy(self.path)
+        finally:
+            self.lock.acquire()
+            self.copying = False
+            self.settled.notify_all()
+        copied = time.monotonic()
+        if self.closed:  # closed while copying: no build
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        self.build = edge_build.start(folder)
+        self.build.flush_s, self.build.copy_s = flushed - began, copied - flushed
 
     def swap(self) -> None:
         """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays."""
@@ -125,12 +155,13 @@ class Shard:
         build.swap_s = self.optimized_at - began
         self.last_build = build
         log.info(
-            "swapped in Qdrant Edge shard %s built in a child process: %d updates replayed, lock held %.2f s to copy, "
-            "%.2f s to swap",
+            "swapped in Qdrant Edge shard %s built in a child process: %d updates replayed; lock held %.2f s to flush, "
+            "%.2f s to swap; writes waited %.2f s for the copy",
             self.path.name,
             len(build.journal),
-            build.started_s,
+            build.flush_s,
             build.swap_s,
+            build.copy_s,
         )
 
     def drop_build(self) -> None:
@@ -142,6 +173,7 @@ class Shard:
     def close(self, flush: bool = True) -> None:
         """Closed even if the flush fails (the error is raised after): the handle must not leak."""
         with self.lock:
+            self.wait_for_copy()
             if self.closed:
                 return
             self.closed = True

@@ -126,12 +126,14 @@ class QdrantEdgeStore:
         return opened
 
     @contextmanager
-    def _held(self, index: str) -> Iterator[Shard]:
-        """The index's open shard, under its lock."""
+    def _held(self, index: str, writes: bool = False) -> Iterator[Shard]:
+        """The index's open shard, under its lock; for ``writes``, once no copy of its folder is being taken."""
         opened = self._open(index)
         if opened is None:
             raise NotFound(f"vector index {index!r} does not exist")
         with opened.lock:
+            if writes:
+                opened.wait_for_copy()
             if opened.closed:  # dropped or closed since it was looked up
                 raise NotFound(f"vector index {index!r} does not exist")
             yield opened
@@ -144,7 +146,7 @@ class QdrantEdgeStore:
     @contextmanager
     def _writing(self, index: str) -> Iterator[Shard]:
         """``_held`` for updates (``Shard.update``): flushed now (interval 0) or later by the maintenance thread."""
-        with self._held(index) as opened:
+        with self._held(index, writes=True) as opened:
             try:
                 yield opened
             finally:  # a write that failed part-way may have applied some operations

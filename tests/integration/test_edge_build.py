@@ -265,3 +265,40 @@ def test_the_setting_reaches_the_store(
     assert isinstance(store, QdrantEdgeStore)
     assert store._build_in_subprocess is expected
     store.close()
+
+
+def test_queries_go_on_and_writes_wait_while_the_folder_is_copied(
+    store: QdrantEdgeStore, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs, vectors = corpus()
+    copied, release = threading.Event(), threading.Event()
+    real_copy = edge_build.copy
+
+    def paused_copy(live: Path) -> Path:
+        folder = real_copy(live)
+        copied.set()
+        release.wait(60)
+        return folder
+
+    monkeypatch.setattr(edge_build, "copy", paused_copy)
+    shard = store._shards["idx"]
+    starter = threading.Thread(target=shard.build_if_due, args=(float("inf"), 3600, 3600))
+    starter.start()
+    assert copied.wait(60)
+    # The copy is being taken: a query is answered, a write waits for the copy.
+    assert [h.id for h in store.search("idx", vectors[4], 3)] == exact_top(recs, vectors, vectors[4], 3)
+    writer = threading.Thread(target=store.delete_document, args=("idx", "doc4"))
+    writer.start()
+    writer.join(0.2)
+    assert writer.is_alive()
+    assert shard.build is None
+    release.set()
+    starter.join(60)
+    writer.join(60)
+    assert shard.build is not None
+    assert len(shard.build.journal) == 1  # the write landed after the copy, so it is replayed on it
+    gate.touch()
+    finish_build(shard)
+    assert store.count("idx") == N - N // 30
+    kept, kept_vectors = without(recs, vectors, "doc4")
+    assert [h.id for h in store.search("idx", vectors[5], 3)] == exact_top(kept, kept_vectors, vectors[5], 3)
