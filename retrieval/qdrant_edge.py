@@ -1,18 +1,18 @@
 """Embedded vector store: Qdrant Edge (the Qdrant engine in-process), one shard per index.
 
-Edge has no background optimizer: points land in a plain (exact-search) appendable segment and
-only ``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op
-until a segment crosses the indexing threshold; when it does work it holds the GIL for seconds to tens of
-seconds, so in this process it would stall every query, write and embedding thread.
-So writes do not optimize: the maintenance thread builds once a shard has had no write for
-``optimize_idle_s`` (the end of a bulk load), or ``optimize_max_delay_s`` after the last build under a
-steady stream of writes, so exact search never covers more than that much ingest. By default
-(``build_in_subprocess``) it builds on a copy of the shard in a child process and swaps the result in, with the
-writes made meanwhile replayed (``retrieval.edge_build``): queries and writes go on during the build and wait
-only for the copy and the swap. Otherwise it optimizes in-process, stalling the process for the build. Points
-are searchable when ``update`` returns either way, as with Qdrant's server, whose optimizer also indexes
-asynchronously. ``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert``
-never does, for a bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
+Edge has no background optimizer: points land in a plain (exact-search) appendable segment and only
+``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op until a segment
+crosses the indexing threshold; when it does work it holds the GIL for seconds to tens of seconds, so in this
+process it would stall every query, write and embedding thread. So writes do not optimize: the maintenance
+thread builds once a shard has had no write for ``optimize_idle_s`` (the end of a bulk load), or
+``optimize_max_delay_s`` after the last build under a steady stream of writes, so exact search never covers
+more than that much ingest. By default (``build_in_subprocess``) it builds on a copy of the shard in a child
+process and swaps the result in, with the writes made meanwhile replayed (``retrieval.edge_build``): queries
+and writes go on during the build; queries wait only for a flush and the swap, writes also for the copy.
+Otherwise it optimizes in-process, stalling the process for the build. Points are searchable when ``update``
+returns either way, as with Qdrant's server, whose optimizer also indexes asynchronously.
+``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert`` never does, for a
+bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
 
 Nor does Edge flush on its own. Every update is in its write-ahead log when ``update`` returns, so it
 survives the process dying (tested: points written after the last flush are there after ``os._exit``);
