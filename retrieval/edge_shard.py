@@ -95,18 +95,14 @@ class Shard:
     def build_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
         """Starts a build in a child process when one is due; swaps it in once the child is done."""
         with self.lock:
-            if self.closed:
-                return
-            if self.build is None:
-                if self.due(now, idle_s, max_delay_s):
+            try:
+                if self.build is None and self.due(now, idle_s, max_delay_s):
                     self.start_build()
-                return
-            if self.build.finished():
-                try:
+                elif self.build is not None and self.build.finished():
                     self.swap()
-                except BaseException:  # the live shard serves on; retried like a failing build in-process
-                    self.retry_at = time.monotonic() + max_delay_s
-                    raise
+            except BaseException:  # the live shard serves on; retried like a failing build in-process
+                self.retry_at = time.monotonic() + max_delay_s
+                raise
 
     def start_build(self) -> None:
         """Caller holds ``lock``: flushes, copies the folder with ``lock`` released (writes wait for the copy,
