@@ -15,7 +15,9 @@ store's process stalls every query and write of that process. A background build
 3. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
    ``<root>/.edge-retired/<index>``, the built copy renamed into its place, loaded, the journal replayed in
    order (upserts by id and deletes by filter are idempotent, so the result is the live state) and flushed;
-   only then is the retired folder moved to ``<root>/.edge-trash`` and deleted.
+   only then is the retired folder moved to ``<root>/.edge-trash`` and deleted. ``EdgeShard.load`` holds the
+   GIL, like ``optimize``, so the swap stalls the whole process for as long as loading the shard takes (it
+   grows with the shard): that, not the build, is what queries still wait for.
 
 Crash safety rests on that order: while ``.edge-retired/<index>`` exists, it is the live shard (the folder at
 the live path is at most a built copy without the journal). ``recover`` (when a store opens its root) puts it
