@@ -104,7 +104,8 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
     import ingest.pipeline as pipeline
     from ingest.service import IngestService
     from retrieval.corpus_index import CorpusBackedIndex
-    from retrieval.qdrant_edge import QdrantEdgeStore, _Shard
+    from retrieval.edge_shard import Shard
+    from retrieval.qdrant_edge import QdrantEdgeStore
     from retrieval.retriever import HybridRetriever
 
     # The pipeline imported its steps by name: wrap them there, where it calls them.
@@ -115,7 +116,8 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
         (HybridRetriever, "delete_document", "delete old chunks (both indexes)"),
         (Embedder, "embed_documents", "embed"),
         (QdrantEdgeStore, "bulk_upsert", "Edge upsert"),
-        (_Shard, "optimize", "Edge optimize (HNSW)"),
+        (Shard, "optimize", "Edge optimize (HNSW, in-process)"),
+        (Shard, "swap", "Edge swap in of an HNSW build from a child process"),
         (CorpusBackedIndex, "add", "bm25s add (tokenize + rewrite corpus)"),
         (pipeline, "commit_indexed", "SQL chunk rows + indexed"),
         (IngestService, "index", "worker total (IngestService.index)"),

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         "reaches uncached vectors (all of HNSW's without 'int8', only the rescored candidates with it). "
         "Fixed when a shard is created, like edge_quantization.",
     )
+    edge_build_in_subprocess: bool = Field(
+        True,
+        description="Build a Qdrant Edge shard's HNSW index in a child process, on a copy of the shard, and swap "
+        "it in (the writes made meanwhile replayed). EdgeShard.optimize() holds the GIL for the whole build "
+        "(seconds to tens of seconds), so built in the server's process it stalls every query; this way queries "
+        "wait only for a flush and the swap (writes also for the copy). False: build in-process (no second process, "
+        "no copy on disk).",
+    )
     broker_url: str | None = Field(None, description="Celery broker; unset = in-process worker.")
 
     # --- API -----------------------------------------------------------------------------

@@ -1,17 +1,18 @@
 """Embedded vector store: Qdrant Edge (the Qdrant engine in-process), one shard per index.
 
-Edge has no background optimizer: points land in a plain (exact-search) appendable segment and
-only ``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op
-until a segment crosses the indexing threshold; when it does work it blocks, holding the GIL, for
-seconds, and every embedding thread waits for it.
-So writes do not optimize: a background thread does once a shard has had no write for
-``optimize_idle_s`` (the end of a bulk load), or ``optimize_max_delay_s`` after the last optimize under
-a steady stream of writes, so exact search never covers more than that much ingest. Points are
-searchable when ``update`` returns either way, as with Qdrant's server, whose optimizer also indexes
-asynchronously. ``optimize_idle_s=0`` optimizes after every ``upsert`` instead; ``bulk_upsert`` never
-does, for a bulk load that calls ``optimize`` once at the end (the benchmarks). Between the upserts of a
-bulk load of large files (a batch of PDFs can take longer than ``optimize_idle_s`` to embed), a build can
-still land mid-load; it then costs what it would inline.
+Edge has no background optimizer: points land in a plain (exact-search) appendable segment and only
+``EdgeShard.optimize()`` turns full segments into HNSW-indexed ones. ``optimize()`` is a no-op until a segment
+crosses the indexing threshold; when it does work it holds the GIL for seconds to tens of seconds, so in this
+process it would stall every query, write and embedding thread. So writes do not optimize: the maintenance
+thread builds once a shard has had no write for ``optimize_idle_s`` (the end of a bulk load), or
+``optimize_max_delay_s`` after the last build under a steady stream of writes, so exact search never covers
+more than that much ingest. By default (``build_in_subprocess``) it builds on a copy of the shard in a child
+process and swaps the result in, with the writes made meanwhile replayed (``retrieval.edge_build``): queries
+and writes go on during the build; queries wait only for a flush and the swap, writes also for the copy.
+Otherwise it optimizes in-process, stalling the process for the build. Points are searchable when ``update``
+returns either way, as with Qdrant's server, whose optimizer also indexes asynchronously.
+``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert`` never does, for a
+bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
 
 Nor does Edge flush on its own. Every update is in its write-ahead log when ``update`` returns, so it
 survives the process dying (tested: points written after the last flush are there after ``os._exit``);
@@ -68,6 +69,8 @@ from qdrant_edge import (
 
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval import edge_build
+from retrieval.edge_shard import Shard
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
@@ -89,65 +92,6 @@ def edge_filter(flt: SearchFilter | None) -> Filter | None:
     return qdrant_filter(flt, _FILTER_MODELS)
 
 
-class _Shard:
-    def __init__(self, shard: EdgeShard) -> None:
-        self.shard = shard
-        self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
-        self.dirty = False  # written since the last flush
-        self.closed = False  # dropped or closed: the maintenance thread may still hold this object
-        # Written since the last optimize; a shard just opened counts, since its last process may have
-        # ended before optimizing.
-        self.unoptimized = True
-        self.written_at = self.optimized_at = time.monotonic()
-        self.retry_at = 0.0  # after a failed build: not before then
-
-    def wrote(self) -> None:
-        self.dirty = self.unoptimized = True
-        self.written_at = time.monotonic()
-
-    def flush(self) -> None:
-        """Caller holds ``lock``."""
-        self.shard.flush()
-        self.dirty = False
-
-    def flush_if_dirty(self) -> None:
-        with self.lock:
-            if self.dirty and not self.closed:
-                self.flush()
-
-    def optimize(self) -> bool:
-        """Caller holds ``lock``. A rebuilt shard is flushed at once: the build was the expensive part."""
-        changed = self.shard.optimize()
-        self.unoptimized = False
-        self.optimized_at = time.monotonic()
-        if changed:
-            self.flush()
-        return changed
-
-    def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
-        with self.lock:
-            if self.closed or not self.unoptimized or now < self.retry_at:
-                return
-            if now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s:
-                try:
-                    self.optimize()
-                except BaseException:  # a failing build (seconds of GIL) is not retried every tick
-                    self.retry_at = time.monotonic() + max_delay_s
-                    raise
-
-    def close(self, flush: bool = True) -> None:
-        """Closed even if the flush fails (the error is raised after): the handle must not leak."""
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                if flush:
-                    self.shard.flush()
-            finally:
-                self.shard.close()
-
-
 class QdrantEdgeStore:
     """One Edge shard per index under ``root/<index>/``; HNSW, cosine distance.
 
@@ -165,6 +109,7 @@ class QdrantEdgeStore:
         optimize_max_delay_s: float = 300.0,
         quantization: str = "none",
         vectors_on_disk: bool = False,
+        build_in_subprocess: bool = True,
     ) -> None:
         if flush_interval_s < 0 or optimize_idle_s < 0 or optimize_max_delay_s <= 0:
             raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
@@ -174,11 +119,13 @@ class QdrantEdgeStore:
         self._vectors_on_disk = vectors_on_disk
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
-        self._shards: dict[str, _Shard] = {}
+        self._shards: dict[str, Shard] = {}
         self._lock = threading.Lock()
         self._flush_interval_s = flush_interval_s
         self._optimize_idle_s = optimize_idle_s
         self._optimize_max_delay_s = optimize_max_delay_s
+        self._build_in_subprocess = build_in_subprocess
+        edge_build.recover(self._root)  # before any shard is opened: the folders are this process's now
         self._flushed_at = time.monotonic()  # read and written by the maintenance thread only
         self._maintainer: threading.Thread | None = None
         self._closing = threading.Event()
@@ -190,23 +137,26 @@ class QdrantEdgeStore:
         # Edge persists its configuration there on create; a folder without it never finished.
         return (self._path(index) / "edge_config.json").exists()
 
-    def _open(self, index: str) -> _Shard | None:
+    def _open(self, index: str) -> Shard | None:
         with self._lock:
             opened = self._shards.get(index)
-            loaded = opened is None and self._on_disk(index)
+            loaded = (opened is None or opened.closed) and self._on_disk(index)
             if loaded:
-                opened = self._shards[index] = _Shard(EdgeShard.load(str(self._path(index))))
+                path = self._path(index)
+                opened = self._shards[index] = Shard(EdgeShard.load(str(path)), path)
         if loaded:
             self._start_maintainer()  # to optimize what its last process left unindexed
         return opened
 
     @contextmanager
-    def _held(self, index: str) -> Iterator[_Shard]:
-        """The index's open shard, under its lock."""
+    def _held(self, index: str, writes: bool = False) -> Iterator[Shard]:
+        """The index's open shard, under its lock; for ``writes``, once no copy of its folder is being taken."""
         opened = self._open(index)
         if opened is None:
             raise NotFound(f"vector index {index!r} does not exist")
         with opened.lock:
+            if writes:
+                opened.wait_for_copy()
             if opened.closed:  # dropped or closed since it was looked up
                 raise NotFound(f"vector index {index!r} does not exist")
             yield opened
@@ -217,11 +167,11 @@ class QdrantEdgeStore:
             yield opened.shard
 
     @contextmanager
-    def _writing(self, index: str) -> Iterator[EdgeShard]:
-        """``_locked`` for updates: flushed now (interval 0) or later by the maintenance thread."""
-        with self._held(index) as opened:
+    def _writing(self, index: str) -> Iterator[Shard]:
+        """``_held`` for updates (``Shard.update``): flushed now (interval 0) or later by the maintenance thread."""
+        with self._held(index, writes=True) as opened:
             try:
-                yield opened.shard
+                yield opened
             finally:  # a write that failed part-way may have applied some operations
                 opened.wrote()
             if self._flush_interval_s == 0 or self._closing.is_set():
@@ -256,7 +206,8 @@ class QdrantEdgeStore:
         if self._optimize_idle_s > 0:
             for opened in shards:
                 with _logged("optimizing"):
-                    opened.optimize_if_due(now, self._optimize_idle_s, self._optimize_max_delay_s)
+                    build = opened.build_if_due if self._build_in_subprocess else opened.optimize_if_due
+                    build(now, self._optimize_idle_s, self._optimize_max_delay_s)
         if self._flush_interval_s > 0 and now - self._flushed_at >= self._flush_interval_s:
             self._flushed_at = now
             for opened in shards:
@@ -293,7 +244,7 @@ class QdrantEdgeStore:
             for field, schema in PAYLOAD_INDEXES.items():
                 shard.update(UpdateOperation.create_field_index(field, schema))
             shard.flush()
-            self._shards[index] = _Shard(shard)
+            self._shards[index] = Shard(shard, path)
 
     def _vector_params(self, dim: int) -> EdgeVectorParams:
         """Cosine vectors placed as this store was configured; None leaves Edge's default (cached in RAM)."""
@@ -337,12 +288,12 @@ class QdrantEdgeStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(records):
             raise BadInput(f"got {vectors.shape} vectors for {len(records)} records")
-        with self._writing(index) as shard:
+        with self._writing(index) as opened:
             for start in range(0, len(records), _UPSERT_BATCH):
                 batch = records[start : start + _UPSERT_BATCH]
                 rows = vectors[start : start + _UPSERT_BATCH].tolist()
                 points = [Point(record.id, row, chunk_payload(record)) for record, row in zip(batch, rows, strict=True)]
-                shard.update(UpdateOperation.upsert_points(points))
+                opened.update(UpdateOperation.upsert_points(points))
 
     def optimize(self, index: str) -> bool:
         """Build HNSW for segments past the indexing threshold; True if anything was rebuilt."""
@@ -353,8 +304,8 @@ class QdrantEdgeStore:
         if not self.exists(index):
             return
         condition = FieldCondition(key="document_id", match=MatchValue(document_id))
-        with self._writing(index) as shard:
-            shard.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
+        with self._writing(index) as opened:
+            opened.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
 
     def search(
         self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, exact: bool = False

@@ -46,6 +46,7 @@ def _qdrant_edge(settings: Settings) -> VectorStore:
         optimize_max_delay_s=settings.edge_optimize_max_delay_s,
         quantization=settings.edge_quantization,
         vectors_on_disk=settings.edge_vectors_on_disk,
+        build_in_subprocess=settings.edge_build_in_subprocess,
     )
 
 

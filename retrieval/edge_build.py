@@ -1,0 +1,198 @@
+"""HNSW builds of a Qdrant Edge shard in a child process, on a copy, swapped in when done.
+
+``EdgeShard.optimize()`` holds the GIL for the whole build (tens of seconds at 100k points), so a build in the
+store's process stalls every query and write of that process. A background build therefore goes:
+
+1. ``copy``: the flushed shard's folder is copied to ``<root>/.edge-building/<index>-<id>``. A flushed folder
+   (config, segments, WAL) is a complete shard that loads elsewhere, and Edge writes there only on updates and
+   flushes, so the copy is consistent as long as those wait for it (``edge_shard.Shard`` makes them wait;
+   queries only read and go on). ``start`` then launches the child; from then on every update applied to the
+   live shard is also kept in ``Build.journal``, and queries and writes go on against the live shard.
+2. A child process (``python -m retrieval.edge_build <folder> <parent pid>``, a fresh interpreter: no fork of a
+   process holding Rust and ONNX threads) loads the copy, optimizes it, flushes and closes it. It runs at a
+   lower CPU priority, so the queries it competes with get the cores first, and dies with the thread that
+   started it. The parent only polls it between maintenance rounds.
+3. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
+   ``<root>/.edge-retired/<index>``, the built copy renamed into its place, loaded, the journal replayed in
+   order (upserts by id and deletes by filter are idempotent, so the result is the live state) and flushed;
+   only then is the retired folder moved to ``<root>/.edge-trash`` and deleted. ``EdgeShard.load`` holds the
+   GIL, like ``optimize``, so the swap stalls the whole process for as long as loading the shard takes (it
+   grows with the shard): that, not the build, is what queries still wait for.
+
+Crash safety rests on that order: while ``.edge-retired/<index>`` exists, it is the live shard (the folder at
+the live path is at most a built copy without the journal). ``recover`` (when a store opens its root) puts it
+back, and deletes unfinished copies and trash. Index names start with a letter or digit, so these folders
+never collide with an index.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from qdrant_edge import EdgeShard, UpdateOperation
+
+log = logging.getLogger(__name__)
+
+BUILDING, RETIRED, TRASH = ".edge-building", ".edge-retired", ".edge-trash"
+CHILD = [sys.executable, "-m", "retrieval.edge_build"]
+"""The child's command line before its arguments (folder, parent pid)."""
+_NICENESS = 10
+_REPO = str(Path(__file__).resolve().parent.parent)  # where ``retrieval`` is importable from
+
+
+@dataclass
+class Build:
+    folder: Path
+    process: subprocess.Popen[bytes]
+    errors: IO[bytes]
+    """The child's stderr, read when it fails."""
+    copied_at: float
+    journal: list[UpdateOperation] = field(default_factory=list)
+    """Every update applied to the live shard since the copy, in order."""
+    flush_s: float = 0.0
+    """Seconds the shard lock was held to flush before the copy (queries waited)."""
+    copy_s: float = 0.0
+    """Seconds the copy took (writes and flushes waited, queries went on)."""
+    swap_s: float = 0.0
+    """Seconds the shard lock was held to swap the built copy in."""
+
+    def finished(self) -> bool:
+        return self.process.poll() is not None
+
+    def failure(self) -> str | None:
+        """None if the child succeeded, else what it said (caller has seen ``finished()``)."""
+        if self.process.returncode == 0:
+            return None
+        self.errors.seek(0)
+        said = self.errors.read().decode(errors="replace").strip()
+        return f"exit status {self.process.returncode}: {said[-2000:]}"
+
+    def discard(self) -> None:
+        """Stops the child if it still runs and deletes the copy."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.errors.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def copy(live: Path) -> Path:
+    """A copy of the flushed shard at ``live``, to build on; nothing may write to ``live`` meanwhile."""
+    folder = live.parent / BUILDING / f"{live.name}-{uuid.uuid4().hex[:12]}"
+    folder.parent.mkdir(exist_ok=True)
+    try:
+        shutil.copytree(live, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def start(folder: Path) -> Build:
+    """Starts the child on the copy at ``folder``; journal the live shard's updates from now on."""
+    copied_at = time.monotonic()
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by Build.discard, once the child has ended)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")]))}
+    try:
+        process = subprocess.Popen(
+            [*CHILD, str(folder), str(os.getpid())], stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, env=env
+        )
+    except BaseException:
+        errors.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Build(folder, process, errors, copied_at)
+
+
+def swap(live: Path, build: Build) -> EdgeShard:
+    """Puts the built copy at ``live`` with the journal replayed; returns it open. The live shard must be closed.
+
+    On failure the live folder is back at ``live`` (closed) and the error is raised."""
+    retired = _sibling(live, RETIRED)
+    retired.parent.mkdir(exist_ok=True)
+    os.rename(live, retired)
+    try:
+        os.rename(build.folder, live)
+        shard = EdgeShard.load(str(live))
+        try:
+            for operation in build.journal:
+                shard.update(operation)
+            shard.flush()
+        except BaseException:
+            shard.close()
+            raise
+    except BaseException:
+        _restore(retired, live)
+        raise
+    _discard(retired)
+    return shard
+
+
+def recover(root: Path) -> None:
+    """Undoes what a process that died during a build or a swap left under ``root``: retired shards go back to
+    their live path, unfinished copies and trash are deleted."""
+    retired = root / RETIRED
+    if retired.is_dir():
+        for folder in retired.iterdir():
+            log.warning("restoring Qdrant Edge shard %s left aside by an unfinished swap", folder.name)
+            _restore(folder, root / folder.name)
+    for name in (BUILDING, TRASH, RETIRED):
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
+def _sibling(live: Path, kind: str) -> Path:
+    return live.parent / kind / live.name
+
+
+def _restore(retired: Path, live: Path) -> None:
+    """``retired`` back at ``live``; whatever is at ``live`` (a built copy) is discarded first."""
+    if live.exists():
+        _discard(live)
+    os.rename(retired, live)
+
+
+def _discard(folder: Path) -> None:
+    """Deleted through one rename into the trash first: a half-deleted folder is never at a path that counts."""
+    trash = folder.parent.parent / TRASH if folder.parent.name == RETIRED else folder.parent / TRASH
+    trash.mkdir(exist_ok=True)
+    target = trash / f"{folder.name}-{uuid.uuid4().hex[:12]}"
+    os.rename(folder, target)
+    shutil.rmtree(target, ignore_errors=True)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the thread that started us ends (Linux); an orphan must not write on after its parent."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        raise SystemExit("the process that started this build is gone")
+
+
+def main(argv: list[str]) -> int:
+    """The child: load the copy, build HNSW, flush, close."""
+    folder, parent = argv
+    _die_with_parent(int(parent))
+    os.nice(_NICENESS)
+    shard = EdgeShard.load(folder)
+    try:
+        shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

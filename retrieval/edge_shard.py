@@ -1,0 +1,181 @@
+"""One open Qdrant Edge shard and its upkeep: the lock every use takes, flushing, and HNSW builds.
+
+A build runs in this process (``optimize``, holding the GIL throughout) or in a child process on a copy of
+the shard (``build_if_due``, ``retrieval.edge_build``); the store's maintenance thread picks which and when.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from qdrant_edge import EdgeShard, UpdateOperation
+
+from retrieval import edge_build
+
+log = logging.getLogger(__name__)
+
+
+class Shard:
+    def __init__(self, shard: EdgeShard, path: Path) -> None:
+        self.shard = shard
+        self.path = path
+        self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
+        # A build's copy of the folder is being taken, without ``lock``: queries go on, but nothing may write
+        # files (updates, flushes, optimize, close) until ``settled`` is notified.
+        self.copying = False
+        self.settled = threading.Condition(self.lock)
+        self.dirty = False  # written since the last flush
+        self.closed = False  # dropped or closed: the maintenance thread may still hold this object
+        # Written since the last optimize; a shard just opened counts, since its last process may have
+        # ended before optimizing.
+        self.unoptimized = True
+        self.written_at = self.optimized_at = time.monotonic()
+        self.retry_at = 0.0  # after a failed build: not before then
+        self.build: edge_build.Build | None = None  # a build in a child process, on a copy
+        self.last_build: edge_build.Build | None = None  # the last one swapped in (its timings)
+
+    def wait_for_copy(self) -> None:
+        """Caller holds ``lock`` (released while waiting); returns once no copy of the folder is being taken."""
+        while self.copying:
+            self.settled.wait()
+
+    def update(self, operation: UpdateOperation) -> None:
+        """Caller holds ``lock``. Journaled while a build runs, to be replayed on the built copy."""
+        self.shard.update(operation)
+        if self.build is not None:
+            self.build.journal.append(operation)
+
+    def wrote(self) -> None:
+        self.dirty = self.unoptimized = True
+        self.written_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Caller holds ``lock``."""
+        self.wait_for_copy()
+        self.shard.flush()
+        self.dirty = False
+
+    def flush_if_dirty(self) -> None:
+        with self.lock:
+            if self.dirty and not self.closed:
+                self.flush()
+
+    def optimize(self) -> bool:
+        """Caller holds ``lock``. In this process, now: a background build in progress is dropped. A rebuilt shard
+        is flushed at once: the build was the expensive part."""
+        self.wait_for_copy()
+        self.drop_build()
+        changed = self.shard.optimize()
+        self.unoptimized = False
+        self.optimized_at = time.monotonic()
+        if changed:
+            self.flush()
+        return changed
+
+    def due(self, now: float, idle_s: float, max_delay_s: float) -> bool:
+        """Caller holds ``lock``."""
+        if self.closed or not self.unoptimized or now < self.retry_at or self.build is not None:
+            return False
+        return now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s
+
+    def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
+        """The build in this process, holding the GIL throughout."""
+        with self.lock:
+            if self.due(now, idle_s, max_delay_s):
+                try:
+                    self.optimize()
+                except BaseException:  # a failing build (seconds of GIL) is not retried every tick
+                    self.retry_at = time.monotonic() + max_delay_s
+                    raise
+
+    def build_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
+        """Starts a build in a child process when one is due; swaps it in once the child is done."""
+        with self.lock:
+            try:
+                if self.build is None and self.due(now, idle_s, max_delay_s):
+                    self.start_build()
+                elif self.build is not None and self.build.finished():
+                    self.swap()
+            except BaseException:  # the live shard serves on; retried like a failing build in-process
+                self.retry_at = time.monotonic() + max_delay_s
+                raise
+
+    def start_build(self) -> None:
+        """Caller holds ``lock``: flushes, copies the folder with ``lock`` released (writes wait for the copy,
+        queries do not), starts the child."""
+        began = time.monotonic()
+        self.flush()
+        flushed = time.monotonic()
+        self.copying = True
+        self.lock.release()
+        try:
+            folder = edge_build.copy(self.path)
+        finally:
+            self.lock.acquire()
+            self.copying = False
+            self.settled.notify_all()
+        copied = time.monotonic()
+        if self.closed:  # closed while copying: no build
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        self.build = edge_build.start(folder)
+        self.build.flush_s, self.build.copy_s = flushed - began, copied - flushed
+
+    def swap(self) -> None:
+        """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays."""
+        build, self.build = self.build, None
+        assert build is not None
+        began = time.monotonic()
+        try:
+            failure = build.failure()
+            if failure is not None:
+                raise RuntimeError(f"the HNSW build in a child process failed ({failure})")
+            self.shard.flush()
+            self.shard.close()
+            try:
+                self.shard = edge_build.swap(self.path, build)
+            except BaseException:
+                self.closed = True  # until reloaded: the store opens a closed shard afresh from disk
+                self.shard = EdgeShard.load(str(self.path))  # the live shard, back in place
+                self.closed = False
+                raise
+        finally:
+            build.discard()
+        self.dirty = False
+        self.unoptimized = self.written_at > build.copied_at
+        self.optimized_at = time.monotonic()
+        build.swap_s = self.optimized_at - began
+        self.last_build = build
+        log.info(
+            "swapped in Qdrant Edge shard %s built in a child process: %d updates replayed; lock held %.2f s to flush, "
+            "%.2f s to swap; writes waited %.2f s for the copy",
+            self.path.name,
+            len(build.journal),
+            build.flush_s,
+            build.swap_s,
+            build.copy_s,
+        )
+
+    def drop_build(self) -> None:
+        """Caller holds ``lock``."""
+        build, self.build = self.build, None
+        if build is not None:
+            build.discard()
+
+    def close(self, flush: bool = True) -> None:
+        """Closed even if the flush fails (the error is raised after): the handle must not leak."""
+        with self.lock:
+            self.wait_for_copy()
+            if self.closed:
+                return
+            self.closed = True
+            self.drop_build()
+            try:
+                if flush:
+                    self.shard.flush()
+            finally:
+                self.shard.close()

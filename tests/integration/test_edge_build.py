@@ -1,0 +1,304 @@
+"""Qdrant Edge HNSW builds in a child process (retrieval.edge_build): copy, build, swap, replay, recover.
+
+The maintenance thread is kept out of the way (hour-long intervals) and each test drives
+``Shard.build_if_due`` itself. A gated child (``GATED_CHILD``) waits for a file before it execs the real
+build, so a test knows the build is still running while it queries and writes: ordering, not timing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.ids import chunk_id
+from core.types import ChunkRecord, SearchFilter
+from retrieval import edge_build, edge_shard
+from retrieval.qdrant_edge import QdrantEdgeStore
+
+N, DIM = 3000, 64
+# Past Edge's indexing threshold (10 MB of vectors in a segment): optimize() builds HNSW for real.
+INDEXED_N, INDEXED_DIM = 1800, 1536
+GATED_CHILD = """
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+os.execv(sys.executable, [sys.executable, "-m", "retrieval.edge_build", *sys.argv[2:]])
+"""
+
+
+def corpus(n: int = N, seed: int = 0, prefix: str = "doc", dim: int = DIM) -> tuple[list[ChunkRecord], np.ndarray]:
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    recs = [
+        ChunkRecord(id=chunk_id(f"{prefix}{i % 30}", i), text=str(i), payload={"document_id": f"{prefix}{i % 30}"})
+        for i in range(n)
+    ]
+    return recs, vectors
+
+
+def exact_top(recs: list[ChunkRecord], vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosines = unit @ (query / np.linalg.norm(query))
+    return [recs[i].id for i in np.argsort(-cosines)[:k]]
+
+
+def without(recs: list[ChunkRecord], vectors: np.ndarray, document_id: str) -> tuple[list[ChunkRecord], np.ndarray]:
+    keep = [i for i, r in enumerate(recs) if r.payload["document_id"] != document_id]
+    return [recs[i] for i in keep], vectors[keep]
+
+
+@pytest.fixture
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Create this file to let the child build."""
+    path = tmp_path / "gate"
+    monkeypatch.setattr(edge_build, "CHILD", [sys.executable, "-c", GATED_CHILD, str(path)])
+    return path
+
+
+def filled_store(root: Path, n: int = N, dim: int = DIM) -> QdrantEdgeStore:
+    opened = QdrantEdgeStore(root, flush_interval_s=3600, optimize_idle_s=3600, optimize_max_delay_s=3600)
+    opened.create("idx", dim)
+    opened.bulk_upsert("idx", *corpus(n, dim=dim))
+    return opened
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[QdrantEdgeStore]:
+    opened = filled_store(tmp_path / "edge")
+    yield opened
+    opened.close()
+
+
+def start_build(store: QdrantEdgeStore) -> edge_shard.Shard:
+    shard = store._shards["idx"]
+    shard.build_if_due(float("inf"), 3600, 3600)
+    assert shard.build is not None
+    return shard
+
+
+def finish_build(shard: edge_shard.Shard) -> None:
+    assert shard.build is not None
+    shard.build.process.wait(120)
+    shard.build_if_due(float("inf"), 3600, 3600)  # the child is done: swaps
+    assert shard.build is None
+
+
+def leftovers(root: Path) -> list[str]:
+    """What the build folders (``.edge-*``) hold."""
+    return sorted(str(q.relative_to(root)) for p in root.glob(".edge-*") for q in p.iterdir())
+
+
+def test_writes_and_queries_go_on_during_the_build_and_survive_the_swap(gate: Path, tmp_path: Path) -> None:
+    store = filled_store(tmp_path / "edge", INDEXED_N, INDEXED_DIM)
+    recs, vectors = corpus(INDEXED_N, dim=INDEXED_DIM)
+    shard = start_build(store)
+    build = shard.build
+    assert build is not None
+
+    # The child waits at the gate: everything below happens while the build runs.
+    hits = store.search("idx", vectors[7], 5)
+    assert [h.id for h in hits] == exact_top(recs, vectors, vectors[7], 5)
+    added, added_vectors = corpus(20, seed=1, prefix="new", dim=INDEXED_DIM)
+    store.upsert("idx", added, added_vectors)
+    store.delete_document("idx", "doc7")
+    assert not build.finished()
+    assert len(build.journal) == 2
+
+    gate.touch()
+    finish_build(shard)
+    assert build.process.returncode == 0
+    assert shard.shard.info().indexed_vectors_count >= INDEXED_N - INDEXED_N // 30  # HNSW built by the child
+    assert store.optimized_since("idx") is None  # the replayed writes are not in HNSW yet
+
+    kept_recs, kept_vectors = without(recs, vectors, "doc7")
+    kept_recs, kept_vectors = kept_recs + added, np.vstack([kept_vectors, added_vectors])
+    assert store.count("idx") == len(kept_recs)
+    for query in (vectors[8], added_vectors[3]):
+        assert [h.id for h in store.search("idx", query, 5)] == exact_top(kept_recs, kept_vectors, query, 5)
+    assert store.search("idx", vectors[7], 5, SearchFilter(document_ids=("doc7",))) == []
+    assert not build.folder.exists()
+    assert leftovers(tmp_path / "edge") == []
+
+    store.close()
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    assert reopened.count("idx") == len(kept_recs)
+    assert leftovers(tmp_path / "edge") == []
+    reopened.close()
+
+
+def test_an_idle_shard_is_built_and_swapped_by_the_maintenance_thread(tmp_path: Path) -> None:
+    recs, vectors = corpus()
+    store = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.2, optimize_max_delay_s=3600)
+    store.create("idx", DIM)
+    store.bulk_upsert("idx", recs, vectors)
+    shard = store._shards["idx"]
+    for _ in range(600):
+        if store.optimized_since("idx") is not None:
+            break
+        threading.Event().wait(0.05)
+    assert store.optimized_since("idx") is not None
+    assert shard.build is None
+    assert store.count("idx") == N
+    assert [h.id for h in store.search("idx", vectors[3], 5)] == exact_top(recs, vectors, vectors[3], 5)
+    store.close()
+
+
+def test_a_failing_child_keeps_the_live_shard(store: QdrantEdgeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge_build, "CHILD", [sys.executable, "-c", "import sys; sys.exit('out of memory')"])
+    recs, vectors = corpus()
+    shard = start_build(store)
+    build = shard.build
+    assert build is not None
+    store.delete_document("idx", "doc1")
+    build.process.wait(60)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        shard.build_if_due(float("inf"), 3600, 3600)
+    assert shard.build is None
+    assert shard.retry_at > 0  # not before the max delay
+    assert not build.folder.exists()
+    assert store.count("idx") == N - N // 30
+    kept, kept_vectors = without(recs, vectors, "doc1")
+    assert [h.id for h in store.search("idx", vectors[2], 3)] == exact_top(kept, kept_vectors, vectors[2], 3)
+    shard.build_if_due(time.monotonic(), 0, 3600)  # due, but it just failed
+    assert shard.build is None
+    shard.build_if_due(shard.retry_at, 0, 3600)  # retried once the max delay has passed
+    assert shard.build is not None
+
+
+class _FailingLoad:
+    @staticmethod
+    def load(path: str) -> None:
+        raise RuntimeError("corrupt segment")
+
+
+def test_a_failing_swap_restores_the_live_shard(
+    store: QdrantEdgeStore, gate: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recs, vectors = corpus()
+    shard = start_build(store)
+    store.delete_document("idx", "doc2")
+    gate.touch()
+    assert shard.build is not None
+    shard.build.process.wait(120)
+    monkeypatch.setattr(edge_build, "EdgeShard", _FailingLoad)  # the built copy does not load
+    with pytest.raises(RuntimeError, match="corrupt segment"):
+        shard.build_if_due(float("inf"), 3600, 3600)
+    assert shard.build is None
+    assert not shard.closed
+    assert store.count("idx") == N - N // 30
+    kept, kept_vectors = without(recs, vectors, "doc2")
+    assert [h.id for h in store.search("idx", vectors[3], 3)] == exact_top(kept, kept_vectors, vectors[3], 3)
+    store.upsert("idx", *corpus(1, seed=2, prefix="after"))
+    assert store.count("idx") == N - N // 30 + 1
+    assert leftovers(tmp_path / "edge") == []
+
+
+def test_drop_close_and_optimize_stop_a_running_build(store: QdrantEdgeStore, gate: Path) -> None:
+    shard = start_build(store)
+    build = shard.build
+    assert build is not None
+    assert store.optimize("idx") in (True, False)  # in-process, now: the child is stopped
+    assert shard.build is None
+    assert build.process.returncode is not None
+    assert not build.folder.exists()
+
+    shard.unoptimized = True
+    shard = start_build(store)
+    build = shard.build
+    assert build is not None
+    store.drop("idx")
+    assert build.process.returncode is not None
+    assert not build.folder.exists()
+    assert not store.exists("idx")
+
+
+def test_leftovers_of_a_killed_swap_are_recovered_on_open(tmp_path: Path) -> None:
+    """Killed after the live shard was moved aside: before the copy was moved in, and after it (no replay)."""
+    root = tmp_path / "edge"
+    recs, vectors = corpus()
+    store = QdrantEdgeStore(root)
+    store.create("early", DIM)
+    store.create("late", DIM)
+    store.upsert("early", recs, vectors)
+    store.upsert("late", recs[:100], vectors[:100])
+    store.close()
+    stale = tmp_path / "stale-copy"
+    shutil.copytree(root / "late", stale)  # the copy a build started from: 100 points
+    store = QdrantEdgeStore(root)
+    store.upsert("late", recs[100:], vectors[100:])  # the writes its journal held
+    store.close()
+
+    (root / ".edge-retired").mkdir()
+    (root / ".edge-building").mkdir()
+    shutil.copytree(root / "early", root / ".edge-building" / "early-0123")
+    (root / "early").rename(root / ".edge-retired" / "early")  # killed before the copy was moved in
+    (root / "late").rename(root / ".edge-retired" / "late")
+    stale.rename(root / "late")  # killed after the copy was moved in, before the journal was replayed
+    (root / ".edge-trash" / "late-0123").mkdir(parents=True)  # killed while deleting a retired shard
+
+    reopened = QdrantEdgeStore(root)
+    assert leftovers(root) == []
+    assert reopened.count("early") == N
+    assert reopened.count("late") == N
+    assert [h.id for h in reopened.search("late", vectors[5], 3)] == exact_top(recs, vectors, vectors[5], 3)
+    reopened.close()
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, True), ("false", False)])
+def test_the_setting_reaches_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str | None, expected: bool
+) -> None:
+    from core.config import Settings
+    from retrieval.vector_store import make_vector_store
+
+    if env is None:
+        monkeypatch.delenv("RAG_EDGE_BUILD_IN_SUBPROCESS", raising=False)
+    else:
+        monkeypatch.setenv("RAG_EDGE_BUILD_IN_SUBPROCESS", env)
+    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
+    assert isinstance(store, QdrantEdgeStore)
+    assert store._build_in_subprocess is expected
+    store.close()
+
+
+def test_queries_go_on_and_writes_wait_while_the_folder_is_copied(
+    store: QdrantEdgeStore, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs, vectors = corpus()
+    copied, release = threading.Event(), threading.Event()
+    real_copy = edge_build.copy
+
+    def paused_copy(live: Path) -> Path:
+        folder = real_copy(live)
+        copied.set()
+        release.wait(60)
+        return folder
+
+    monkeypatch.setattr(edge_build, "copy", paused_copy)
+    shard = store._shards["idx"]
+    starter = threading.Thread(target=shard.build_if_due, args=(float("inf"), 3600, 3600))
+    starter.start()
+    assert copied.wait(60)
+    # The copy is being taken: a query is answered, a write waits for the copy.
+    assert [h.id for h in store.search("idx", vectors[4], 3)] == exact_top(recs, vectors, vectors[4], 3)
+    writer = threading.Thread(target=store.delete_document, args=("idx", "doc4"))
+    writer.start()
+    writer.join(0.2)
+    assert writer.is_alive()
+    assert shard.build is None
+    release.set()
+    starter.join(60)
+    writer.join(60)
+    assert shard.build is not None
+    assert len(shard.build.journal) == 1  # the write landed after the copy, so it is replayed on it
+    gate.touch()
+    finish_build(shard)
+    assert store.count("idx") == N - N // 30
+    kept, kept_vectors = without(recs, vectors, "doc4")
+    assert [h.id for h in store.search("idx", vectors[5], 3)] == exact_top(kept, kept_vectors, vectors[5], 3)
