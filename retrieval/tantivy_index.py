@@ -169,8 +169,9 @@ class TantivyIndex:
 
     name = "tantivy"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, rescore_depth: int = RESCORE_DEPTH) -> None:
         self._root = Path(root)
+        self._depth = rescore_depth
         self._root.mkdir(parents=True, exist_ok=True)
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
@@ -263,7 +264,7 @@ class TantivyIndex:
         if admitted is not None:
             candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
         # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
-        found = searcher.search(candidates, max(RESCORE_DEPTH, limit), count=False).hits
+        found = searcher.search(candidates, max(self._depth, limit), count=False).hits
         if not found:
             return []
         addresses = [address for _, address in found]
