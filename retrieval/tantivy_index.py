@@ -10,12 +10,17 @@ backends see. Query terms become term queries, repeats kept (as weights), as bm2
 
 Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
 nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
-the candidates: its best ``RESCORE_DEPTH`` matches (never fewer than asked for) are re-scored with Lucene's
-BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula bm25s and rank-bm25 use) from each candidate's stored
-terms, the live corpus's mean length (a fast-field average, once per commit) and tantivy's document
-frequencies. A chunk that ranks within the depth under the platform's parameters but not under tantivy's is
-missed; with fewer matches than the depth the ranking is exact. Document frequencies still count a deleted
-chunk until its segment is merged.
+the candidates: its best ``rescore_depth`` matches (``RESCORE_DEPTH`` unless the constructor says otherwise;
+never fewer than asked for) are re-scored with Lucene's BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula
+bm25s and rank-bm25 use, over all candidates at once) from each candidate's stored terms, its length (a fast
+field, read for all candidates in one call), the live corpus's mean length (a fast-field average, once per
+commit) and tantivy's document frequencies. A chunk that ranks within the depth under the platform's
+parameters but not under tantivy's is missed; with fewer matches than the depth the ranking is exact.
+Document frequencies still count a deleted chunk until its segment is merged.
+
+Cost of a search: one stored-document read per candidate (its terms, chunk id and payload come from that one
+read); only the returned hits decode their payload. Time grows with the depth, not with the corpus, beyond
+tantivy's own top-k search.
 
 Filters are tantivy queries with a zero score (``SearchFilter.matches`` semantics), required beside the
 terms, so filtering happens before ranking and never changes a score.
@@ -48,7 +53,8 @@ from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 RESCORE_DEPTH = 400
-"""tantivy's best matches re-scored at ``K1`` / ``B``: twice the fusion's 200 candidates (see the module doc)."""
+"""tantivy's best matches re-scored at ``K1`` / ``B`` by default: twice the fusion's 200 candidates (see the
+module doc; ``bench/keyword_engines.py --rescore-depth`` measures other depths)."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
 _META = "meta.json"
