@@ -46,7 +46,7 @@ from evaluation.datasets import load_dataset
 from evaluation.metrics import score_rankings
 from retrieval.bm25s_index import Bm25sIndex
 from retrieval.keyword import KeywordIndex
-from retrieval.tantivy_index import TantivyIndex
+from retrieval.tantivy_index import RESCORE_DEPTH, TantivyIndex
 
 INDEX = "bench_v1"
 ENGINES: dict[str, Callable[[Path], KeywordIndex]] = {"bm25s": Bm25sIndex, "tantivy": TantivyIndex}
@@ -94,14 +94,20 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
     return wall[0], time.process_time() - cpu
 
 
-def measure_engine(engine: str, n: int, seed: int, queries: Sequence[str], warmup: int, trials: int) -> dict:
+def make_engine(engine: str, folder: Path, depth: int) -> KeywordIndex:
+    """The engine on ``folder``; ``depth``: how many of its best matches tantivy re-scores."""
+    return TantivyIndex(folder, rescore_depth=depth) if engine == "tantivy" else ENGINES[engine](folder)
+
+
+def measure_engine(
+    engine: str, n: int, seed: int, queries: Sequence[str], warmup: int, trials: int, depth: int
+) -> dict:
     """Everything timed for one engine; runs in its own process (RSS and caches are this engine's only)."""
     records = window_records(n, seed)
     work = Path(tempfile.mkdtemp(prefix=f"bench-kw-{engine}-"))
     out: dict[str, Any] = {"rss_before_mb": rss_mb()}
     try:
-        make = ENGINES[engine]
-        index = make(work)
+        index = make_engine(engine, work, depth)
         out["build_s"], out["build_cpu_s"] = timed(lambda: (index.add(INDEX, records), index.search(INDEX, "cell", 1)))
         for query in queries[:warmup]:
             index.search(INDEX, query, CANDIDATES)
@@ -129,7 +135,7 @@ def measure_engine(engine: str, n: int, seed: int, queries: Sequence[str], warmu
         index.close()
         out["disk_mb"] = folder_mb(work)
         with stopwatch() as reopen:
-            make(work).search(INDEX, queries[0], CANDIDATES)
+            make_engine(engine, work, depth).search(INDEX, queries[0], CANDIDATES)
         out["reopen_s"] = reopen[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -139,20 +145,22 @@ def measure_engine(engine: str, n: int, seed: int, queries: Sequence[str], warmu
 Scored = list[tuple[int, float]]
 
 
-def keyword_lists(engine: str, texts: Sequence[str], owner: Sequence[int], queries: Sequence[str]) -> list[Scored]:
+def keyword_lists(
+    engine: str, texts: Sequence[str], owner: Sequence[int], queries: Sequence[str], depth: int
+) -> list[Scored]:
     """Each query's top ``CANDIDATES`` rows of ``texts`` through the engine itself (ids are row numbers)."""
     records = [
         ChunkRecord(id=str(row), text=t, payload={"document_id": str(owner[row])}) for row, t in enumerate(texts)
     ]
     with tempfile.TemporaryDirectory(prefix=f"bench-kw-q-{engine}-") as folder:
-        index = ENGINES[engine](Path(folder))
+        index = make_engine(engine, Path(folder), depth)
         index.add(INDEX, records)
         lists = [[(int(h.id), h.score) for h in index.search(INDEX, q, CANDIDATES)] for q in queries]
         index.close()
     return lists
 
 
-def quality(engines: Sequence[str], hybrid: bool, threads: int) -> list[list[Any]]:
+def quality(engines: Sequence[str], hybrid: bool, threads: int, depth: int) -> list[list[Any]]:
     """nDCG@10 per engine, corpus unit, mode and split (the rows of the quality table)."""
     from bench.tune_retrieval import (
         Fusion,
@@ -178,7 +186,7 @@ def quality(engines: Sequence[str], hybrid: bool, threads: int) -> list[list[Any
     rows: list[list[Any]] = []
     abstracts = [abstract_text({"title": d.title, "text": d.text}) for d in uploads.documents]
     for engine in engines:
-        lists = keyword_lists(engine, abstracts, range(len(abstracts)), query_texts)
+        lists = keyword_lists(engine, abstracts, range(len(abstracts)), query_texts, depth)
         rankings = [[d for row, _ in hits[:100] for d in uploads.dataset_ids[row]] for hits in lists]
         rows.append([engine, "whole abstracts", "keyword", *(ndcg(rankings, s) for s in SPLITS)])
 
@@ -191,7 +199,7 @@ def quality(engines: Sequence[str], hybrid: bool, threads: int) -> list[list[Any
     alone, fused = Fusion("keyword", 0.0, CANDIDATES, "best"), Fusion("convex", 0.55, CANDIDATES, "doc")
     unit = f"chunks {CHUNKING[0]}/{CHUNKING[1]} ({len(chunks.texts):,})"
     for engine in engines:
-        lists = keyword_lists(engine, chunks.texts, chunks.upload_of, query_texts)
+        lists = keyword_lists(engine, chunks.texts, chunks.upload_of, query_texts, depth)
         modes = [("keyword", alone)] + ([("hybrid", fused)] if hybrid else [])
         for mode, fusion in modes:
             rankings = [
@@ -209,6 +217,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=20, help="untimed queries per engine first")
     parser.add_argument("--trials", type=int, default=3, help="document add/delete repetitions (median kept)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--rescore-depth",
+        type=int,
+        default=RESCORE_DEPTH,
+        help=f"tantivy's matches re-scored (default {RESCORE_DEPTH})",
+    )
+    parser.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES), help="default: all")
     parser.add_argument("--threads", type=int, default=1, help="embedding threads for missing hybrid vectors")
     parser.add_argument("--no-hybrid", action="store_true", help="skip the hybrid quality rows (no embeddings)")
     parser.add_argument("--skip-speed", action="store_true", help="quality only")
@@ -216,26 +231,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     report = Report("bench.keyword_engines")
-    report.start(f"Keyword engines side by side: {', '.join(ENGINES)}; {args.chunks:,} chunks for speed")
+    report.start(f"Keyword engines side by side: {', '.join(args.engines)}; {args.chunks:,} chunks for speed")
     queries = scifact_queries(args.queries)
     speed: dict[str, dict[str, Any]] = {}
     if not args.skip_speed:
         spawn = get_context("spawn")
-        for engine in ENGINES:
+        for engine in args.engines:
             progress(f"{engine}: {args.chunks:,} chunks in a fresh process")
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                 speed[engine] = pool.submit(
-                    measure_engine, engine, args.chunks, args.seed, queries, args.warmup, args.trials
+                    measure_engine,
+                    engine,
+                    args.chunks,
+                    args.seed,
+                    queries,
+                    args.warmup,
+                    args.trials,
+                    args.rescore_depth,
                 ).result()
         print_speed(speed, args.chunks, len(queries))
     if not args.skip_quality:
         progress("quality on SciFact")
-        rows = quality(list(ENGINES), not args.no_hybrid, args.threads)
-        heading("SciFact nDCG@10 (platform analyzer; both at k1 0.45 / b 0.2: tantivy re-scores its best 400 matches)")
+        rows = quality(args.engines, not args.no_hybrid, args.threads, args.rescore_depth)
+        heading(
+            "SciFact nDCG@10 (platform analyzer; both at k1 0.45 / b 0.2: "
+            f"tantivy re-scores its best {args.rescore_depth} matches)"
+        )
         print_table(["engine", "corpus", "mode", *(f"{s} nDCG@10" for s in SPLITS)], rows)
         report.figures["ndcg@10"] = {f"{r[0]} | {r[1]} | {r[2]}": dict(zip(SPLITS, r[3:], strict=True)) for r in rows}
     report.figures["speed"] = speed
     report.extra_facts.append(("load", "2 shared cores; other sessions' tests ran at the same time"))
+    report.extra_facts.append(("tantivy re-score depth", str(args.rescore_depth)))
     report.finish()
 
 

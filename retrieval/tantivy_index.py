@@ -10,12 +10,17 @@ backends see. Query terms become term queries, repeats kept (as weights), as bm2
 
 Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
 nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
-the candidates: its best ``RESCORE_DEPTH`` matches (never fewer than asked for) are re-scored with Lucene's
-BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula bm25s and rank-bm25 use) from each candidate's stored
-terms, the live corpus's mean length (a fast-field average, once per commit) and tantivy's document
-frequencies. A chunk that ranks within the depth under the platform's parameters but not under tantivy's is
-missed; with fewer matches than the depth the ranking is exact. Document frequencies still count a deleted
-chunk until its segment is merged.
+the candidates: its best ``rescore_depth`` matches (``RESCORE_DEPTH`` unless the constructor says otherwise;
+never fewer than asked for) are re-scored with Lucene's BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula
+bm25s and rank-bm25 use, over all candidates at once) from each candidate's stored terms, its length (a fast
+field, read for all candidates in one call), the live corpus's mean length (a fast-field average, once per
+commit) and tantivy's document frequencies. A chunk that ranks within the depth under the platform's
+parameters but not under tantivy's is missed; with fewer matches than the depth the ranking is exact.
+Document frequencies still count a deleted chunk until its segment is merged.
+
+Cost of a search: one stored-document read per candidate (its terms, chunk id and payload come from that one
+read); only the returned hits decode their payload. Time grows with the depth, not with the corpus, beyond
+tantivy's own top-k search.
 
 Filters are tantivy queries with a zero score (``SearchFilter.matches`` semantics), required beside the
 terms, so filtering happens before ranking and never changes a score.
@@ -35,10 +40,11 @@ import math
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import tantivy
 
 from core.types import ChunkRecord, Hit, SearchFilter
@@ -47,7 +53,8 @@ from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 RESCORE_DEPTH = 400
-"""tantivy's best matches re-scored at ``K1`` / ``B``: twice the fusion's 200 candidates (see the module doc)."""
+"""tantivy's best matches re-scored at ``K1`` / ``B`` by default: twice the fusion's 200 candidates (see the
+module doc; ``bench/keyword_engines.py --rescore-depth`` measures other depths)."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
 _META = "meta.json"
@@ -124,11 +131,11 @@ def terms_query(terms: Sequence[str]) -> tantivy.Query:
     return tantivy.Query.boolean_query(clauses)
 
 
-def lucene_bm25(counts: Mapping[str, int], length: int, weights: dict[str, float], avg_len: float) -> float:
-    """Lucene's BM25 at ``K1`` / ``B`` of one chunk (its query terms' counts and its length) for query terms
-    weighted by idf times their repeats in the query, as bm25s computes it."""
-    norm = K1 * (1 - B + B * length / avg_len)
-    return sum(weight * counts[term] / (counts[term] + norm) for term, weight in weights.items() if counts[term])
+def lucene_bm25(counts: np.ndarray, lengths: np.ndarray, weights: np.ndarray, avg_len: float) -> np.ndarray:
+    """Lucene's BM25 at ``K1`` / ``B`` of each chunk (a row of ``counts``: its count of every query term; its
+    ``lengths`` entry) for query terms weighted by idf times their repeats in the query, as bm25s computes it."""
+    norm = K1 * (1 - B + B * lengths / avg_len)
+    return (weights * counts / (counts + norm[:, None])).sum(axis=1)
 
 
 def idf(doc_freq: int, n: int) -> float:
@@ -168,8 +175,9 @@ class TantivyIndex:
 
     name = "tantivy"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, rescore_depth: int = RESCORE_DEPTH) -> None:
         self._root = Path(root)
+        self._depth = rescore_depth
         self._root.mkdir(parents=True, exist_ok=True)
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
@@ -262,20 +270,26 @@ class TantivyIndex:
         if admitted is not None:
             candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
         # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
-        found = searcher.search(candidates, max(RESCORE_DEPTH, limit), count=False).hits
+        found = searcher.search(candidates, max(self._depth, limit), count=False).hits
+        if not found:
+            return []
+        addresses = [address for _, address in found]
         n = searcher.num_docs
-        weights = {t: repeats * idf(searcher.doc_freq("terms", t), n) for t, repeats in Counter(terms).items()}
-        needles = {t: f"<{t}>".encode() for t in weights}
-        scored = []
-        for _, address in found:
-            doc = searcher.doc(address)
-            bag = doc.get_first("bag")
-            counts = {t: bag.count(needle) for t, needle in needles.items()}
-            scored.append((lucene_bm25(counts, bag.count(b"<"), weights, avg_len), doc.get_first("chunk_id"), doc))
-        scored.sort(key=lambda row: (-row[0], row[1]))  # ties to the smaller chunk id, in every process
+        query_terms = Counter(terms)
+        weights = np.array([repeats * idf(searcher.doc_freq("terms", t), n) for t, repeats in query_terms.items()])
+        needles = [f"<{t}>".encode() for t in query_terms]
+        docs = [searcher.doc(address) for address in addresses]  # one stored read per candidate
+        bags = [doc.get_first("bag") for doc in docs]
+        counts = np.array([bag.count(needle) for bag in bags for needle in needles], dtype=np.float64)
+        counts = counts.reshape(len(bags), len(needles))
+        lengths = np.array(searcher.fast_field_values("length", addresses), dtype=np.float64)
+        scores = lucene_bm25(counts, lengths, weights, avg_len).tolist()
+        chunk_ids = [doc.get_first("chunk_id") for doc in docs]
+        # Ties to the smaller chunk id, in every process; only the returned hits decode their payload.
+        ranked = sorted(range(len(docs)), key=lambda row: (-scores[row], chunk_ids[row]))[:limit]
         return [
-            Hit(id=chunk, score=score, payload=json.loads(doc.get_first("payload")))
-            for score, chunk, doc in scored[:limit]
+            Hit(id=chunk_ids[row], score=scores[row], payload=json.loads(docs[row].get_first("payload").decode()))
+            for row in ranked
         ]
 
     def count(self, index: str) -> int:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
+import numpy as np
 import pytest
 
 from retrieval.bm25_params import K1, B
@@ -16,9 +15,11 @@ def test_idf_stays_positive_when_deleted_chunks_still_count_in_the_doc_freq() ->
 
 
 def test_lucene_bm25_saturates_term_counts_and_normalises_length() -> None:
-    weights = {"cell": 2.0, "stem": 1.0}
-    one = lucene_bm25(Counter({"cell": 1}), 10, weights, avg_len=10.0)
+    weights = np.array([2.0, 1.0])  # "cell", "stem"
+    counts = np.array([[1, 0], [2, 0], [1, 0], [0, 0]], dtype=np.float64)
+    lengths = np.array([10, 10, 40, 10], dtype=np.float64)
+    one, two, long, none = lucene_bm25(counts, lengths, weights, avg_len=10.0)
     assert one == pytest.approx(2.0 * 1 / (1 + K1))  # at the mean length the norm is K1
-    assert lucene_bm25(Counter({"cell": 2}), 10, weights, 10.0) < 2 * one
-    assert lucene_bm25(Counter({"cell": 1}), 40, weights, 10.0) == pytest.approx(2.0 / (1 + K1 * (1 - B + B * 4)))
-    assert lucene_bm25(Counter({"other": 3}), 10, weights, 10.0) == 0.0
+    assert two < 2 * one
+    assert long == pytest.approx(2.0 / (1 + K1 * (1 - B + B * 4)))
+    assert none == 0.0
