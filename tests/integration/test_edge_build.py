@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.ids import chunk_id
 from core.types import ChunkRecord, SearchFilter
 from retrieval import edge_build, edge_shard
 from retrieval.qdrant_edge import QdrantEdgeStore
+from tests.edge_corpus import random_corpus, wait_until
 
 N, DIM = 3000, 64
 # Past Edge's indexing threshold (10 MB of vectors in a segment): optimize() builds HNSW for real.
@@ -34,12 +34,7 @@ os.execv(sys.executable, [sys.executable, "-m", "retrieval.edge_build", *sys.arg
 
 
 def corpus(n: int = N, seed: int = 0, prefix: str = "doc", dim: int = DIM) -> tuple[list[ChunkRecord], np.ndarray]:
-    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    recs = [
-        ChunkRecord(id=chunk_id(f"{prefix}{i % 30}", i), text=str(i), payload={"document_id": f"{prefix}{i % 30}"})
-        for i in range(n)
-    ]
-    return recs, vectors
+    return random_corpus(n, dim, seed=seed, prefix=prefix)
 
 
 def exact_top(recs: list[ChunkRecord], vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
@@ -138,10 +133,7 @@ def test_an_idle_shard_is_built_and_swapped_by_the_maintenance_thread(tmp_path: 
     store.create("idx", DIM)
     store.bulk_upsert("idx", recs, vectors)
     shard = store._shards["idx"]
-    for _ in range(600):
-        if store.optimized_since("idx") is not None:
-            break
-        threading.Event().wait(0.05)
+    wait_until(lambda: store.optimized_since("idx") is not None, timeout_s=30)
     assert store.optimized_since("idx") is not None
     assert shard.build is None
     assert store.count("idx") == N

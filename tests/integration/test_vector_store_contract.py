@@ -23,6 +23,7 @@ from retrieval import edge_shard
 from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.qdrant_server import QdrantServerStore
 from retrieval.vector_store import VectorStore
+from tests.edge_corpus import random_corpus, wait_until
 
 DIM = 4
 QUERY = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
@@ -221,13 +222,8 @@ def test_survives_close_and_reopen(kind: str, open_store: StoreFactory) -> None:
 
 def test_edge_bulk_upsert_then_optimize(tmp_path: Path) -> None:
     """The re-index path: many points written without optimizing, one optimize() at the end."""
-    rng = np.random.default_rng(0)
     n, dim = 3000, 64
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    recs = [
-        ChunkRecord(id=chunk_id(f"doc{i % 30}", i), text=str(i), payload={"document_id": f"doc{i % 30}"})
-        for i in range(n)
-    ]
+    recs, vectors = random_corpus(n, dim, seed=0, documents=30)
     s = QdrantEdgeStore(tmp_path)
     s.create("big", dim)
     for start in range(0, n, 1000):
@@ -268,14 +264,6 @@ def test_edge_writes_survive_the_process_dying_before_a_flush(tmp_path: Path) ->
     reopened = QdrantEdgeStore(tmp_path / "edge")
     assert reopened.count("idx") == 3
     reopened.close()
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Polls for up to 10 s: the maintenance thread works on its own schedule."""
-    for _ in range(200):
-        if condition():
-            return
-        threading.Event().wait(0.05)
 
 
 def test_edge_flushes_dirty_shards_in_the_background(tmp_path: Path) -> None:
@@ -509,19 +497,14 @@ def test_edge_shard_reopened_with_other_memory_options_keeps_its_own(tmp_path: P
 def test_edge_quantized_on_disk_hnsw_finds_each_vector_itself(tmp_path: Path) -> None:
     """Past Edge's indexing threshold (10 MB of vectors in a segment): HNSW over int8 codes, rescored on
     float32 originals in memory-mapped files, must still put each stored vector first for itself."""
-    rng = np.random.default_rng(1)
     n, dim = 12_000, 256
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    recs = [
-        ChunkRecord(id=chunk_id(f"doc{i % 50}", i), text=str(i), payload={"document_id": f"doc{i % 50}"})
-        for i in range(n)
-    ]
+    recs, vectors = random_corpus(n, dim, seed=1, documents=50)
     store = QdrantEdgeStore(tmp_path, quantization="int8", vectors_on_disk=True, optimize_idle_s=3600)
     store.create("big", dim)
     store.bulk_upsert("big", recs, vectors)
     assert store.optimize("big")  # HNSW and the int8 copy were built
     assert any("quantized" in p.name for p in (tmp_path / "big").rglob("*"))
-    probes = rng.choice(n, size=50, replace=False)
+    probes = np.random.default_rng(1).choice(n, size=50, replace=False)
     for i in probes:
         hits = store.search("big", vectors[i], 10)
         exact = store.search("big", vectors[i], 10, exact=True)
