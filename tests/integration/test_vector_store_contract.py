@@ -494,6 +494,20 @@ def test_edge_shard_reopened_with_other_memory_options_keeps_its_own(tmp_path: P
     assert "quantization_config" in edge_config(tmp_path, "new")
 
 
+def test_edge_memory_settings_reach_new_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.config import Settings
+    from retrieval.vector_store import make_vector_store
+
+    monkeypatch.setenv("RAG_EDGE_QUANTIZATION", "int8")
+    monkeypatch.setenv("RAG_EDGE_VECTORS_ON_DISK", "true")
+    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
+    store.create("idx", DIM)
+    store.close()
+    stored = edge_config(tmp_path / "vectors", "idx")
+    assert "quantization_config" in stored
+    assert stored.get("memory") == "cold"
+
+
 def test_edge_quantized_on_disk_hnsw_finds_each_vector_itself(tmp_path: Path) -> None:
     """Past Edge's indexing threshold (10 MB of vectors in a segment): HNSW over int8 codes, rescored on
     float32 originals in memory-mapped files, must still put each stored vector first for itself."""
