@@ -1,7 +1,7 @@
 """HNSW builds of a Qdrant Edge shard in a child process, on a copy, swapped in when done.
 
-``EdgeShard.optimize()`` holds the GIL for the whole build (tens of seconds at 100k points), so a build in the
-store's process stalls every query and write of that process. A background build therefore goes:
+``EdgeShard.optimize()`` holds the GIL for the whole build (longer as the shard grows: bench/build_stall.py),
+so a build in the store's process stalls every query and write of that process. A background build therefore goes:
 
 1. ``copy``: the flushed shard's folder is copied to ``<root>/.edge-building/<index>-<id>``. A flushed folder
    (config, segments, WAL) is a complete shard that loads elsewhere, and Edge writes there only on updates and
