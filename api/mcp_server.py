@@ -14,7 +14,9 @@ key can use all of it, within its collections. Two transports share this one ser
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -114,12 +116,28 @@ def request_of(ctx: Context) -> Any:
     return ctx.request_context.request
 
 
+@contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """The SDK's ``MCPServer()`` calls ``logging.basicConfig`` (a Rich handler at INFO on the root logger) when
+    the root has no handler, e.g. in a process that builds the app without ``ragctl serve``. Logging belongs to
+    the process's entry point (``core.telemetry.configure_logging``): the root is put back as it was, since
+    a Rich handler renders every INFO line of the worker as a table, which slows ingest."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def build_mcp_server(context: McpContext) -> MCPServer:
-    mcp = MCPServer(
-        "hybrid-rag",
-        instructions="Search a knowledge base of documents and get answers that cite them. Collections group "
-        "documents; search returns ranked chunks, ask returns an answer with [n] citations or says it cannot.",
-    )
+    with root_logging_kept():
+        mcp = MCPServer(
+            "hybrid-rag",
+            instructions="Search a knowledge base of documents and get answers that cite them. Collections group "
+            "documents; search returns ranked chunks, ask returns an answer with [n] citations or says it cannot.",
+        )
     services = context.services
 
     def run_query(principal: Principal, collection: str, request: QueryRequest) -> tuple[dict[str, Any], list]:
