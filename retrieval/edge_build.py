@@ -15,9 +15,10 @@ so a build in the store's process stalls every query and write of that process. 
 3. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
    ``<root>/.edge-retired/<index>``, the built copy renamed into its place, loaded, the journal replayed in
    order (upserts by id and deletes by filter are idempotent, so the result is the live state) and flushed;
-   only then is the retired folder moved to ``<root>/.edge-trash`` and deleted. ``EdgeShard.load`` holds the
-   GIL, like ``optimize``, so the swap stalls the whole process for as long as loading the shard takes (it
-   grows with the shard): that, not the build, is what queries still wait for.
+   only then is the retired folder moved to ``<root>/.edge-trash``, which the caller deletes with the lock
+   released (``delete``: deleting a large folder takes a while, and queries need not wait for it).
+   ``EdgeShard.load`` holds the GIL, like ``optimize``, so the swap stalls the whole process for as long as
+   loading the shard takes (it grows with the shard): that, not the build, is what queries still wait for.
 
 Crash safety rests on that order: while ``.edge-retired/<index>`` exists, it is the live shard (the folder at
 the live path is at most a built copy without the journal). ``recover`` (when a store opens its root) puts it
@@ -116,8 +117,9 @@ def start(folder: Path) -> Build:
     return Build(folder, process, errors, copied_at)
 
 
-def swap(live: Path, build: Build) -> EdgeShard:
-    """Puts the built copy at ``live`` with the journal replayed; returns it open. The live shard must be closed.
+def swap(live: Path, build: Build) -> tuple[EdgeShard, Path]:
+    """Puts the built copy at ``live`` with the journal replayed; returns it open, and the retired shard's folder,
+    now in the trash, for the caller to ``delete``. The live shard must be closed.
 
     On failure the live folder is back at ``live`` (closed) and the error is raised."""
     retired = _sibling(live, RETIRED)
@@ -136,8 +138,7 @@ def swap(live: Path, build: Build) -> EdgeShard:
     except BaseException:
         _restore(retired, live)
         raise
-    _discard(retired)
-    return shard
+    return shard, _to_trash(retired)
 
 
 def recover(root: Path) -> None:
@@ -163,13 +164,22 @@ def _restore(retired: Path, live: Path) -> None:
     os.rename(retired, live)
 
 
+def delete(trashed: Path) -> None:
+    """Deletes a folder ``swap`` left in the trash (``recover`` deletes what a process left there)."""
+    shutil.rmtree(trashed, ignore_errors=True)
+
+
 def _discard(folder: Path) -> None:
-    """Deleted through one rename into the trash first: a half-deleted folder is never at a path that counts."""
+    delete(_to_trash(folder))
+
+
+def _to_trash(folder: Path) -> Path:
+    """One rename into the trash, before any deleting: a half-deleted folder is never at a path that counts."""
     trash = folder.parent.parent / TRASH if folder.parent.name == RETIRED else folder.parent / TRASH
     trash.mkdir(exist_ok=True)
     target = trash / f"{folder.name}-{uuid.uuid4().hex[:12]}"
     os.rename(folder, target)
-    shutil.rmtree(target, ignore_errors=True)
+    return target
 
 
 def _die_with_parent(parent: int) -> None:

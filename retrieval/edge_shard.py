@@ -6,6 +6,7 @@ the shard (``build_if_due``, ``retrieval.edge_build``); the store's maintenance 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -14,16 +15,31 @@ from pathlib import Path
 
 from qdrant_edge import EdgeShard, UpdateOperation
 
+from core.fair_lock import FairLock
 from retrieval import edge_build
 
 log = logging.getLogger(__name__)
+
+INDEXING_THRESHOLD_BYTES = 10_000 * 1024
+"""Edge's default optimizer threshold: a segment with fewer bytes of vectors gets no HNSW graph. Optimizing a
+shard smaller than that only merges segments (milliseconds), less than a child process costs to start."""
+
+
+def stored_dim(path: Path) -> int:
+    """The vector size of the shard at ``path``: Edge persists its configuration as JSON next to the segments
+    (the unnamed vector is "")."""
+    config = json.loads((path / "edge_config.json").read_text())
+    return int(config["vectors"][""]["size"])
 
 
 class Shard:
     def __init__(self, shard: EdgeShard, path: Path) -> None:
         self.shard = shard
         self.path = path
-        self.lock = threading.Lock()  # guards the fields below and every use of ``shard``
+        self.dim = stored_dim(path)
+        # Guards the fields below and every use of ``shard``. Fair: a bulk load's back-to-back writes must not
+        # keep queries waiting for the whole load.
+        self.lock = FairLock()
         # A build's copy of the folder is being taken, without ``lock``: queries go on, but nothing may write
         # files (updates, flushes, optimize, close) until ``settled`` is notified.
         self.copying = False
@@ -82,6 +98,10 @@ class Shard:
             return False
         return now - self.written_at >= idle_s or now - self.optimized_at >= max_delay_s
 
+    def vector_bytes(self) -> int:
+        """Caller holds ``lock``. Bytes of the float32 vectors of the shard's points."""
+        return int(self.shard.info().points_count) * self.dim * 4
+
     def optimize_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
         """The build in this process, holding the GIL throughout."""
         with self.lock:
@@ -92,17 +112,24 @@ class Shard:
                     self.retry_at = time.monotonic() + max_delay_s
                     raise
 
-    def build_if_due(self, now: float, idle_s: float, max_delay_s: float) -> None:
-        """Starts a build in a child process when one is due; swaps it in once the child is done."""
+    def build_if_due(self, now: float, idle_s: float, max_delay_s: float, child_min_bytes: int = 0) -> None:
+        """Starts a build in a child process when one is due; swaps it in once the child is done. A shard with
+        fewer than ``child_min_bytes`` of vectors is optimized here instead (see ``INDEXING_THRESHOLD_BYTES``)."""
+        retired = None
         with self.lock:
             try:
                 if self.build is None and self.due(now, idle_s, max_delay_s):
-                    self.start_build()
+                    if self.vector_bytes() < child_min_bytes:
+                        self.optimize()
+                    else:
+                        self.start_build()
                 elif self.build is not None and self.build.finished():
-                    self.swap()
+                    retired = self.swap()
             except BaseException:  # the live shard serves on; retried like a failing build in-process
                 self.retry_at = time.monotonic() + max_delay_s
                 raise
+        if retired is not None:
+            edge_build.delete(retired)  # with the lock released: queries need not wait for the disk
 
     def start_build(self) -> None:
         """Caller holds ``lock``: flushes, copies the folder with ``lock`` released (writes wait for the copy,
@@ -125,8 +152,9 @@ class Shard:
         self.build = edge_build.start(folder)
         self.build.flush_s, self.build.copy_s = flushed - began, copied - flushed
 
-    def swap(self) -> None:
-        """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays."""
+    def swap(self) -> Path:
+        """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays
+        and the error is raised. Returns the replaced shard's folder, in the trash, for ``edge_build.delete``."""
         build, self.build = self.build, None
         assert build is not None
         began = time.monotonic()
@@ -137,7 +165,7 @@ class Shard:
             self.shard.flush()
             self.shard.close()
             try:
-                self.shard = edge_build.swap(self.path, build)
+                self.shard, retired = edge_build.swap(self.path, build)
             except BaseException:
                 self.closed = True  # until reloaded: the store opens a closed shard afresh from disk
                 self.shard = EdgeShard.load(str(self.path))  # the live shard, back in place
@@ -159,6 +187,7 @@ class Shard:
             build.swap_s,
             build.copy_s,
         )
+        return retired
 
     def drop_build(self) -> None:
         """Caller holds ``lock``."""

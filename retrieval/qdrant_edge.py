@@ -32,7 +32,6 @@ is the float32 one; a shard without quantization ignores the request.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
@@ -70,7 +69,7 @@ from qdrant_edge import (
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import edge_build
-from retrieval.edge_shard import Shard
+from retrieval.edge_shard import INDEXING_THRESHOLD_BYTES, Shard, stored_dim
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
@@ -206,8 +205,12 @@ class QdrantEdgeStore:
         if self._optimize_idle_s > 0:
             for opened in shards:
                 with _logged("optimizing"):
-                    build = opened.build_if_due if self._build_in_subprocess else opened.optimize_if_due
-                    build(now, self._optimize_idle_s, self._optimize_max_delay_s)
+                    if self._build_in_subprocess:
+                        opened.build_if_due(
+                            now, self._optimize_idle_s, self._optimize_max_delay_s, INDEXING_THRESHOLD_BYTES
+                        )
+                    else:
+                        opened.optimize_if_due(now, self._optimize_idle_s, self._optimize_max_delay_s)
         if self._flush_interval_s > 0 and now - self._flushed_at >= self._flush_interval_s:
             self._flushed_at = now
             for opened in shards:
@@ -260,9 +263,7 @@ class QdrantEdgeStore:
         )
 
     def _check_dim(self, index: str, dim: int) -> None:
-        # Edge persists its configuration as JSON next to the segments; the unnamed vector is "".
-        config = json.loads((self._path(index) / "edge_config.json").read_text())
-        stored = int(config["vectors"][""]["size"])
+        stored = stored_dim(self._path(index))
         if stored != dim:
             raise Conflict(f"vector index {index!r} holds {stored}-dimensional vectors, not {dim}")
 

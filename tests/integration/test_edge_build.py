@@ -128,15 +128,35 @@ def test_writes_and_queries_go_on_during_the_build_and_survive_the_swap(gate: Pa
 
 
 def test_an_idle_shard_is_built_and_swapped_by_the_maintenance_thread(tmp_path: Path) -> None:
+    recs, vectors = corpus(INDEXED_N, dim=INDEXED_DIM)
+    store = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.2, optimize_max_delay_s=3600)
+    store.create("idx", INDEXED_DIM)
+    store.bulk_upsert("idx", recs, vectors)
+    shard = store._shards["idx"]
+    wait_until(lambda: store.optimized_since("idx") is not None, timeout_s=60)
+    assert store.optimized_since("idx") is not None
+    assert shard.build is None
+    assert shard.last_build is not None and shard.last_build.process.returncode == 0
+    assert store.count("idx") == INDEXED_N
+    assert [h.id for h in store.search("idx", vectors[3], 5)] == exact_top(recs, vectors, vectors[3], 5)
+    store.close()
+
+
+def test_a_shard_below_the_indexing_threshold_is_optimized_without_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing there gets an HNSW graph, so starting a child would cost more than the optimize it runs."""
+    monkeypatch.setattr(edge_build, "CHILD", [sys.executable, "-c", "import sys; sys.exit('no child expected')"])
     recs, vectors = corpus()
     store = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.2, optimize_max_delay_s=3600)
     store.create("idx", DIM)
     store.bulk_upsert("idx", recs, vectors)
     shard = store._shards["idx"]
+    with shard.lock:
+        assert shard.vector_bytes() < edge_shard.INDEXING_THRESHOLD_BYTES
     wait_until(lambda: store.optimized_since("idx") is not None, timeout_s=30)
     assert store.optimized_since("idx") is not None
-    assert shard.build is None
-    assert store.count("idx") == N
+    assert shard.build is None and shard.last_build is None
     assert [h.id for h in store.search("idx", vectors[3], 5)] == exact_top(recs, vectors, vectors[3], 5)
     store.close()
 
@@ -189,6 +209,26 @@ def test_a_failing_swap_restores_the_live_shard(
     store.upsert("idx", *corpus(1, seed=2, prefix="after"))
     assert store.count("idx") == N - N // 30 + 1
     assert leftovers(tmp_path / "edge") == []
+
+
+def test_the_replaced_shard_is_deleted_after_the_lock_is_released(
+    store: QdrantEdgeStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    deleted: list[tuple[Path, bool]] = []
+    shard = start_build(store)
+
+    def recorded(trashed: Path) -> None:
+        deleted.append((trashed, shard.lock.locked()))
+        delete(trashed)
+
+    delete = edge_build.delete
+    monkeypatch.setattr(edge_build, "delete", recorded)
+    finish_build(shard)
+    [(trashed, locked)] = deleted
+    assert trashed.parent == tmp_path / "edge" / edge_build.TRASH
+    assert not locked
+    assert not trashed.exists()
+    assert store.count("idx") == N
 
 
 def test_drop_close_and_optimize_stop_a_running_build(store: QdrantEdgeStore, gate: Path) -> None:
