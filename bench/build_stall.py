@@ -113,6 +113,16 @@ def run_mode(
     }
 
 
+def chosen_modes(spec: str) -> dict[str, bool]:
+    """``--modes``: each name is the first word of a ``MODES`` key."""
+    by_word = {name.split()[0]: name for name in MODES}
+    names = [w.strip() for w in spec.split(",") if w.strip()]
+    unknown = [w for w in names if w not in by_word]
+    if unknown or not names:
+        raise SystemExit(f"--modes: pick from {', '.join(by_word)} (got {spec!r})")
+    return {by_word[w]: MODES[by_word[w]] for w in names}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.build_stall", description=__doc__.split("\n")[0])
     parser.add_argument("--existing", type=int, default=100_000, help="chunks already indexed (default 100k)")
@@ -127,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=300, help="SciFact queries, sent round robin")
     parser.add_argument("--calibration", type=int, default=64)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--modes",
+        default="in-process,child",
+        help="which builds to run, in this order: in-process, child, or both comma-separated (default both)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where the collections are built (temp dir)")
     args = parser.parse_args(argv)
 
@@ -149,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             store.optimize(INDEX)
         store.close()
         results = {}
-        for name, in_subprocess in MODES.items():
+        for name, in_subprocess in chosen_modes(args.modes).items():
             folder = work / name.split()[0]
             shutil.copytree(base, folder)
             progress(f"{name}: loading {args.load:,} chunks while queries run")

@@ -46,9 +46,10 @@ class Shard:
         self.settled = threading.Condition(self.lock)
         self.dirty = False  # written since the last flush
         self.closed = False  # dropped or closed: the maintenance thread may still hold this object
-        # Written since the last optimize; a shard just opened counts, since its last process may have
-        # ended before optimizing.
-        self.unoptimized = True
+        # Written since the last optimize. A shard opened with points outside HNSW counts (its last process
+        # ended before optimizing); one fully indexed does not: a copy and a child would rebuild nothing.
+        info = shard.info()
+        self.unoptimized = int(info.indexed_vectors_count) < int(info.points_count)
         self.written_at = self.optimized_at = time.monotonic()
         self.retry_at = 0.0  # after a failed build: not before then
         self.build: edge_build.Build | None = None  # a build in a child process, on a copy

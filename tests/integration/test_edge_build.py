@@ -161,6 +161,19 @@ def test_a_shard_below_the_indexing_threshold_is_optimized_without_a_child(
     store.close()
 
 
+def test_a_reopened_shard_that_is_fully_indexed_is_not_built_again(tmp_path: Path) -> None:
+    """Only points outside HNSW make an opened shard due: a copy and a child would otherwise rebuild nothing."""
+    store = filled_store(tmp_path / "edge", INDEXED_N, INDEXED_DIM)
+    store.optimize("idx")
+    store.close()
+    reopened = QdrantEdgeStore(tmp_path / "edge", optimize_idle_s=0.1, optimize_max_delay_s=3600)
+    assert reopened.optimized_since("idx") is not None
+    shard = reopened._shards["idx"]
+    shard.build_if_due(float("inf"), 0, 3600, edge_shard.INDEXING_THRESHOLD_BYTES)
+    assert shard.build is None and shard.last_build is None
+    reopened.close()
+
+
 def test_a_failing_child_keeps_the_live_shard(store: QdrantEdgeStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(edge_build, "CHILD", [sys.executable, "-c", "import sys; sys.exit('out of memory')"])
     recs, vectors = corpus()
