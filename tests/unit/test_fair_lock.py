@@ -48,6 +48,22 @@ def test_waiters_get_the_lock_in_the_order_they_asked() -> None:
     assert not lock.locked()
 
 
+def test_release_hands_the_lock_to_the_waiter_so_the_releaser_cannot_take_it_back() -> None:
+    lock = FairLock()
+    got: list[str] = []
+    lock.acquire()
+    waiter = threading.Thread(target=lambda: [lock.acquire(), got.append("waiter"), lock.release()])
+    waiter.start()
+    wait_until(lambda: lock.waiting() == 1)
+    lock.release()
+    took_back = lock.acquire(blocking=False)  # at once, before the waiter has run
+    if took_back:
+        lock.release()
+    waiter.join()
+    assert not took_back
+    assert got == ["waiter"]
+
+
 def test_a_writer_looping_on_the_lock_cannot_starve_a_reader() -> None:
     """Between a reader asking and getting the lock, the writer takes it at most twice (once if it held it)."""
     lock = FairLock()
