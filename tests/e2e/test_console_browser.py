@@ -288,6 +288,7 @@ def admin_pages(browser: WebDriver, console: Console) -> None:
     shoot(browser, console, "08-admin-query-trace")
 
     browser.find_element(By.LINK_TEXT, "Evaluations").click()
+    wait(browser).until(ec.url_contains("/admin/evaluations"))  # the trace page has a chart of its own
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
     assert charts and charts[0].find_element(By.TAG_NAME, "title").get_attribute("textContent") == (
         "nDCG@10 per retrieval mode"
