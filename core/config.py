@@ -228,13 +228,14 @@ class Settings(BaseSettings):
         "document first (retrieval.fusion.documents_first); chunk: fuse chunks as they are.",
     )
     keyword_document_weight: float = Field(
-        2.0,
+        3.0,
         ge=0,
         allow_inf_nan=False,
         description="Weight of the keyword index's document-level field: a chunk's keyword score is its own BM25 "
-        "plus this times its whole document's BM25 (retrieval.document_field); 0 = chunks alone. Chosen on SciFact "
-        "train (bench/README.md): 1 to 4 score alike, keyword nDCG@10 +0.016 over chunks alone. Indexes hold the "
-        "document rows whatever the weight, so it changes without a re-index (older indexes lack them: chunks alone).",
+        "plus this times its whole document's BM25 (retrieval.document_field, scored with retrieval.bm25_params."
+        "DOCUMENTS); 0 = chunks alone. Chosen with that pair on SciFact train (bench/tune_document_field.py). "
+        "Indexes hold the document rows whatever the weight, so it changes without a re-index (older indexes lack "
+        "them: chunks alone).",
     )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
     vector_weight: float = Field(0.55, description="Weight of the vector list in the fusion.")

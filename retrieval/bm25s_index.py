@@ -1,4 +1,4 @@
-"""In-process BM25 keyword index on ``bm25s`` (Lucene BM25 with ``K1`` / ``B``), the default backend.
+"""In-process BM25 keyword index on ``bm25s`` (Lucene BM25 at ``bm25_params.for_index``), the default backend.
 
 Ranking only: the corpus, its storage and the write protocol are ``retrieval.corpus_index`` and
 ``retrieval.keyword_corpus``. The bm25s score matrix of each corpus version is cached on disk under
@@ -15,7 +15,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from retrieval.bm25_params import K1, B
+from retrieval.bm25_params import Bm25Params
 from retrieval.corpus_index import CorpusBackedIndex
 from retrieval.keyword_corpus import KeywordCorpus
 
@@ -27,14 +27,14 @@ class Bm25sIndex(CorpusBackedIndex):
 
     name = "bm25s"
 
-    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> bm25s.BM25:
-        cached = folder / f"{_MATRIX_PREFIX}{corpus.version}-{K1}-{B}"  # other parameters, another matrix
+    def _build_scorer(self, corpus: KeywordCorpus, folder: Path, params: Bm25Params) -> bm25s.BM25:
+        cached = folder / f"{_MATRIX_PREFIX}{corpus.version}-{params.k1}-{params.b}"  # other parameters, another matrix
         if cached.is_dir():
             try:
                 return bm25s.BM25.load(str(cached), show_progress=False)
             except (OSError, ValueError):
                 pass  # half-removed by another process: rebuild below
-        model = bm25s.BM25(k1=K1, b=B, method="lucene")
+        model = bm25s.BM25(k1=params.k1, b=params.b, method="lucene")
         model.index(([t.tolist() for t in corpus.terms], corpus.vocab), create_empty_token=False, show_progress=False)
         self._save_matrix(model, folder, cached)
         return model

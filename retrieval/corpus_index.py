@@ -22,6 +22,7 @@ import numpy as np
 
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import keyword_corpus
+from retrieval.bm25_params import Bm25Params, for_index
 from retrieval.keyword_corpus import KeywordCorpus, Stamp
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
@@ -60,8 +61,8 @@ class CorpusBackedIndex(ABC):
         self._lock = threading.Lock()
 
     @abstractmethod
-    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> Any:
-        """A scorer for ``corpus`` (at least one row)."""
+    def _build_scorer(self, corpus: KeywordCorpus, folder: Path, params: Bm25Params) -> Any:
+        """A scorer for ``corpus`` (at least one row) at ``params``; its ``_scores`` need no other."""
 
     @abstractmethod
     def _scores(self, scorer: Any, term_ids: list[int]) -> np.ndarray:
@@ -105,7 +106,8 @@ class CorpusBackedIndex(ABC):
                     return
                 corpus.persist(folder, change)
                 stamp = keyword_corpus.stamp(folder)
-                scorer = self._build_scorer(corpus, folder) if state.searched and len(corpus) else None
+                searched = state.searched and len(corpus)
+                scorer = self._build_scorer(corpus, folder, for_index(index)) if searched else None
                 with state.lock:
                     state.corpus, state.stamp = corpus, stamp
                     if scorer is not None:
@@ -141,7 +143,7 @@ class CorpusBackedIndex(ABC):
             if not term_ids or (mask is not None and not mask.any()):
                 return []
             if state.scorer_version != corpus.version:  # the first search, or another process wrote
-                state.scorer = self._build_scorer(corpus, self._folder(index))
+                state.scorer = self._build_scorer(corpus, self._folder(index), for_index(index))
                 state.scorer_version = corpus.version
             # A consistent snapshot: writers publish new corpus objects and never edit a published one.
             scorer, ids, payloads = state.scorer, corpus.ids, corpus.payloads

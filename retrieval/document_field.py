@@ -25,6 +25,11 @@ def document_index(index: str) -> str:
     return f"{index}{DOCUMENT_INDEX_SUFFIX}"
 
 
+def is_document_index(index: str) -> bool:
+    """Whether keyword index ``index`` holds document rows (``document_index`` named it)."""
+    return index.endswith(DOCUMENT_INDEX_SUFFIX)
+
+
 def overlap_length(previous: str, following: str) -> int:
     """Length of the longest suffix of ``previous`` that starts ``following`` (the chunker's overlap)."""
     if not previous or not following:

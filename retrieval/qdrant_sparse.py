@@ -31,7 +31,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from core.types import ChunkRecord, Hit, SearchFilter
-from retrieval.bm25_params import K1, B
+from retrieval.bm25_params import Bm25Params, for_index
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
@@ -53,9 +53,9 @@ def term_id(term: str) -> int:
     return zlib.crc32(term.encode("utf-8"))
 
 
-def document_vector(terms: Sequence[str], avg_len: float, k1: float, b: float) -> models.SparseVector:
+def document_vector(terms: Sequence[str], avg_len: float, params: Bm25Params) -> models.SparseVector:
     """Saturated, length-normalised term frequencies keyed by term id (see the module docstring)."""
-    norm = k1 * (1 - b + b * len(terms) / avg_len)
+    norm = params.k1 * (1 - params.b + params.b * len(terms) / avg_len)
     weights: dict[int, float] = {}
     for term, tf in Counter(terms).items():
         key = term_id(term)
@@ -81,11 +81,9 @@ class QdrantSparseIndex:
 
     name = "qdrant_sparse"
 
-    def __init__(self, client: QdrantClient, *, avg_len: float, k1: float = K1, b: float = B) -> None:
+    def __init__(self, client: QdrantClient, *, avg_len: float) -> None:
         self.client = client
         self.avg_len = avg_len
-        self.k1 = k1
-        self.b = b
         options = client.init_options
         self._local = bool(options.get("path")) or options.get("location") == ":memory:"
         self._known: set[str] = set()
@@ -114,13 +112,14 @@ class QdrantSparseIndex:
 
     def add(self, index: str, records: Sequence[ChunkRecord], tokenizer: str = DEFAULT_TOKENIZER) -> None:
         tokenize = analyzer(tokenizer).tokenize
+        params = for_index(index)
         collection = self._collection(index)
         self._ensure(collection)
         for batch in _batches(records, UPSERT_BATCH):
             points = [
                 models.PointStruct(
                     id=record.id,
-                    vector={VECTOR: document_vector(tokenize(record.searchable_text), self.avg_len, self.k1, self.b)},
+                    vector={VECTOR: document_vector(tokenize(record.searchable_text), self.avg_len, params)},
                     payload=chunk_payload(record),
                 )
                 for record in batch

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from retrieval.bm25_params import K1, B
+from retrieval.bm25_params import Bm25Params
 from retrieval.corpus_index import CorpusBackedIndex
 from retrieval.keyword_corpus import KeywordCorpus
 
@@ -37,9 +37,9 @@ class _LuceneOkapi(BM25Okapi):
 class RankBm25Index(CorpusBackedIndex):
     name = "rank_bm25"
 
-    def _build_scorer(self, corpus: KeywordCorpus, folder: Path) -> _LuceneOkapi:
+    def _build_scorer(self, corpus: KeywordCorpus, folder: Path, params: Bm25Params) -> _LuceneOkapi:
         # Term ids are hashable tokens as good as strings, and skip a decode.
-        return _LuceneOkapi([t.tolist() for t in corpus.terms], k1=K1, b=B)
+        return _LuceneOkapi([t.tolist() for t in corpus.terms], k1=params.k1, b=params.b)
 
     def _scores(self, scorer: _LuceneOkapi, term_ids: list[int]) -> np.ndarray:
-        return np.asarray(scorer.get_scores(term_ids)) / (K1 + 1)
+        return np.asarray(scorer.get_scores(term_ids)) / (scorer.k1 + 1)

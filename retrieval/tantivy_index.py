@@ -11,8 +11,8 @@ backends see. Query terms become term queries, repeats kept (as weights), as bm2
 Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
 nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
 the candidates: its best ``rescore_depth`` matches (``RESCORE_DEPTH`` unless the constructor says otherwise;
-never fewer than asked for) are re-scored with Lucene's BM25 at ``K1`` / ``B`` (``lucene_bm25``, the formula
-bm25s and rank-bm25 use, over all candidates at once) from each candidate's stored terms, its length (a fast
+never fewer than asked for) are re-scored with Lucene's BM25 at the index's ``bm25_params`` (``lucene_bm25``,
+the formula bm25s and rank-bm25 use, over all candidates at once) from each candidate's stored terms, its length (a fast
 field, read for all candidates in one call), the live corpus's mean length (a fast-field average, once per
 commit) and tantivy's document frequencies. A chunk that ranks within the depth under the platform's
 parameters but not under tantivy's is missed; with fewer matches than the depth the ranking is exact.
@@ -48,12 +48,12 @@ import numpy as np
 import tantivy
 
 from core.types import ChunkRecord, Hit, SearchFilter
-from retrieval.bm25_params import K1, B
+from retrieval.bm25_params import Bm25Params, for_index
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 RESCORE_DEPTH = 400
-"""tantivy's best matches re-scored at ``K1`` / ``B`` by default: twice the fusion's 200 candidates (see the
+"""tantivy's best matches re-scored at the platform's parameters by default: twice the fusion's 200 candidates (see the
 module doc; ``bench/keyword_engines.py --rescore-depth`` measures other depths)."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
@@ -131,10 +131,12 @@ def terms_query(terms: Sequence[str]) -> tantivy.Query:
     return tantivy.Query.boolean_query(clauses)
 
 
-def lucene_bm25(counts: np.ndarray, lengths: np.ndarray, weights: np.ndarray, avg_len: float) -> np.ndarray:
-    """Lucene's BM25 at ``K1`` / ``B`` of each chunk (a row of ``counts``: its count of every query term; its
+def lucene_bm25(
+    counts: np.ndarray, lengths: np.ndarray, weights: np.ndarray, avg_len: float, params: Bm25Params
+) -> np.ndarray:
+    """Lucene's BM25 at ``params`` of each chunk (a row of ``counts``: its count of every query term; its
     ``lengths`` entry) for query terms weighted by idf times their repeats in the query, as bm25s computes it."""
-    norm = K1 * (1 - B + B * lengths / avg_len)
+    norm = params.k1 * (1 - params.b + params.b * lengths / avg_len)
     return (weights * counts / (counts + norm[:, None])).sum(axis=1)
 
 
@@ -283,7 +285,7 @@ class TantivyIndex:
         counts = np.array([bag.count(needle) for bag in bags for needle in needles], dtype=np.float64)
         counts = counts.reshape(len(bags), len(needles))
         lengths = np.array(searcher.fast_field_values("length", addresses), dtype=np.float64)
-        scores = lucene_bm25(counts, lengths, weights, avg_len).tolist()
+        scores = lucene_bm25(counts, lengths, weights, avg_len, for_index(index)).tolist()
         chunk_ids = [doc.get_first("chunk_id") for doc in docs]
         # Ties to the smaller chunk id, in every process; only the returned hits decode their payload.
         ranked = sorted(range(len(docs)), key=lambda row: (-scores[row], chunk_ids[row]))[:limit]

@@ -25,7 +25,9 @@ from qdrant_client import QdrantClient
 from core.config import Settings
 from core.errors import BadInput
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.bm25_params import Bm25Params
 from retrieval.bm25s_index import Bm25sIndex
+from retrieval.document_field import document_index
 from retrieval.keyword import KEYWORD_INDEXES, KeywordIndex
 from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
 from retrieval.rank_bm25_index import RankBm25Index
@@ -260,20 +262,35 @@ def oracle_fixture() -> tuple[list[ChunkRecord], list[str]]:
     return recs, queries + QUERIES
 
 
+@pytest.mark.parametrize("name", ["idx", document_index("idx")])  # chunk and document BM25 pairs
 @pytest.mark.parametrize("fast_backend", [Bm25sIndex, TantivyIndex])
-def test_ranks_exactly_like_the_rank_bm25_oracle(fast_backend: Callable[[Path], KeywordIndex], tmp_path: Path) -> None:
+def test_ranks_exactly_like_the_rank_bm25_oracle(
+    fast_backend: Callable[[Path], KeywordIndex], name: str, tmp_path: Path
+) -> None:
     """tantivy only picks the candidates (its best 400, more than the fixture's matches) and re-scores them."""
     recs, queries = oracle_fixture()
     fast, oracle = fast_backend(tmp_path / "fast"), RankBm25Index(tmp_path / "oracle")
-    fast.add("idx", recs)
-    oracle.add("idx", recs)
+    fast.add(name, recs)
+    oracle.add(name, recs)
     matched = 0
     for query in queries:
-        a, b = fast.search("idx", query, 20), oracle.search("idx", query, 20)
+        a, b = fast.search(name, query, 20), oracle.search(name, query, 20)
         assert [h.id for h in a] == [h.id for h in b], query
         assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=1e-5)
         matched += bool(a)
     assert matched >= len(queries) // 2
+
+
+@pytest.mark.parametrize("backend", [Bm25sIndex, RankBm25Index, TantivyIndex])
+def test_document_field_indexes_score_with_their_own_bm25_pair(
+    backend: Callable[[Path], KeywordIndex], tmp_path: Path
+) -> None:
+    kw = backend(tmp_path)
+    for name in ("idx", document_index("idx")):
+        kw.add(name, RECORDS)
+    chunk_hits, document_hits = (kw.search(name, "neutron stars", 10) for name in ("idx", document_index("idx")))
+    assert [h.id for h in chunk_hits] == [h.id for h in document_hits]
+    assert [h.score for h in chunk_hits] != pytest.approx([h.score for h in document_hits])
 
 
 def test_the_tokenizer_an_index_is_built_with_is_the_one_its_queries_use(
@@ -334,12 +351,12 @@ class _GatedRebuild(Bm25sIndex):
         self.rebuilding, self.release = threading.Event(), threading.Event()
         self.builds = 0
 
-    def _build_scorer(self, corpus: Any, folder: Path) -> Any:
+    def _build_scorer(self, corpus: Any, folder: Path, params: Bm25Params) -> Any:
         self.builds += 1
         if self.builds > 1:
             self.rebuilding.set()
             assert self.release.wait(10)
-        return super()._build_scorer(corpus, folder)
+        return super()._build_scorer(corpus, folder, params)
 
 
 def test_searches_go_on_while_a_write_rebuilds_and_see_it_once_it_returns(tmp_path: Path) -> None:

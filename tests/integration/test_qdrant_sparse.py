@@ -30,7 +30,7 @@ from qdrant_client import QdrantClient
 
 from core.ids import chunk_id
 from core.types import ChunkRecord, SearchFilter
-from retrieval.bm25_params import K1, B
+from retrieval.bm25_params import CHUNKS
 from retrieval.keyword import KeywordIndex
 from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
 from retrieval.text_analysis import tokenize, tokenize_many
@@ -91,7 +91,7 @@ def sparse_index(records: list[ChunkRecord], avg_len: float) -> QdrantSparseInde
 
 @pytest.fixture(scope="module")
 def oracle(scifact: Fixture) -> bm25s.BM25:
-    model = bm25s.BM25(method="lucene", k1=K1, b=B)
+    model = bm25s.BM25(method="lucene", k1=CHUNKS.k1, b=CHUNKS.b)
     model.index(scifact.tokens, show_progress=False)
     return model
 

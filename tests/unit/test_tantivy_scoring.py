@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.bm25_params import K1, B
+from retrieval.bm25_params import CHUNKS, DOCUMENTS, for_index
+from retrieval.document_field import document_index
 from retrieval.tantivy_index import idf, lucene_bm25
 
 
@@ -18,8 +19,20 @@ def test_lucene_bm25_saturates_term_counts_and_normalises_length() -> None:
     weights = np.array([2.0, 1.0])  # "cell", "stem"
     counts = np.array([[1, 0], [2, 0], [1, 0], [0, 0]], dtype=np.float64)
     lengths = np.array([10, 10, 40, 10], dtype=np.float64)
-    one, two, long, none = lucene_bm25(counts, lengths, weights, avg_len=10.0)
-    assert one == pytest.approx(2.0 * 1 / (1 + K1))  # at the mean length the norm is K1
+    one, two, long, none = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=CHUNKS)
+    k1, b = CHUNKS.k1, CHUNKS.b
+    assert one == pytest.approx(2.0 * 1 / (1 + k1))  # at the mean length the norm is k1
     assert two < 2 * one
-    assert long == pytest.approx(2.0 / (1 + K1 * (1 - B + B * 4)))
+    assert long == pytest.approx(2.0 / (1 + k1 * (1 - b + b * 4)))
     assert none == 0.0
+
+
+def test_whole_documents_are_scored_with_their_own_length_normalisation() -> None:
+    assert for_index("papers") == CHUNKS
+    assert for_index(document_index("papers")) == DOCUMENTS
+    assert DOCUMENTS.b > CHUNKS.b  # documents vary in length far more than chunks cut to a budget
+    weights, counts = np.array([1.0]), np.array([[1.0], [1.0]])
+    lengths = np.array([10.0, 40.0])  # the same match in a short and a long text
+    short_c, long_c = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=CHUNKS)
+    short_d, long_d = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=DOCUMENTS)
+    assert long_d / short_d < long_c / short_c  # length costs a document more than a chunk
