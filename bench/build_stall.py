@@ -66,7 +66,10 @@ class Sender(threading.Thread):
 def run_mode(
     args: argparse.Namespace, folder: Path, in_subprocess: bool, corpus: Corpus, queries: np.ndarray
 ) -> dict[str, object]:
-    store = QdrantEdgeStore(folder, optimize_idle_s=args.idle, build_in_subprocess=in_subprocess)
+    beam = Settings().edge_hnsw_ef_per_million
+    store = QdrantEdgeStore(
+        folder, optimize_idle_s=args.idle, build_in_subprocess=in_subprocess, hnsw_ef_per_million=beam
+    )
     for query in queries[:20]:  # warm: the shard is opened and its files paged in
         store.search(INDEX, query, args.limit)
     sender = Sender(store, queries, 1.0 / args.rate, args.limit)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import progress, stopwatch, summary_ms
+from core.config import Settings
 from retrieval.qdrant_edge import QdrantEdgeStore
 
 INDEX = "bench_v1"
@@ -59,6 +60,7 @@ def store_for(work: Path, key: str) -> QdrantEdgeStore:
         work / f"edge-{key}",
         quantization=options["edge_quantization"],
         vectors_on_disk=options["edge_vectors_on_disk"],
+        hnsw_ef_per_million=Settings.model_fields["edge_hnsw_ef_per_million"].default,
     )
 
 
@@ -76,7 +78,6 @@ def build(work: Path, key: str) -> dict[str, float]:
 
 
 def measure(work: Path, key: str, queries: list[str], top_k: int, warmup: int, torch_threads: int | None) -> dict:
-    from core.config import Settings
     from retrieval.bm25s_index import Bm25sIndex
     from retrieval.document_field import document_index
     from retrieval.embedding import Embedder

@@ -323,7 +323,7 @@ def run(
     builds.append(("bm25s document rows (retrieval.document_field): write + score matrix", t[0]))
     progress("bm25s built")
 
-    edge = QdrantEdgeStore(work / "edge")
+    edge = QdrantEdgeStore(work / "edge", hnsw_ef_per_million=settings.edge_hnsw_ef_per_million)
     edge.create(INDEX, vectors.shape[1])
     with stopwatch() as t:
         edge.bulk_upsert(INDEX, records, vectors)
@@ -373,7 +373,7 @@ def run(
         bm25.search(INDEX, queries[0], 10)
     reopen.append(("bm25s reopen from disk (corpus + cached matrix) + first query", t[0]))
     with stopwatch() as t:
-        edge = QdrantEdgeStore(work / "edge")
+        edge = QdrantEdgeStore(work / "edge", hnsw_ef_per_million=settings.edge_hnsw_ef_per_million)
         edge.search(INDEX, embedder.embed_query(queries[0]), 10)
     reopen.append(("Qdrant Edge reopen + first query", t[0]))
     progress("incremental add/delete")

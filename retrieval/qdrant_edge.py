@@ -22,6 +22,10 @@ therefore only mark the shard dirty, and the same thread flushes
 dirty shards every ``flush_interval_s`` (Qdrant's server does the same, every 5 s by default);
 ``close()`` flushes what is left. ``flush_interval_s=0`` flushes after every write.
 
+Search: HNSW with a beam of ``hnsw_ef_per_million`` per million points of the shard (Qdrant's default, never
+narrower than the limit, where that is wider): at a fixed beam, recall against exact search falls as a shard
+grows (bench/hnsw_beam.py).
+
 Memory: a shard is created with its float32 vectors cached in RAM (Edge's default), or, by choice, with an
 int8 scalar-quantized copy pinned in RAM (``quantization="int8"``) and/or its float32 vectors left in
 memory-mapped files read on demand (``vectors_on_disk``). Edge keeps that choice in the shard's
@@ -82,7 +86,7 @@ _FATAL = (SystemExit, KeyboardInterrupt)
 QUANTIZATIONS = ("none", "int8")
 # Rescoring on the float32 originals: a quantized shard's ranking is then the unquantized one (ignored by a
 # shard without quantization). Exact search reads the originals too, never the int8 copy.
-_SEARCH = SearchParams(quantization=QuantizationSearchParams(rescore=True))
+_RESCORE = QuantizationSearchParams(rescore=True)
 _EXACT = SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
 _FILTER_MODELS = SimpleNamespace(Filter=Filter, FieldCondition=FieldCondition, MatchAny=MatchAny, Range=RangeFloat)
 
@@ -109,12 +113,14 @@ class QdrantEdgeStore:
         quantization: str = "none",
         vectors_on_disk: bool = False,
         build_in_subprocess: bool = True,
+        hnsw_ef_per_million: int = 0,
     ) -> None:
         if flush_interval_s < 0 or optimize_idle_s < 0 or optimize_max_delay_s <= 0:
             raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
         self._quantization = quantization
+        self._hnsw_ef_per_million = hnsw_ef_per_million
         self._vectors_on_disk = vectors_on_disk
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
@@ -314,16 +320,17 @@ class QdrantEdgeStore:
         """``exact``: brute force over the float32 vectors instead of HNSW (the reference for its recall)."""
         if limit < 1 or not self.exists(index):
             return []
-        request = QueryRequest(
-            limit=limit,
-            query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=edge_filter(flt),
-            with_payload=True,
-            params=_EXACT if exact else _SEARCH,
-        )
+        query, condition = Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()), edge_filter(flt)
         with self._locked(index) as shard:
+            params = _EXACT if exact else self._search_params(shard, limit)
+            request = QueryRequest(limit=limit, query=query, filter=condition, with_payload=True, params=params)
             points = shard.query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def _search_params(self, shard: EdgeShard, limit: int) -> SearchParams:
+        """HNSW's beam for ``shard``: ``hnsw_ef_per_million`` per million points, unset below ``limit``."""
+        beam = int(shard.info().points_count) * self._hnsw_ef_per_million // 1_000_000
+        return SearchParams(hnsw_ef=beam if beam > limit else None, quantization=_RESCORE)
 
     def count(self, index: str) -> int:
         if not self.exists(index):

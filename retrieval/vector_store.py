@@ -47,6 +47,7 @@ def _qdrant_edge(settings: Settings) -> VectorStore:
         quantization=settings.edge_quantization,
         vectors_on_disk=settings.edge_vectors_on_disk,
         build_in_subprocess=settings.edge_build_in_subprocess,
+        hnsw_ef_per_million=settings.edge_hnsw_ef_per_million,
     )
 
 

@@ -347,3 +347,29 @@ def test_queries_go_on_and_writes_wait_while_the_folder_is_copied(
     assert store.count("idx") == N - N // 30
     kept, kept_vectors = without(recs, vectors, "doc4")
     assert [h.id for h in store.search("idx", vectors[5], 3)] == exact_top(kept, kept_vectors, vectors[5], 3)
+
+
+def test_a_wider_hnsw_beam_finds_more_of_the_exact_top_ten(tmp_path: Path) -> None:
+    """The beam (``RAG_EDGE_HNSW_EF_PER_MILLION`` per million points) reaches Edge's HNSW search: at the candidate
+    count alone the graph misses neighbours of random high-dimensional vectors; a beam wider than half the shard
+    finds them all, and a beam narrower than the limit is the limit."""
+    store = filled_store(tmp_path / "edge", INDEXED_N, INDEXED_DIM)
+    store.optimize("idx")
+    store.close()
+    recs, vectors = corpus(INDEXED_N, dim=INDEXED_DIM)
+    queries = np.random.default_rng(5).standard_normal((20, INDEXED_DIM)).astype(np.float32)
+
+    def recall(per_million: int) -> float:
+        opened = QdrantEdgeStore(
+            tmp_path / "edge", optimize_idle_s=3600, optimize_max_delay_s=3600, hnsw_ef_per_million=per_million
+        )
+        try:
+            found = [{h.id for h in opened.search("idx", q, 10)} for q in queries]
+        finally:
+            opened.close()
+        shares = [len(f & set(exact_top(recs, vectors, q, 10))) / 10 for f, q in zip(found, queries, strict=True)]
+        return float(np.mean(shares))
+
+    unset, narrow, wide = recall(0), recall(1000), recall(1000 * 1_000_000 // INDEXED_N)  # beams: 10, 10, 1000
+    assert wide == 1.0
+    assert narrow == unset < wide
