@@ -55,7 +55,7 @@ DOCUMENT_PARAMS = tuple(Bm25Params(k1, b) for k1 in (0.45, 0.9, 1.2, 1.5) for b 
 VECTOR_WEIGHTS = (0.45, 0.5, 0.55, 0.6)
 HYBRID_TOLERANCE = 0.001
 REFERENCE_LAMBDA = 2.0
-"""The weight chosen for the field before it had a pair of its own: the reference the hybrid must hold."""
+"""The weight that, with the document rows scored at the chunks' pair, sets the train hybrid a pick must hold."""
 DEFAULT = (DOCUMENTS, 3.0, 0.55)
 """(document BM25 pair, document weight, vector weight) the platform ships."""
 Scored = list[tuple[int, float]]

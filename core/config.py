@@ -60,9 +60,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Width of a Qdrant Edge shard's HNSW search beam (Qdrant's hnsw_ef) per million points in the "
         "shard, never narrower than the candidates a search asks for; 0 = Qdrant's default. At a fixed beam, recall "
-        "against exact search falls as a shard grows (at 1M chunks the candidate count alone finds 0.90 of the "
-        "exact top 10, a beam of 1000 0.99: bench/hnsw_beam.py), so the beam grows with the shard and small ones pay "
-        "nothing. Read at every search: changes without a re-index.",
+        "against exact search falls as a shard grows (bench/hnsw_beam.py measures it per beam), so the beam grows "
+        "with the shard and small ones pay nothing. Read at every search: changes without a re-index.",
     )
     edge_quantization: Literal["none", "int8"] = Field(
         "none",
