@@ -10,17 +10,18 @@ backends see. Query terms become term queries, repeats kept (as weights), as bm2
 
 Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
 nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
-the candidates: its best ``rescore_depth`` matches (``RESCORE_DEPTH`` unless the constructor says otherwise;
-never fewer than asked for) are re-scored with Lucene's BM25 at the index's ``bm25_params`` (``lucene_bm25``,
-the formula bm25s and rank-bm25 use, over all candidates at once) from each candidate's stored terms, its length (a fast
-field, read for all candidates in one call), the live corpus's mean length (a fast-field average, once per
-commit) and tantivy's document frequencies. A chunk that ranks within the depth under the platform's
-parameters but not under tantivy's is missed; with fewer matches than the depth the ranking is exact.
-Document frequencies still count a deleted chunk until its segment is merged.
+the candidates: its best matches (``rescore_depth``, by default ``RESCORE_DEPTH`` for a chunk index and
+``DOCUMENT_RESCORE_DEPTH`` for a document index; never fewer than asked for) are re-scored with Lucene's BM25
+at the index's ``bm25_params`` (``lucene_bm25``, the formula bm25s and rank-bm25 use, over all candidates at
+once) from each candidate's stored term hashes (``term_counts``), its length (a fast field, read for all
+candidates in one call), the live corpus's mean length (a fast-field average, once per commit) and tantivy's
+document frequencies. A chunk that ranks within the depth under the platform's parameters but not under
+tantivy's is missed; with fewer matches than the depth the ranking is exact. Document frequencies still
+count a deleted chunk until its segment is merged.
 
-Cost of a search: one stored-document read per candidate (its terms, chunk id and payload come from that one
-read); only the returned hits decode their payload. Time grows with the depth, not with the corpus, beyond
-tantivy's own top-k search.
+Cost of a search: one stored-document read per candidate (its term hashes, chunk id and payload come from
+that one read); only the returned hits decode their payload. Time grows with the depth, not with the corpus,
+beyond tantivy's own top-k search.
 
 Filters are tantivy queries with a zero score (``SearchFilter.matches`` semantics), required beside the
 terms, so filtering happens before ranking and never changes a score.
@@ -30,35 +31,48 @@ opens a writer with a bounded heap, commits, waits for the merges it started, an
 (tantivy allows one writer per index across processes, so none is held between writes). Searches use a
 searcher (a snapshot of the committed segments), reloaded when ``meta.json`` changed, so they see every
 process's commits and never wait on a write.
+
+Upgrades: an index folder that still holds another layout (a bm25s / rank-bm25 corpus, or a tantivy index
+of an earlier schema) is imported into this schema on its first use in a process (``_migrate``), under the
+write lock; the old files go only once the import is committed, so a crash midway imports again.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
+import re
 import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tantivy
 
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval import keyword_corpus
 from retrieval.bm25_params import Bm25Params, for_index
+from retrieval.document_field import is_document_index
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
 RESCORE_DEPTH = 400
-"""tantivy's best matches re-scored at the platform's parameters by default: twice the fusion's 200 candidates (see the
-module doc; ``bench/keyword_engines.py --rescore-depth`` measures other depths)."""
+"""tantivy's best matches re-scored at a chunk index's parameters by default: twice the fusion's 200 candidates (see
+the module doc; ``bench/keyword_engines.py --rescore-depth`` measures other depths)."""
+DOCUMENT_RESCORE_DEPTH = 300
+"""The same for a document index: its pair (k1 0.9 / b 0.75) is close to tantivy's own, so tantivy's order already
+nearly matches it and fewer matches need re-scoring (``bench/tantivy_rescore_depth.py``)."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
 _META = "meta.json"
 _LOCK = ".write.lock"
+_LEGACY = "legacy"  # an earlier schema's index, moved aside while it is imported (``_migrate``)
 _KEYWORD_FIELDS = ("document_id", "filename", "tags")
 
 
@@ -70,9 +84,9 @@ def _schema() -> tantivy.Schema:
     builder.add_float_field("uploaded_at", indexed=True, fast=True)
     # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries.
     builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
-    # The terms again, each as b"<term>" (terms are word characters): the re-scoring counts a query term in a
-    # candidate with one bytes.count, 3x faster than splitting the chunk into words.
-    builder.add_bytes_field("bag", stored=True)
+    # The terms again, as stored 64-bit hashes in order (``term_hashes``): the re-scoring counts the query's
+    # terms in all candidates at once with numpy (``term_counts``).
+    builder.add_bytes_field("term_hashes", stored=True)
     builder.add_unsigned_field("length", fast=True)  # terms in the chunk: the corpus's mean length
     builder.add_bytes_field("payload", stored=True)
     return builder.build()
@@ -81,10 +95,40 @@ def _schema() -> tantivy.Schema:
 SCHEMA = _schema()
 
 
+def term_hash(term: str) -> int:
+    """A term's 64-bit hash, the same in every process (Python's ``hash`` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(term.encode(), digest_size=8).digest(), "little")
+
+
+def term_hashes(terms: Sequence[str]) -> bytes:
+    """``terms`` as little-endian uint64 hashes, one per term, repeats kept."""
+    return np.fromiter((term_hash(term) for term in terms), dtype="<u8", count=len(terms)).tobytes()
+
+
+def term_counts(bags: Sequence[bytes], hashes: np.ndarray) -> np.ndarray:
+    """How often each of ``hashes`` (distinct term hashes) occurs in each bag of ``term_hashes``: one row per
+    bag, one column per hash. Vectorized over all bags at once; two distinct terms share a hash with odds
+    of about 2^-64 per pair."""
+    counts = np.zeros((len(bags), len(hashes)), dtype=np.float64)
+    if not bags or not len(hashes):
+        return counts
+    stored = np.frombuffer(b"".join(bags), dtype="<u8")
+    rows = np.repeat(np.arange(len(bags)), [len(bag) // 8 for bag in bags])
+    order = np.argsort(hashes)
+    wanted = hashes[order]
+    slot = np.minimum(np.searchsorted(wanted, stored), len(wanted) - 1)
+    hit = wanted[slot] == stored
+    np.add.at(counts, (rows[hit], order[slot[hit]]), 1.0)
+    return counts
+
+
 def _document(record: ChunkRecord, terms: list[str]) -> tantivy.Document:
-    payload = chunk_payload(record)
+    return _row(record.id, chunk_payload(record), terms)
+
+
+def _row(chunk_id: str, payload: dict[str, Any], terms: Sequence[str]) -> tantivy.Document:
     doc = tantivy.Document()
-    doc.add_text("chunk_id", record.id)
+    doc.add_text("chunk_id", chunk_id)
     for field in ("document_id", "filename"):
         value = payload.get(field)
         if isinstance(value, str):
@@ -95,7 +139,7 @@ def _document(record: ChunkRecord, terms: list[str]) -> tantivy.Document:
     if isinstance(uploaded, int | float) and not isinstance(uploaded, bool):
         doc.add_float("uploaded_at", float(uploaded))
     doc.add_text("terms", " ".join(terms))  # analyzed terms never contain whitespace
-    doc.add_bytes("bag", "".join(f"<{term}>" for term in terms).encode())
+    doc.add_bytes("term_hashes", term_hashes(terms))
     doc.add_unsigned("length", len(terms))
     doc.add_bytes("payload", json.dumps(payload, separators=(",", ":")).encode())
     return doc
@@ -170,6 +214,7 @@ class _State:
         self.searcher: tantivy.Searcher | None = None
         self.avg_len: float | None = None  # the searcher's mean chunk length, computed on its first search
         self.stamp: tuple[int, int, int, int] | None = None
+        self.migrated = False  # ``_migrate`` ran for this index in this process
 
 
 class TantivyIndex:
@@ -177,7 +222,9 @@ class TantivyIndex:
 
     name = "tantivy"
 
-    def __init__(self, root: Path, rescore_depth: int = RESCORE_DEPTH) -> None:
+    def __init__(self, root: Path, rescore_depth: int | None = None) -> None:
+        """``rescore_depth``: tantivy's matches re-scored per search, for every index; None: ``RESCORE_DEPTH``
+        for chunk indexes, ``DOCUMENT_RESCORE_DEPTH`` for document indexes."""
         self._root = Path(root)
         self._depth = rescore_depth
         self._root.mkdir(parents=True, exist_ok=True)
@@ -187,9 +234,21 @@ class TantivyIndex:
     def _folder(self, index: str) -> Path:
         return self._root / check_index_name(index)
 
+    def _depth_of(self, index: str) -> int:
+        if self._depth is not None:
+            return self._depth
+        return DOCUMENT_RESCORE_DEPTH if is_document_index(index) else RESCORE_DEPTH
+
     def _state(self, index: str) -> _State:
+        """``index``'s state, its folder imported into this schema first if it holds another layout."""
         with self._lock:
-            return self._states.setdefault(index, _State())
+            state = self._states.setdefault(index, _State())
+        if not state.migrated:
+            with state.write_lock:
+                if not state.migrated:
+                    _migrate(self._folder(index))
+                    state.migrated = True
+        return state
 
     def _searcher(self, index: str, state: _State) -> tantivy.Searcher | None:
         """The searcher of the latest commit (any process's); None while the index does not exist. Under
@@ -222,16 +281,8 @@ class TantivyIndex:
                     state.index.config_reader(reload_policy="manual")
                     state.stamp = None
                 tantivy_index = state.index
-            writer = tantivy_index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
-            try:
+            with _committing(tantivy_index) as writer:
                 yield writer
-                writer.commit()
-            except BaseException:
-                writer.rollback()
-                raise
-            finally:
-                # The merges this commit started finish before the writer goes, or the next writer redoes them.
-                writer.wait_merging_threads()
             with state.lock:
                 self._searcher(index, state)  # searchable once the write returns
 
@@ -246,6 +297,7 @@ class TantivyIndex:
                 writer.add_document(_document(record, words))
 
     def delete_document(self, index: str, document_id: str) -> None:
+        self._state(index)
         if _stamp(self._folder(index)) is None:
             return
         with self._writer(index) as writer:
@@ -272,18 +324,16 @@ class TantivyIndex:
         if admitted is not None:
             candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
         # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
-        found = searcher.search(candidates, max(self._depth, limit), count=False).hits
+        found = searcher.search(candidates, max(self._depth_of(index), limit), count=False).hits
         if not found:
             return []
         addresses = [address for _, address in found]
         n = searcher.num_docs
         query_terms = Counter(terms)
         weights = np.array([repeats * idf(searcher.doc_freq("terms", t), n) for t, repeats in query_terms.items()])
-        needles = [f"<{t}>".encode() for t in query_terms]
+        hashes = np.array([term_hash(term) for term in query_terms], dtype=np.uint64)
         docs = [searcher.doc(address) for address in addresses]  # one stored read per candidate
-        bags = [doc.get_first("bag") for doc in docs]
-        counts = np.array([bag.count(needle) for bag in bags for needle in needles], dtype=np.float64)
-        counts = counts.reshape(len(bags), len(needles))
+        counts = term_counts([doc.get_first("term_hashes") for doc in docs], hashes)
         lengths = np.array(searcher.fast_field_values("length", addresses), dtype=np.float64)
         scores = lucene_bm25(counts, lengths, weights, avg_len, for_index(index)).tolist()
         chunk_ids = [doc.get_first("chunk_id") for doc in docs]
@@ -316,7 +366,90 @@ class TantivyIndex:
             self._states.clear()
 
 
+@contextmanager
+def _committing(index: tantivy.Index) -> Iterator[tantivy.IndexWriter]:
+    """A writer for one commit: committed if the block ends normally, rolled back if it raises."""
+    writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+    try:
+        yield writer
+        writer.commit()
+    except BaseException:
+        writer.rollback()
+        raise
+    finally:
+        # The merges this commit started finish before the writer goes, or the next writer redoes them.
+        writer.wait_merging_threads()
+
+
 def _mean_length(searcher: tantivy.Searcher) -> float:
     """Mean terms per live chunk (deleted ones excluded); at least 1 so an index of empty chunks divides."""
     stats = searcher.aggregate(tantivy.Query.all_query(), {"length": {"avg": {"field": "length"}}})
     return max(float(stats["length"]["value"] or 0.0), 1.0)
+
+
+LegacyRow = tuple[str, dict[str, Any], list[str]]
+"""A chunk of an index in another layout: its id, payload and analyzed terms."""
+
+
+def _schema_fields(folder: Path) -> set[str] | None:
+    """The field names of the tantivy index in ``folder`` (from its ``meta.json``); None if there is none."""
+    try:
+        meta = json.loads((folder / _META).read_text())
+    except FileNotFoundError:
+        return None
+    return {field["name"] for field in meta["schema"]}
+
+
+def _is_legacy(folder: Path) -> bool:
+    """Whether ``folder`` holds a keyword index in a layout other than this module's schema."""
+    fields = _schema_fields(folder)
+    return keyword_corpus.exists(folder) or (fields is not None and "term_hashes" not in fields)
+
+
+def _legacy_rows(folder: Path) -> Iterator[LegacyRow]:
+    """Every chunk of the index in ``folder``: a corpus (bm25s / rank-bm25 layout) or an earlier tantivy
+    schema that stored each chunk's terms as ``b"<term><term>..."`` in a ``bag`` field."""
+    if keyword_corpus.exists(folder):
+        corpus = keyword_corpus.KeywordCorpus.load(folder)
+        words = list(corpus.vocab)  # in id order: ids were given as the vocabulary grew
+        for chunk_id, payload, term_ids in zip(corpus.ids, corpus.payloads, corpus.terms, strict=True):
+            yield chunk_id, payload, [words[term] for term in term_ids.tolist()]
+        return
+    old = tantivy.Index.open(str(folder))
+    searcher = old.searcher()
+    if not searcher.num_docs:
+        return
+    for _, address in searcher.search(tantivy.Query.all_query(), searcher.num_docs, count=False).hits:
+        doc = searcher.doc(address)
+        bag = doc.get_first("bag").decode()
+        terms = _BAG_TERM.findall(bag)
+        yield doc.get_first("chunk_id"), json.loads(doc.get_first("payload").decode()), terms
+
+
+_BAG_TERM = re.compile(r"<([^<>]*)>")
+
+
+def _migrate(folder: Path) -> None:
+    """Import the index in ``folder`` into this schema if it holds another layout (see the module doc).
+
+    Under a flock on the root, so every process of this version waits until it is done and none reads the
+    old layout meanwhile. The new index is built beside the folder (``.<name>.importing``) and swapped in
+    by two renames; a crash before the swap leaves the old folder as it was (imported again next time), one
+    between the renames is finished here on the next call.
+    """
+    staging = folder.with_name(f".{folder.name}.importing")
+    retired = folder.with_name(f".{folder.name}.retired")
+    with _flock(folder.parent):
+        if retired.exists() and not folder.exists():
+            staging.rename(folder)  # the swap was cut between its renames: the staged index is complete
+        shutil.rmtree(retired, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        if not folder.exists() or not _is_legacy(folder):
+            return
+        staging.mkdir()
+        with _committing(tantivy.Index(SCHEMA, path=str(staging))) as writer:
+            for chunk_id, payload, terms in _legacy_rows(folder):
+                writer.add_document(_row(chunk_id, payload, terms))
+        folder.rename(retired)
+        staging.rename(folder)
+        shutil.rmtree(retired)

@@ -267,7 +267,8 @@ def oracle_fixture() -> tuple[list[ChunkRecord], list[str]]:
 def test_ranks_exactly_like_the_rank_bm25_oracle(
     fast_backend: Callable[[Path], KeywordIndex], name: str, tmp_path: Path
 ) -> None:
-    """tantivy only picks the candidates (its best 400, more than the fixture's matches) and re-scores them."""
+    """tantivy only picks the candidates (its best 300 or 400, more than the fixture's 200 abstracts) and re-scores
+    them."""
     recs, queries = oracle_fixture()
     fast, oracle = fast_backend(tmp_path / "fast"), RankBm25Index(tmp_path / "oracle")
     fast.add(name, recs)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from retrieval.bm25_params import CHUNKS, DOCUMENTS, for_index
 from retrieval.document_field import document_index
-from retrieval.tantivy_index import idf, lucene_bm25
+from retrieval.tantivy_index import idf, lucene_bm25, term_counts, term_hash, term_hashes
 
 
 def test_idf_stays_positive_when_deleted_chunks_still_count_in_the_doc_freq() -> None:
@@ -36,3 +38,16 @@ def test_whole_documents_are_scored_with_their_own_length_normalisation() -> Non
     short_c, long_c = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=CHUNKS)
     short_d, long_d = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=DOCUMENTS)
     assert long_d / short_d < long_c / short_c  # length costs a document more than a chunk
+
+
+def test_term_counts_count_each_query_term_in_each_bag() -> None:
+    bags = [term_hashes(["cell", "stem", "cell"]), term_hashes([]), term_hashes(["stem", "blood"])]
+    hashes = np.array([term_hash("stem"), term_hash("cell"), term_hash("absent")], dtype=np.uint64)
+    assert term_counts(bags, hashes).tolist() == [[1, 2, 0], [0, 0, 0], [1, 0, 0]]
+    assert term_counts([], hashes).shape == (0, 3)
+
+
+def test_term_hashes_are_stable_across_processes() -> None:
+    # Stored with the index: a salted hash (Python's ``hash``) would miss every term in another process.
+    assert term_hash("cell") == int.from_bytes(hashlib.blake2b(b"cell", digest_size=8).digest(), "little")
+    assert len(term_hashes(["a", "b", "a"])) == 24
