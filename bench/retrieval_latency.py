@@ -2,10 +2,12 @@
 
 What is timed per query is ``HybridRetriever.retrieve(mode="hybrid", top_k=10)`` on the real stores:
 embedding the SciFact query with the bundled MiniLM (the configured backend), Qdrant Edge HNSW and bm25s
-top-``candidates`` each, the configured fusion.
+top-``candidates`` each (the keyword search in a second thread meanwhile), the configured fusion.
 No generation, no HTTP. In the same run and on the same corpus and queries, the same retriever with
-rank-bm25 in place of bm25s and with qdrant-client local mode in place of Qdrant Edge, one
-configuration after the other (interleaving them stalled torch behind local mode's BLAS threads).
+tantivy in place of bm25s (restart and one-document add / delete too), and unless
+``--skip-alternatives``, with rank-bm25 in place of bm25s and with qdrant-client local mode in place of
+Qdrant Edge, one configuration after the other (interleaving them stalled torch behind local mode's BLAS
+threads).
 
 Embedding 100k chunks for real takes over an hour on 2 cores, so the corpus is built from real text
 cheaply: every chunk is a window of 1-6 consecutive sentences of one SciFact abstract (the real
@@ -57,8 +59,11 @@ from retrieval.qdrant_edge import QdrantEdgeStore
 from retrieval.qdrant_server import QdrantServerStore
 from retrieval.rank_bm25_index import RankBm25Index
 from retrieval.retriever import HybridRetriever
+from retrieval.tantivy_index import TantivyIndex
 
 INDEX = "bench_v1"
+TANTIVY = "Edge HNSW + tantivy"
+"""The keyword engine with segments (``retrieval/tantivy_index.py``), side by side with the default."""
 TARGET_P50_MS = 25.0
 TARGET_P95_MS = 50.0
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
@@ -211,10 +216,11 @@ def incremental(retriever: HybridRetriever, corpus: Corpus, trials: int, query: 
         with stopwatch() as t:
             retriever.vectors.upsert(INDEX, records, vectors)
         row["Edge upsert (HNSW later, in the background)"] = t[0]
+        engine = retriever.keywords.name
         with stopwatch() as t:
             retriever.keywords.add(INDEX, records)
             retriever.keywords.add(document_index(INDEX), document_records(records))
-        row["bm25s add (write corpus, chunk and document rows)"] = t[0]
+        row[f"{engine} add (chunk and document rows)"] = t[0]
         with stopwatch() as t:
             retriever.retrieve(INDEX, query, top_k=10)
         row["first query after add"] = t[0]
@@ -224,7 +230,7 @@ def incremental(retriever: HybridRetriever, corpus: Corpus, trials: int, query: 
         with stopwatch() as t:
             for keyword_index in (INDEX, document_index(INDEX)):
                 retriever.keywords.delete_document(keyword_index, records[0].payload["document_id"])
-        row["bm25s delete document (chunk and document rows)"] = t[0]
+        row[f"{engine} delete document (chunk and document rows)"] = t[0]
         with stopwatch() as t:
             retriever.retrieve(INDEX, query, top_k=10)
         row["first query after delete"] = t[0]
@@ -322,6 +328,13 @@ def run(
         bm25.search(document_index(INDEX), "warm up", 1)
     builds.append(("bm25s document rows (retrieval.document_field): write + score matrix", t[0]))
     progress("bm25s built")
+    tantivy = TantivyIndex(work / "tantivy")
+    with stopwatch() as t:
+        tantivy.add(INDEX, records)
+        tantivy.add(document_index(INDEX), document_records(records))
+        tantivy.search(INDEX, "warm up", 1)
+    builds.append(("tantivy from scratch: chunk and document rows, until the first query", t[0]))
+    progress("tantivy built")
 
     edge = QdrantEdgeStore(work / "edge", hnsw_ef_per_million=settings.edge_hnsw_ef_per_million)
     edge.create(INDEX, vectors.shape[1])
@@ -341,6 +354,7 @@ def run(
     if settings.keyword_document_weight:
         chunks_only = settings.model_copy(update={"keyword_document_weight": 0.0})
         configs["Edge HNSW + bm25s, chunks only (no document field)"] = retriever(edge, bm25, chunks_only)
+    configs[TANTIVY] = retriever(edge, tantivy)
     local = None
     if not args.skip_alternatives:
         from qdrant_client import QdrantClient
@@ -373,11 +387,22 @@ def run(
         bm25.search(INDEX, queries[0], 10)
     reopen.append(("bm25s reopen from disk (corpus + cached matrix) + first query", t[0]))
     with stopwatch() as t:
+        tantivy = TantivyIndex(work / "tantivy")
+        tantivy.search(INDEX, queries[0], 10)
+        tantivy.search(document_index(INDEX), queries[0], 10)
+    reopen.append(("tantivy reopen from disk + first query (chunk and document rows)", t[0]))
+    with stopwatch() as t:
         edge = QdrantEdgeStore(work / "edge", hnsw_ef_per_million=settings.edge_hnsw_ef_per_million)
         edge.search(INDEX, embedder.embed_query(queries[0]), 10)
     reopen.append(("Qdrant Edge reopen + first query", t[0]))
     progress("incremental add/delete")
     changes = incremental(retriever(edge, bm25), corpus, args.trials, queries[0])
+    changes = [
+        {**bm25s_row, **{key: value for key, value in tantivy_row.items() if key.startswith("tantivy")}}
+        for bm25s_row, tantivy_row in zip(
+            changes, incremental(retriever(edge, tantivy), corpus, args.trials, queries[0]), strict=True
+        )
+    ]
     edge.close()
 
     heading(f"Corpus ({len(records):,} chunks)")
@@ -459,6 +484,7 @@ def print_ratios(
     rows = []
     alternatives = (
         ("Edge HNSW + bm25s, chunks only (no document field)", "keyword"),
+        (TANTIVY, "keyword"),
         ("Edge HNSW + rank-bm25", "keyword"),
         ("qdrant-client local + bm25s", "vector"),
     )

@@ -6,9 +6,11 @@ keyword index always receive the same chunk ids and payloads.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -121,6 +123,10 @@ class HybridRetriever:
         self.document_weight = document_weight
         self._embedders: dict[tuple[str, str], Embedder] = {}
         self._embedders_lock = threading.Lock()
+        # A hybrid query's keyword search runs here while the calling thread embeds and searches vectors:
+        # the embedder, Qdrant Edge and tantivy do their work outside the GIL, so on two cores the stages
+        # overlap instead of adding up (bench/retrieval_latency.py).
+        self._keyword_pool = ThreadPoolExecutor(max_workers=KEYWORD_THREADS, thread_name_prefix="keyword-search")
 
     def embedder_for(self, profile: IndexProfile) -> Embedder:
         """The default embedder, or one per other (model, backend) pair, built once and kept (lazy)."""
@@ -193,6 +199,14 @@ class HybridRetriever:
             raise BadInput("top_k must be at least 1")
         result = RetrievalResult()
         stages, timings = result.stages, result.timings_ms
+
+        def keyword_stage() -> list[Hit]:
+            with _timed(timings, "keyword"):
+                return self._keyword_search(index, query, flt, profile.keyword_tokenizer)
+
+        keywords = None
+        if mode == "hybrid":  # under the caller's tracing context, so its span stays a child of this query's
+            keywords = self._keyword_pool.submit(contextvars.copy_context().run, keyword_stage)
         if mode in ("hybrid", "vector"):
             if query_vector is None:  # else the caller embedded it already (the semantic cache lookup)
                 with _timed(timings, "embed"):
@@ -200,9 +214,10 @@ class HybridRetriever:
             with _timed(timings, "vector"):
                 stages["vector"] = self.vectors.search(index, query_vector, self.candidates, flt)
             result.query_vector = query_vector
-        if mode in ("hybrid", "keyword"):
-            with _timed(timings, "keyword"):
-                stages["keyword"] = self._keyword_search(index, query, flt, profile.keyword_tokenizer)
+        if keywords is not None:
+            stages["keyword"] = keywords.result()
+        elif mode == "keyword":
+            stages["keyword"] = keyword_stage()
         if mode == "hybrid":
             with _timed(timings, "fuse"):
                 stages["fused"] = self.fuse(stages["vector"], stages["keyword"])
@@ -279,9 +294,13 @@ class HybridRetriever:
         self.keywords.drop(document_index(index))
 
     def close(self) -> None:
+        self._keyword_pool.shutdown()
         self.vectors.close()
         self.keywords.close()
 
+
+KEYWORD_THREADS = 8
+"""Keyword searches of concurrent hybrid queries that run at once; more queue (each takes milliseconds)."""
 
 # How the two candidate lists become one ranking; chosen on SciFact train (bench/tune_fusion.py).
 FUSION_UNITS = ("document", "chunk")
