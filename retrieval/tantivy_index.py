@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import tantivy
 
 from core.types import ChunkRecord, Hit, SearchFilter
@@ -84,8 +85,8 @@ def _schema() -> tantivy.Schema:
     builder.add_float_field("uploaded_at", indexed=True, fast=True)
     # Term frequencies and field norms are what BM25 reads; positions would only serve phrase queries.
     builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
-    # The terms again, as stored 64-bit hashes in order (``term_hashes``): the re-scoring counts the query's
-    # terms in all candidates at once with numpy (``term_counts``).
+    # The terms again, as stored 64-bit hashes with their counts (``term_hashes``): the re-scoring counts the
+    # query's terms in all candidates at once with numpy (``term_counts``).
     builder.add_bytes_field("term_hashes", stored=True)
     builder.add_unsigned_field("length", fast=True)  # terms in the chunk: the corpus's mean length
     builder.add_bytes_field("payload", stored=True)
@@ -100,9 +101,17 @@ def term_hash(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode(), digest_size=8).digest(), "little")
 
 
+TERM_COUNT = np.dtype([("hash", "<u8"), ("count", "<u4")])
+"""One distinct term of a chunk in its stored ``term_hashes``: the term's hash and how often the chunk has it."""
+
+
 def term_hashes(terms: Sequence[str]) -> bytes:
-    """``terms`` as little-endian uint64 hashes, one per term, repeats kept."""
-    return np.fromiter((term_hash(term) for term in terms), dtype="<u8", count=len(terms)).tobytes()
+    """``terms`` as ``TERM_COUNT`` records, one per distinct term: a whole document's row stores each term once."""
+    counted = Counter(terms)
+    records = np.empty(len(counted), dtype=TERM_COUNT)
+    records["hash"] = np.fromiter((term_hash(term) for term in counted), dtype="<u8", count=len(counted))
+    records["count"] = np.fromiter(counted.values(), dtype="<u4", count=len(counted))
+    return records.tobytes()
 
 
 def term_counts(bags: Sequence[bytes], hashes: np.ndarray) -> np.ndarray:
@@ -112,13 +121,14 @@ def term_counts(bags: Sequence[bytes], hashes: np.ndarray) -> np.ndarray:
     counts = np.zeros((len(bags), len(hashes)), dtype=np.float64)
     if not bags or not len(hashes):
         return counts
-    stored = np.frombuffer(b"".join(bags), dtype="<u8")
-    rows = np.repeat(np.arange(len(bags)), [len(bag) // 8 for bag in bags])
+    stored = np.frombuffer(b"".join(bags), dtype=TERM_COUNT)
+    found = np.flatnonzero(np.isin(stored["hash"], hashes))  # a few query terms: one vectorized == per term
+    if not len(found):
+        return counts
+    ends = np.cumsum([len(bag) // TERM_COUNT.itemsize for bag in bags])
     order = np.argsort(hashes)
-    wanted = hashes[order]
-    slot = np.minimum(np.searchsorted(wanted, stored), len(wanted) - 1)
-    hit = wanted[slot] == stored
-    np.add.at(counts, (rows[hit], order[slot[hit]]), 1.0)
+    columns = order[np.searchsorted(hashes[order], stored["hash"][found])]
+    counts[np.searchsorted(ends, found, side="right"), columns] = stored["count"][found]  # a term once per bag
     return counts
 
 
@@ -141,7 +151,7 @@ def _row(chunk_id: str, payload: dict[str, Any], terms: Sequence[str]) -> tantiv
     doc.add_text("terms", " ".join(terms))  # analyzed terms never contain whitespace
     doc.add_bytes("term_hashes", term_hashes(terms))
     doc.add_unsigned("length", len(terms))
-    doc.add_bytes("payload", json.dumps(payload, separators=(",", ":")).encode())
+    doc.add_bytes("payload", orjson.dumps(payload))
     return doc
 
 
@@ -340,7 +350,7 @@ class TantivyIndex:
         # Ties to the smaller chunk id, in every process; only the returned hits decode their payload.
         ranked = sorted(range(len(docs)), key=lambda row: (-scores[row], chunk_ids[row]))[:limit]
         return [
-            Hit(id=chunk_ids[row], score=scores[row], payload=json.loads(docs[row].get_first("payload").decode()))
+            Hit(id=chunk_ids[row], score=scores[row], payload=orjson.loads(docs[row].get_first("payload")))
             for row in ranked
         ]
 
@@ -423,7 +433,7 @@ def _legacy_rows(folder: Path) -> Iterator[LegacyRow]:
         doc = searcher.doc(address)
         bag = doc.get_first("bag").decode()
         terms = _BAG_TERM.findall(bag)
-        yield doc.get_first("chunk_id"), json.loads(doc.get_first("payload").decode()), terms
+        yield doc.get_first("chunk_id"), orjson.loads(doc.get_first("payload")), terms
 
 
 _BAG_TERM = re.compile(r"<([^<>]*)>")

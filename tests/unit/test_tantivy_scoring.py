@@ -50,4 +50,4 @@ def test_term_counts_count_each_query_term_in_each_bag() -> None:
 def test_term_hashes_are_stable_across_processes() -> None:
     # Stored with the index: a salted hash (Python's ``hash``) would miss every term in another process.
     assert term_hash("cell") == int.from_bytes(hashlib.blake2b(b"cell", digest_size=8).digest(), "little")
-    assert len(term_hashes(["a", "b", "a"])) == 24
+    assert len(term_hashes(["a", "b", "a"])) == 24  # each distinct term once, with its count
