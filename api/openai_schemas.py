@@ -32,7 +32,7 @@ class ChatMessageIn(BaseModel):
         description="tool and function messages are refused: the platform offers no tools to call."
     )
     content: Text | list[TextPart] | None = None
-    name: str | None = Field(None, max_length=64, description="Accepted; not used.")
+    name: Text | None = Field(None, max_length=64, description="Accepted; not used.")
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -61,7 +61,7 @@ Neutral = Annotated[float | None, Field(description="Accepted only at its neutra
 
 class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1, max_length=64, description="The collection to answer from.")
+    model: Text = Field(min_length=1, max_length=64, description="The collection to answer from.")
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=512)
     stream: bool = False
     stream_options: StreamOptionsIn | None = None
@@ -73,7 +73,7 @@ class ChatCompletionIn(BaseModel):
     top_p: Neutral = None
     presence_penalty: Neutral = None
     frequency_penalty: Neutral = None
-    user: str | None = Field(None, max_length=256, description="Accepted; the key identifies the caller.")
+    user: Text | None = Field(None, max_length=256, description="Accepted; the key identifies the caller.")
     rag: RagOptionsIn | None = None
 
     @field_validator("n")

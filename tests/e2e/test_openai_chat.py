@@ -165,6 +165,9 @@ def test_errors_take_the_openai_shape_and_status(app: LiveApp) -> None:
     assert error_of(last_not_user.value)["param"] == "messages"
     with pytest.raises(openai.BadRequestError):
         client(app).chat.completions.create(model="docs", messages=ask(), temperature=3)
+    with pytest.raises(openai.BadRequestError) as nul:  # no text column of PostgreSQL can hold it: never a 500
+        client(app).chat.completions.create(model="do\x00cs", messages=ask())
+    assert error_of(nul.value)["param"] == "model"
 
 
 def test_the_native_api_keeps_its_own_error_shape(app: LiveApp) -> None:
