@@ -1,12 +1,12 @@
 """End-to-end ingest throughput on SciFact vs the raw embedding throughput of the same model and texts.
 
 End to end: the real HTTP API (``create_app`` under uvicorn on loopback, temp data dir, no LLM) with its
-in-process Celery worker on the embedded stores (Qdrant Edge + bm25s), fed by an httpx client with
-keep-alive; one ``POST`` per abstract as a text file, timed from the first upload to the last document's
-``finished_at`` (searchable in both indexes). Qdrant Edge builds its HNSW index once writes pause, after
-that; the bench then waits for the build and reports it beside the figure. The server runs in a thread of
-this process so the worker's stages can be timed; the client shares the same two cores, as a bulk-loading
-script on the same machine would. The app is warmed first with one untimed document in another
+in-process Celery worker on the embedded stores (Qdrant Edge + the keyword engine, ``--keyword-backend``), fed
+by an httpx client with keep-alive; one ``POST`` per abstract as a text file, timed from the first upload to
+the last document's ``finished_at`` (searchable in both indexes). Qdrant Edge builds its HNSW index once
+writes pause, after that; the bench then waits for the build and reports it beside the figure. The server runs
+in a thread of this process so the worker's stages can be timed; the client shares the same two cores, as a
+bulk-loading script on the same machine would. The app is warmed first with one untimed document in another
 collection, so the model load is not in the figure.
 
 Raw: ``Embedder.embed_documents`` over exactly the texts the pipeline embeds (the same parser,
@@ -107,6 +107,7 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
     from retrieval.edge_shard import Shard
     from retrieval.qdrant_edge import QdrantEdgeStore
     from retrieval.retriever import HybridRetriever
+    from retrieval.tantivy_index import TantivyIndex
 
     # The pipeline imported its steps by name: wrap them there, where it calls them.
     targets: list[tuple[Any, str, str]] = [
@@ -119,6 +120,7 @@ def instrumented(timer: StageTimer) -> Iterator[None]:
         (Shard, "optimize", "Edge optimize (HNSW, in-process)"),
         (Shard, "swap", "Edge swap in of an HNSW build from a child process"),
         (CorpusBackedIndex, "add", "bm25s add (tokenize + rewrite corpus)"),
+        (TantivyIndex, "add", "tantivy add (tokenize + commit a segment)"),
         (pipeline, "commit_indexed", "SQL chunk rows + indexed"),
         (IngestService, "index", "worker total (IngestService.index)"),
     ]
@@ -294,6 +296,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.ingest_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=1000, help="SciFact abstracts to upload (default 1000)")
     parser.add_argument("--all", action="store_true", help="all 5,183 abstracts")
+    parser.add_argument(
+        "--keyword-backend",
+        default=Settings.model_fields["keyword_backend"].default,
+        choices=["tantivy", "bm25s", "rank_bm25"],
+        help="keyword engine of the embedded stores (default: the platform's)",
+    )
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
     parser.add_argument(
         "--files-per-request",
@@ -324,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             api_key=None,
             broker_url=None,
             qdrant_url=None,
-            keyword_backend="bm25s",
+            keyword_backend=args.keyword_backend,
             embedding_device="cpu",
             embedding_backend=args.embedding_backend,
             rate_limit_upload=UNLIMITED,
@@ -337,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         report.extra_facts += [
             ("embedding backend", embedder.backend),
+            ("keyword backend", settings.keyword_backend),
             ("files per upload request", args.files_per_request),
             ("rounds (raw, then e2e + raw each)", args.rounds),
             ("torch threads", torch.get_num_threads()),
