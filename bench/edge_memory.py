@@ -1,7 +1,7 @@
 """Qdrant Edge memory configurations for ``bench.retrieval_latency``, each measured in fresh processes.
 
 One process builds a configuration's shard (``bulk_upsert`` + ``optimize``) from the corpus the parent
-pickled; a second one opens it as a restarted server would, with the embedder and the parent's bm25s
+pickled; a second one opens it as a restarted server would, with the embedder and the parent's tantivy
 index, and times ``retrieve()``. RSS is that second process's, so the build's transient memory and the
 other configurations' shards are not in it. Recall@10: the store's HNSW search at the retriever's
 candidate count, top 10, against ``search(exact=True)`` on the same shard (brute force on the float32
@@ -78,10 +78,10 @@ def build(work: Path, key: str) -> dict[str, float]:
 
 
 def measure(work: Path, key: str, queries: list[str], top_k: int, warmup: int, torch_threads: int | None) -> dict:
-    from retrieval.bm25s_index import Bm25sIndex
     from retrieval.document_field import document_index
     from retrieval.embedding import Embedder
     from retrieval.retriever import HybridRetriever
+    from retrieval.tantivy_index import TantivyIndex
 
     settings = Settings(embedding_device="cpu", **CONFIGS[key])
     embedder = Embedder.from_settings(settings)
@@ -89,7 +89,7 @@ def measure(work: Path, key: str, queries: list[str], top_k: int, warmup: int, t
         import torch
 
         torch.set_num_threads(torch_threads)
-    keywords = Bm25sIndex(work / "keyword")
+    keywords = TantivyIndex(work / "tantivy")
     keywords.search(INDEX, queries[0], 1)
     keywords.search(document_index(INDEX), queries[0], 1)
     embedder.embed_query(queries[0])

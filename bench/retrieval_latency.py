@@ -1,11 +1,11 @@
 """Retrieval-only query latency at 100k chunks in one collection, embedded defaults vs the alternatives.
 
 What is timed per query is ``HybridRetriever.retrieve(mode="hybrid", top_k=10)`` on the real stores:
-embedding the SciFact query with the bundled MiniLM (the configured backend), Qdrant Edge HNSW and bm25s
+embedding the SciFact query with the bundled MiniLM (the configured backend), Qdrant Edge HNSW and tantivy
 top-``candidates`` each (the keyword search in a second thread meanwhile), the configured fusion.
 No generation, no HTTP. In the same run and on the same corpus and queries, the same retriever with
-tantivy in place of bm25s (restart and one-document add / delete too), and unless
-``--skip-alternatives``, with rank-bm25 in place of bm25s and with qdrant-client local mode in place of
+bm25s in place of tantivy (restart and one-document add / delete too), and unless
+``--skip-alternatives``, with rank-bm25 in place of tantivy and with qdrant-client local mode in place of
 Qdrant Edge, one configuration after the other (interleaving them stalled torch behind local mode's BLAS
 threads).
 
@@ -62,8 +62,12 @@ from retrieval.retriever import HybridRetriever
 from retrieval.tantivy_index import TantivyIndex
 
 INDEX = "bench_v1"
-TANTIVY = "Edge HNSW + tantivy"
-"""The keyword engine with segments (``retrieval/tantivy_index.py``), side by side with the default."""
+DEFAULT = "Edge HNSW + tantivy (default)"
+CHUNKS_ONLY = "Edge HNSW + tantivy, chunks only (no document field)"
+BM25S = "Edge HNSW + bm25s"
+"""The keyword engine that was the default before tantivy: a score matrix, fast to search, rebuilt on writes."""
+RANK_BM25 = "Edge HNSW + rank-bm25"
+LOCAL = "qdrant-client local + tantivy"
 TARGET_P50_MS = 25.0
 TARGET_P95_MS = 50.0
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
@@ -349,12 +353,12 @@ def run(
     def retriever(vectors_store: object, keywords: object, tuned: Settings = settings) -> HybridRetriever:
         return HybridRetriever.tuned(tuned, embedder, vectors_store, keywords)  # type: ignore[arg-type]
 
-    default = "Edge HNSW + bm25s (default)"
-    configs = {default: retriever(edge, bm25)}
+    default = DEFAULT
+    configs = {default: retriever(edge, tantivy)}
     if settings.keyword_document_weight:
         chunks_only = settings.model_copy(update={"keyword_document_weight": 0.0})
-        configs["Edge HNSW + bm25s, chunks only (no document field)"] = retriever(edge, bm25, chunks_only)
-    configs[TANTIVY] = retriever(edge, tantivy)
+        configs[CHUNKS_ONLY] = retriever(edge, tantivy, chunks_only)
+    configs[BM25S] = retriever(edge, bm25)
     local = None
     if not args.skip_alternatives:
         from qdrant_client import QdrantClient
@@ -370,8 +374,8 @@ def run(
         with stopwatch() as t:
             rank.search(INDEX, "warm up", 1)
         builds.append(("rank-bm25 scorer (from the stored term ids)", t[0]))
-        configs["Edge HNSW + rank-bm25"] = retriever(edge, rank)
-        configs["qdrant-client local + bm25s"] = retriever(local, bm25)
+        configs[RANK_BM25] = retriever(edge, rank)
+        configs[LOCAL] = retriever(local, tantivy)
     builds.append((f"process RSS after building (MB): {rss_mb():,.0f}", float("nan")))
 
     progress(f"timing {len(queries)} queries x {len(configs)} configurations, one after the other")
@@ -468,7 +472,7 @@ def compare_memory(args: argparse.Namespace, report: Report, corpus: Corpus, wor
         "retrieve() and vector stage in ms)"
     )
     print_table(edge_memory.HEADERS, edge_memory.table_rows(results))
-    print("  RSS: the serving process after the timed queries (embedder, bm25s and the shard); in brackets its")
+    print("  RSS: the serving process after the timed queries (embedder, tantivy and the shard); in brackets its")
     print("  file-backed share, memory-mapped pages the OS can evict. shard's RSS: growth from opening the shard")
     print("  and querying it. recall@10: HNSW top 10 (searched at the retriever's candidate count) vs exact search")
     print("  on the same shard. on disk: allocated blocks of the shard folder, WAL included.")
@@ -483,10 +487,10 @@ def print_ratios(
 ) -> None:
     rows = []
     alternatives = (
-        ("Edge HNSW + bm25s, chunks only (no document field)", "keyword"),
-        (TANTIVY, "keyword"),
-        ("Edge HNSW + rank-bm25", "keyword"),
-        ("qdrant-client local + bm25s", "vector"),
+        (CHUNKS_ONLY, "keyword"),
+        (BM25S, "keyword"),
+        (RANK_BM25, "keyword"),
+        (LOCAL, "vector"),
     )
     for name, stage in alternatives:
         if name not in totals:
