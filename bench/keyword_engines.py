@@ -46,7 +46,7 @@ from evaluation.datasets import load_dataset
 from evaluation.metrics import score_rankings
 from retrieval.bm25s_index import Bm25sIndex
 from retrieval.keyword import KeywordIndex
-from retrieval.tantivy_index import RESCORE_DEPTH, TantivyIndex
+from retrieval.tantivy_index import RESCORE_FACTOR, TantivyIndex
 
 INDEX = "bench_v1"
 ENGINES: dict[str, Callable[[Path], KeywordIndex]] = {"bm25s": Bm25sIndex, "tantivy": TantivyIndex}
@@ -94,13 +94,13 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
     return wall[0], time.process_time() - cpu
 
 
-def make_engine(engine: str, folder: Path, depth: int) -> KeywordIndex:
-    """The engine on ``folder``; ``depth``: how many of its best matches tantivy re-scores."""
+def make_engine(engine: str, folder: Path, depth: int | None) -> KeywordIndex:
+    """The engine on ``folder``; ``depth``: how many of its best matches tantivy re-scores (None: its default)."""
     return TantivyIndex(folder, rescore_depth=depth) if engine == "tantivy" else ENGINES[engine](folder)
 
 
 def measure_engine(
-    engine: str, n: int, seed: int, queries: Sequence[str], warmup: int, trials: int, depth: int
+    engine: str, n: int, seed: int, queries: Sequence[str], warmup: int, trials: int, depth: int | None
 ) -> dict:
     """Everything timed for one engine; runs in its own process (RSS and caches are this engine's only)."""
     records = window_records(n, seed)
@@ -146,7 +146,7 @@ Scored = list[tuple[int, float]]
 
 
 def keyword_lists(
-    engine: str, texts: Sequence[str], owner: Sequence[int], queries: Sequence[str], depth: int
+    engine: str, texts: Sequence[str], owner: Sequence[int], queries: Sequence[str], depth: int | None
 ) -> list[Scored]:
     """Each query's top ``CANDIDATES`` rows of ``texts`` through the engine itself (ids are row numbers)."""
     records = [
@@ -160,7 +160,7 @@ def keyword_lists(
     return lists
 
 
-def quality(engines: Sequence[str], hybrid: bool, threads: int, depth: int) -> list[list[Any]]:
+def quality(engines: Sequence[str], hybrid: bool, threads: int, depth: int | None) -> list[list[Any]]:
     """nDCG@10 per engine, corpus unit, mode and split (the rows of the quality table)."""
     from bench.tune_retrieval import (
         Fusion,
@@ -220,8 +220,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--rescore-depth",
         type=int,
-        default=RESCORE_DEPTH,
-        help=f"tantivy's matches re-scored (default {RESCORE_DEPTH})",
+        default=None,
+        help=f"tantivy's matches re-scored (default {RESCORE_FACTOR} x the hits asked for)",
     )
     parser.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES), help="default: all")
     parser.add_argument("--threads", type=int, default=1, help="embedding threads for missing hybrid vectors")
@@ -231,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     report = Report("bench.keyword_engines")
+    depth_label = str(args.rescore_depth) if args.rescore_depth is not None else f"{RESCORE_FACTOR} x asked"
     report.start(f"Keyword engines side by side: {', '.join(args.engines)}; {args.chunks:,} chunks for speed")
     queries = scifact_queries(args.queries)
     speed: dict[str, dict[str, Any]] = {}
@@ -255,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = quality(args.engines, not args.no_hybrid, args.threads, args.rescore_depth)
         heading(
             "SciFact nDCG@10 (platform analyzer; both at k1 0.45 / b 0.2: "
-            f"tantivy re-scores its best {args.rescore_depth} matches)"
+            f"tantivy re-scores its best {depth_label} matches)"
         )
         print_table(["engine", "corpus", "mode", *(f"{s} nDCG@10" for s in SPLITS)], rows)
         report.figures["ndcg@10"] = {f"{r[0]} | {r[1]} | {r[2]}": dict(zip(SPLITS, r[3:], strict=True)) for r in rows}
     report.figures["speed"] = speed
     report.extra_facts.append(("load", "2 shared cores; other sessions' tests ran at the same time"))
-    report.extra_facts.append(("tantivy re-score depth", str(args.rescore_depth)))
+    report.extra_facts.append(("tantivy re-score depth", depth_label))
     report.finish()
 
 

@@ -1,5 +1,7 @@
 """How many of tantivy's best matches the tantivy keyword backend must re-score, per kind of index.
 
+The default is ``RESCORE_FACTOR`` x the hits asked for (250 of 200).
+
 tantivy ranks its matches at its own k1 1.2 / b 0.75; the backend re-scores its best ``depth`` at the index's
 ``bm25_params`` (``retrieval/tantivy_index.py``). A chunk that the platform's parameters put in the top
 ``--limit`` but tantivy's put below ``depth`` is lost. For each depth this bench reports, on ``--chunks`` real
@@ -11,6 +13,7 @@ re-scored) that the search at that depth returns, and the search latency p50 / p
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +22,7 @@ from bench.common import Report, heading, print_table, progress, stopwatch, summ
 from bench.keyword_engines import window_records
 from bench.retrieval_latency import scifact_queries
 from retrieval.document_field import document_index, document_records
-from retrieval.tantivy_index import DOCUMENT_RESCORE_DEPTH, RESCORE_DEPTH, TantivyIndex
+from retrieval.tantivy_index import RESCORE_FACTOR, TantivyIndex
 
 INDEX = "bench_v1"
 DEPTHS = (200, 250, 300, 400, 600)
@@ -47,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         build.add(INDEX, records)
         build.add(document_index(INDEX), document_records(records))
         rows = []
-        for index, default in ((INDEX, RESCORE_DEPTH), (document_index(INDEX), DOCUMENT_RESCORE_DEPTH)):
+        default = math.ceil(RESCORE_FACTOR * args.limit)
+        for index in (INDEX, document_index(INDEX)):
             kind = "document" if index != INDEX else "chunk"
             progress(f"{kind} index: exact rankings (every match re-scored)")
             exact_index = TantivyIndex(root, rescore_depth=build.count(index))

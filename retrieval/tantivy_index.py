@@ -10,8 +10,8 @@ backends see. Query terms become term queries, repeats kept (as weights), as bm2
 
 Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
 nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
-the candidates: its best matches (``rescore_depth``, by default ``RESCORE_DEPTH`` for a chunk index and
-``DOCUMENT_RESCORE_DEPTH`` for a document index; never fewer than asked for) are re-scored with Lucene's BM25
+the candidates: its best matches (``rescore_depth``, by default ``RESCORE_FACTOR`` times the hits asked for)
+are re-scored with Lucene's BM25
 at the index's ``bm25_params`` (``lucene_bm25``, the formula bm25s and rank-bm25 use, over all candidates at
 once) from each candidate's stored term hashes (``term_counts``), its length (a fast field, read for all
 candidates in one call), the live corpus's mean length (a fast-field average, once per commit) and tantivy's
@@ -59,21 +59,17 @@ import tantivy
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import keyword_corpus
 from retrieval.bm25_params import Bm25Params, for_index
-from retrieval.document_field import is_document_index
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
-RESCORE_DEPTH = 400
-"""tantivy's best matches re-scored at a chunk index's parameters by default: twice the fusion's 200 candidates (see
-the module doc; ``bench/keyword_engines.py --rescore-depth`` measures other depths)."""
-DOCUMENT_RESCORE_DEPTH = 300
-"""The same for a document index: its pair (k1 0.9 / b 0.75) is close to tantivy's own, so tantivy's order already
-nearly matches it and fewer matches need re-scoring (``bench/tantivy_rescore_depth.py``)."""
+RESCORE_FACTOR = 1.25
+"""By default tantivy's best ``RESCORE_FACTOR`` x ``limit`` matches are re-scored at the index's parameters (250 of
+the fusion's 200 candidates): the smallest margin at which nDCG@10 through the platform did not drop on SciFact and
+ClapNQ-dev. ``bench/tantivy_rescore_depth.py`` measures the share of the exact ranking found per depth."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
 _META = "meta.json"
 _LOCK = ".write.lock"
-_LEGACY = "legacy"  # an earlier schema's index, moved aside while it is imported (``_migrate``)
 _KEYWORD_FIELDS = ("document_id", "filename", "tags")
 
 
@@ -233,10 +229,9 @@ class TantivyIndex:
     name = "tantivy"
 
     def __init__(self, root: Path, rescore_depth: int | None = None) -> None:
-        """``rescore_depth``: tantivy's matches re-scored per search, for every index; None: ``RESCORE_DEPTH``
-        for chunk indexes, ``DOCUMENT_RESCORE_DEPTH`` for document indexes."""
+        """``rescore_depth``: tantivy's matches re-scored per search; None: ``RESCORE_FACTOR`` x the limit."""
         self._root = Path(root)
-        self._depth = rescore_depth
+        self._rescore_depth = rescore_depth
         self._root.mkdir(parents=True, exist_ok=True)
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
@@ -244,10 +239,9 @@ class TantivyIndex:
     def _folder(self, index: str) -> Path:
         return self._root / check_index_name(index)
 
-    def _depth_of(self, index: str) -> int:
-        if self._depth is not None:
-            return self._depth
-        return DOCUMENT_RESCORE_DEPTH if is_document_index(index) else RESCORE_DEPTH
+    def _depth(self, limit: int) -> int:
+        depth = self._rescore_depth if self._rescore_depth is not None else math.ceil(RESCORE_FACTOR * limit)
+        return max(depth, limit)
 
     def _state(self, index: str) -> _State:
         """``index``'s state, its folder imported into this schema first if it holds another layout."""
@@ -334,7 +328,7 @@ class TantivyIndex:
         if admitted is not None:
             candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
         # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
-        found = searcher.search(candidates, max(self._depth_of(index), limit), count=False).hits
+        found = searcher.search(candidates, self._depth(limit), count=False).hits
         if not found:
             return []
         addresses = [address for _, address in found]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval.bm25_params import CHUNKS, DOCUMENTS, for_index
 from retrieval.document_field import document_index
-from retrieval.tantivy_index import idf, lucene_bm25, term_counts, term_hash, term_hashes
+from retrieval.tantivy_index import TantivyIndex, idf, lucene_bm25, term_counts, term_hash, term_hashes
 
 
 def test_idf_stays_positive_when_deleted_chunks_still_count_in_the_doc_freq() -> None:
@@ -51,3 +52,9 @@ def test_term_hashes_are_stable_across_processes() -> None:
     # Stored with the index: a salted hash (Python's ``hash``) would miss every term in another process.
     assert term_hash("cell") == int.from_bytes(hashlib.blake2b(b"cell", digest_size=8).digest(), "little")
     assert len(term_hashes(["a", "b", "a"])) == 24  # each distinct term once, with its count
+
+
+def test_tantivy_re_scores_a_margin_beyond_the_hits_asked_for(tmp_path: Path) -> None:
+    assert TantivyIndex(tmp_path)._depth(200) == 250  # RESCORE_FACTOR 1.25
+    assert TantivyIndex(tmp_path, rescore_depth=1000)._depth(200) == 1000
+    assert TantivyIndex(tmp_path, rescore_depth=50)._depth(200) == 200  # never fewer than asked for
