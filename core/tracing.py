@@ -10,7 +10,7 @@ SQLAlchemy engine created afterwards, and the query path adds its own spans with
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,6 +95,21 @@ def _instrument_libraries(provider: TracerProvider) -> None:
         celery.instrument(tracer_provider=provider)
     if not sql.is_instrumented_by_opentelemetry:
         sql.instrument(tracer_provider=provider, skip_dep_check=True)
+
+
+def prepare_celery_tasks(tasks: Iterable[object]) -> None:
+    """Give each task the dict where Celery's instrumentation keeps its running spans, before any worker runs it.
+
+    The instrumentation creates that dict on a task's first run (check, then set: not atomic). When two worker
+    threads start the first two runs at once, each creates one, the second replaces the first, and the first
+    run's span is lost: its postrun finds nothing, the span ends without its task name and its context is
+    detached later in another thread. Made up front, the dict is only read and updated by key, which is safe.
+    """
+    from opentelemetry.instrumentation.celery.utils import CTX_KEY
+
+    for task in tasks:
+        if getattr(task, CTX_KEY, None) is None:
+            setattr(task, CTX_KEY, {})
 
 
 def _clean(attributes: dict[str, AttributeValue | None]) -> dict[str, AttributeValue]:

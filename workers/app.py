@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from celery import Celery
 
 from core.config import Settings
+from core.tracing import prepare_celery_tasks
 from workers.names import (
     INGEST_BATCH_TASK,
     INGEST_QUEUE,
@@ -56,6 +57,7 @@ def make_celery(settings: Settings) -> Celery:
         "redrive-stale": {"task": REDRIVE_TASK, "schedule": settings.redrive_every_s},
     }
     register_tasks(app)
+    prepare_celery_tasks(app.tasks.values())
     return app
 
 

@@ -294,3 +294,15 @@ def test_a_collector_base_url_gets_the_traces_path() -> None:
     assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
     assert traces_url("https://otel.example/v1/traces") == "https://otel.example/v1/traces"
+
+
+def test_every_task_holds_the_instrumentation_span_dict_before_any_worker_runs_it(tmp_path: Path) -> None:
+    """Celery's instrumentation creates that dict on a task's first run without a lock: two worker threads
+    starting the first two runs at once each made one and one run's span lost its task name."""
+    from opentelemetry.instrumentation.celery.utils import CTX_KEY
+
+    from workers.app import make_celery
+
+    app = make_celery(Settings(data_dir=tmp_path))
+    tasks = [task for name, task in app.tasks.items() if name.startswith("rag.")]
+    assert tasks and all(isinstance(getattr(task, CTX_KEY, None), dict) for task in tasks)
