@@ -4,7 +4,8 @@ What is timed per query is ``HybridRetriever.retrieve(mode="hybrid", top_k=10)``
 embedding the SciFact query with the bundled MiniLM (the configured backend), Qdrant Edge HNSW and tantivy
 top-``candidates`` each (the keyword search in a second thread meanwhile), the configured fusion.
 No generation, no HTTP. In the same run and on the same corpus and queries, the same retriever with
-bm25s in place of tantivy (restart and one-document add / delete too), and unless
+bm25s in place of tantivy (restart and one-document add / delete too), both engines with the keyword search
+threaded the other way (``RAG_KEYWORD_SEARCH_THREAD``), and unless
 ``--skip-alternatives``, with rank-bm25 in place of tantivy and with qdrant-client local mode in place of
 Qdrant Edge, one configuration after the other (interleaving them stalled torch behind local mode's BLAS
 threads).
@@ -67,6 +68,8 @@ CHUNKS_ONLY = "Edge HNSW + tantivy, chunks only (no document field)"
 BM25S = "Edge HNSW + bm25s"
 """The keyword engine that was the default before tantivy: a score matrix, fast to search, rebuilt on writes."""
 RANK_BM25 = "Edge HNSW + rank-bm25"
+OTHER_THREADING = ", keyword search {} (RAG_KEYWORD_SEARCH_THREAD={})"
+"""Suffix of the configurations that search keywords the other way than the default does."""
 LOCAL = "qdrant-client local + tantivy"
 TARGET_P50_MS = 25.0
 TARGET_P95_MS = 50.0
@@ -359,6 +362,11 @@ def run(
         chunks_only = settings.model_copy(update={"keyword_document_weight": 0.0})
         configs[CHUNKS_ONLY] = retriever(edge, tantivy, chunks_only)
     configs[BM25S] = retriever(edge, bm25)
+    other = not settings.keyword_search_thread
+    threading = settings.model_copy(update={"keyword_search_thread": other})
+    suffix = OTHER_THREADING.format("in a second thread" if other else "in the query's thread", str(other).lower())
+    configs[DEFAULT.removesuffix(" (default)") + suffix] = retriever(edge, tantivy, threading)
+    configs[BM25S + suffix] = retriever(edge, bm25, threading)
     local = None
     if not args.skip_alternatives:
         from qdrant_client import QdrantClient

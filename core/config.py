@@ -247,6 +247,12 @@ class Settings(BaseSettings):
         "Indexes hold the document rows whatever the weight, so it changes without a re-index (older indexes lack "
         "them: chunks alone).",
     )
+    keyword_search_thread: bool = Field(
+        True,
+        description="A hybrid query's keyword search runs in a second thread while the query is embedded and its "
+        "vectors searched (true), or after them in the query's own thread (false). Side by side in "
+        "bench/retrieval_latency.py.",
+    )
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
     vector_weight: float = Field(0.55, description="Weight of the vector list in the fusion.")
     keyword_weight: float = Field(0.45, description="Weight of the keyword list in the fusion.")

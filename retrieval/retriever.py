@@ -101,6 +101,7 @@ class HybridRetriever:
         rerank_top_m: int = 20,
         fusion_unit: str = "chunk",
         document_weight: float = 0.0,
+        keyword_search_thread: bool = True,
     ) -> None:
         if candidates < 1 or rerank_top_m < 1:
             raise ValueError("candidates and rerank_top_m must be at least 1")
@@ -123,10 +124,14 @@ class HybridRetriever:
         self.document_weight = document_weight
         self._embedders: dict[tuple[str, str], Embedder] = {}
         self._embedders_lock = threading.Lock()
-        # A hybrid query's keyword search runs here while the calling thread embeds and searches vectors:
-        # the embedder, Qdrant Edge and tantivy do their work outside the GIL, so on two cores the stages
-        # overlap instead of adding up (bench/retrieval_latency.py).
-        self._keyword_pool = ThreadPoolExecutor(max_workers=KEYWORD_THREADS, thread_name_prefix="keyword-search")
+        # With ``keyword_search_thread``, a hybrid query's keyword search runs here while the calling thread
+        # embeds the query and searches the vectors; whether the overlap beats the competition for the GIL and
+        # the cores depends on the engines (bench/retrieval_latency.py times both ways).
+        self._keyword_pool = (
+            ThreadPoolExecutor(max_workers=KEYWORD_THREADS, thread_name_prefix="keyword-search")
+            if keyword_search_thread
+            else None
+        )
 
     def embedder_for(self, profile: IndexProfile) -> Embedder:
         """The default embedder, or one per other (model, backend) pair, built once and kept (lazy)."""
@@ -174,6 +179,7 @@ class HybridRetriever:
             rerank_top_m=settings.rerank_top_m,
             fusion_unit=settings.fusion_unit,
             document_weight=settings.keyword_document_weight,
+            keyword_search_thread=settings.keyword_search_thread,
         )
 
     def retrieve(
@@ -205,7 +211,7 @@ class HybridRetriever:
                 return self._keyword_search(index, query, flt, profile.keyword_tokenizer)
 
         keywords = None
-        if mode == "hybrid":  # under the caller's tracing context, so its span stays a child of this query's
+        if mode == "hybrid" and self._keyword_pool is not None:  # in the caller's tracing context: a child span
             keywords = self._keyword_pool.submit(contextvars.copy_context().run, keyword_stage)
         if mode in ("hybrid", "vector"):
             if query_vector is None:  # else the caller embedded it already (the semantic cache lookup)
@@ -216,7 +222,7 @@ class HybridRetriever:
             result.query_vector = query_vector
         if keywords is not None:
             stages["keyword"] = keywords.result()
-        elif mode == "keyword":
+        elif mode in ("hybrid", "keyword"):
             stages["keyword"] = keyword_stage()
         if mode == "hybrid":
             with _timed(timings, "fuse"):
@@ -294,7 +300,8 @@ class HybridRetriever:
         self.keywords.drop(document_index(index))
 
     def close(self) -> None:
-        self._keyword_pool.shutdown()
+        if self._keyword_pool is not None:
+            self._keyword_pool.shutdown()
         self.vectors.close()
         self.keywords.close()
 

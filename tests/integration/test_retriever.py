@@ -199,6 +199,18 @@ def test_reranker_rescores_the_top_m(retriever: HybridRetriever, reranker: Cross
     assert "rerank" in result.timings_ms
 
 
+def test_the_keyword_search_gives_the_same_hits_in_a_second_thread_or_in_the_query_s(
+    retriever: HybridRetriever,
+) -> None:
+    sequential = HybridRetriever(
+        retriever.embedder, retriever.vectors, retriever.keywords, candidates=20, keyword_search_thread=False
+    )
+    for query, _ in DOCS:
+        threaded, alone = retriever.retrieve("idx", query, top_k=8), sequential.retrieve("idx", query, top_k=8)
+        assert alone.stages == threaded.stages
+        assert set(alone.timings_ms) == set(threaded.timings_ms) >= {"embed", "vector", "keyword", "fuse"}
+
+
 @pytest.mark.parametrize("keywords", [Bm25sIndex, TantivyIndex])
 def test_index_records_is_idempotent_and_deletes_reach_both_stores(
     embedder: Embedder, tmp_path: Path, keywords: Callable[[Path], KeywordIndex]
