@@ -215,7 +215,7 @@ class Settings(BaseSettings):
         "tantivy",
         description="BM25 backend: tantivy (segments: adding or deleting a document costs its own size, a restart "
         "opens in milliseconds; its best matches are re-scored at the platform's k1 / b), bm25s (an in-process "
-        "score matrix: the fastest search, but every write rebuilds the matrix, seconds at 100k chunks), rank_bm25 "
+        "score matrix: the fastest search, but every write rebuilds the whole matrix), rank_bm25 "
         "(the test oracle, slow), qdrant_sparse (shared by every process; the default when RAG_QDRANT_URL is set). "
         "A folder written by bm25s or rank_bm25 is imported by tantivy on first use. Figures side by side: "
         "bench/retrieval_latency.py.",

@@ -128,10 +128,6 @@ def term_counts(bags: Sequence[bytes], hashes: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _document(record: ChunkRecord, terms: list[str]) -> tantivy.Document:
-    return _row(record.id, chunk_payload(record), terms)
-
-
 def _row(chunk_id: str, payload: dict[str, Any], terms: Sequence[str]) -> tantivy.Document:
     doc = tantivy.Document()
     doc.add_text("chunk_id", chunk_id)
@@ -298,7 +294,7 @@ class TantivyIndex:
         with self._writer(index) as writer:
             for record, words in zip(unique, terms, strict=True):
                 writer.delete_documents_by_term("chunk_id", record.id)  # overwrite by chunk id
-                writer.add_document(_document(record, words))
+                writer.add_document(_row(record.id, chunk_payload(record), words))
 
     def delete_document(self, index: str, document_id: str) -> None:
         self._state(index)

@@ -1,8 +1,8 @@
 """Keyword folders written in another layout become tantivy indexes on first use, with nothing lost.
 
-The platform's keyword default was bm25s (a token corpus on disk), and the first tantivy schema stored each
-chunk's terms as ``b"<term>..."``. Both are imported into the current schema the first time a process opens
-the index; the rankings that come out are those a fresh tantivy index of the same chunks gives.
+Two other layouts can sit in a keyword folder: bm25s / rank-bm25's token corpus, and tantivy's first schema
+(each chunk's terms stored as ``b"<term>..."``). Both are imported into the current schema the first time a
+process opens the index; the rankings that come out are those a fresh tantivy index of the same chunks gives.
 """
 
 from __future__ import annotations
