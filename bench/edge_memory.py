@@ -96,7 +96,7 @@ def measure(work: Path, key: str, queries: list[str], top_k: int, warmup: int, t
     without_shard = memory_status()
     store = store_for(work, key)
     retriever = HybridRetriever.tuned(settings, embedder, store, keywords)
-    for query in queries[-warmup:]:
+    for query in queries[max(0, len(queries) - warmup) :]:
         retriever.retrieve(INDEX, query, top_k=top_k)
     totals, vector = [], []
     for query in queries:
