@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -209,6 +210,30 @@ def test_the_keyword_search_gives_the_same_hits_in_a_second_thread_or_in_the_que
         threaded, alone = retriever.retrieve("idx", query, top_k=8), sequential.retrieve("idx", query, top_k=8)
         assert alone.stages == threaded.stages
         assert set(alone.timings_ms) == set(threaded.timings_ms) >= {"embed", "vector", "keyword", "fuse"}
+
+
+@pytest.mark.parametrize("in_second_thread", [True, False])
+def test_rag_keyword_search_thread_decides_which_thread_searches_the_keywords(
+    retriever: HybridRetriever, in_second_thread: bool
+) -> None:
+    searched_in: list[str] = []
+
+    class RecordingThread:
+        """The fixture's real keyword index, noting the thread of each search."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(retriever.keywords, name)
+
+        def search(self, *args: object, **kwargs: object) -> list[Hit]:
+            searched_in.append(threading.current_thread().name)
+            return retriever.keywords.search(*args, **kwargs)  # type: ignore[arg-type]
+
+    settings = Settings(keyword_search_thread=in_second_thread)
+    tuned = HybridRetriever.tuned(settings, retriever.embedder, retriever.vectors, RecordingThread())  # type: ignore[arg-type]
+    assert tuned.retrieve("idx", DOCS[0][0], top_k=3).hits[0].id == RECORDS[0].id
+    assert searched_in
+    here = threading.current_thread().name
+    assert all((name != here and name.startswith("keyword-search")) == in_second_thread for name in searched_in)
 
 
 @pytest.mark.parametrize("keywords", [Bm25sIndex, TantivyIndex])
