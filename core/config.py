@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "exact search (linear in the points not yet in HNSW) never covers more than this much ingest.",
     )
     edge_hnsw_ef_per_million: int = Field(
-        1000,
+        2000,
         ge=0,
         description="Width of a Qdrant Edge shard's HNSW search beam (Qdrant's hnsw_ef) per million points in the "
         "shard, never narrower than the candidates a search asks for; 0 = Qdrant's default. At a fixed beam, recall "
