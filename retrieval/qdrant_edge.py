@@ -26,7 +26,8 @@ Search: HNSW with a beam of ``hnsw_ef_per_million`` per million points of the sh
 narrower than the limit, where that is wider): at a fixed beam, recall against exact search falls as a shard
 grows (bench/hnsw_beam.py).
 
-Memory: a shard is created with its float32 vectors cached in RAM (Edge's default), or, by choice, with an
+Memory: a shard is created with its payload indexes memory-mapped (see ``PAYLOAD_INDEXES``) and its float32
+vectors cached in RAM (Edge's default), or, by choice, with an
 int8 scalar-quantized copy pinned in RAM (``quantization="int8"``) and/or its float32 vectors left in
 memory-mapped files read on demand (``vectors_on_disk``). Edge keeps that choice in the shard's
 ``edge_config.json`` and a reopened shard keeps it, whatever this store was constructed with. Every search
@@ -55,10 +56,11 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
+    FloatIndexParams,
+    KeywordIndexParams,
     MatchAny,
     MatchValue,
     Memory,
-    PayloadSchemaType,
     Point,
     QuantizationSearchParams,
     Query,
@@ -79,8 +81,12 @@ from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
 log = logging.getLogger(__name__)
 
-# Indexed so Qdrant's planner can filter inside the HNSW search.
-PAYLOAD_INDEXES = {field: getattr(PayloadSchemaType, kind.capitalize()) for field, kind in PAYLOAD_FIELDS.items()}
+# Indexed so Qdrant's planner can filter inside the HNSW search. Memory-mapped (Memory.Cold), not read into RAM:
+# loading a shard then maps them instead of rebuilding them, which was most of EdgeShard.load on a large shard, and
+# a loading shard holds the GIL (the swap after a background build, a restart: bench/build_stall.py). Searches and
+# deletes read them through the page cache.
+_INDEX_PARAMS = {"keyword": KeywordIndexParams, "float": FloatIndexParams}
+PAYLOAD_INDEXES = {field: _INDEX_PARAMS[kind](memory=Memory.Cold) for field, kind in PAYLOAD_FIELDS.items()}
 _UPSERT_BATCH = 512
 _FATAL = (SystemExit, KeyboardInterrupt)
 QUANTIZATIONS = ("none", "int8")

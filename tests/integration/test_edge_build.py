@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_edge import EdgeShard, Memory
 
 from core.types import ChunkRecord, SearchFilter
 from retrieval import edge_build, edge_shard
 from retrieval.qdrant_edge import QdrantEdgeStore
+from retrieval.qdrant_filters import PAYLOAD_FIELDS
 from tests.edge_corpus import random_corpus, wait_until
 
 N, DIM = 3000, 64
@@ -140,6 +142,30 @@ def test_an_idle_shard_is_built_and_swapped_by_the_maintenance_thread(tmp_path: 
     assert store.count("idx") == INDEXED_N
     assert [h.id for h in store.search("idx", vectors[3], 5)] == exact_top(recs, vectors, vectors[3], 5)
     store.close()
+
+
+def test_payload_indexes_are_memory_mapped_and_stay_so_through_a_child_build(tmp_path: Path) -> None:
+    """A load maps memory-mapped payload indexes instead of rebuilding them in RAM while it holds the GIL (the
+    swap); the HNSW segments a child writes keep them so, and filtered searches still use them."""
+    recs, vectors = corpus(INDEXED_N, dim=INDEXED_DIM)
+    store = filled_store(tmp_path / "edge", INDEXED_N, INDEXED_DIM)
+    finish_build(start_build(store))
+    store.close()
+    shard = EdgeShard.load(str(tmp_path / "edge" / "idx"))
+    try:
+        info = shard.info()
+        assert info.indexed_vectors_count == INDEXED_N
+        placements = {field: index.params.memory for field, index in info.payload_schema.items()}
+        assert placements == dict.fromkeys(PAYLOAD_FIELDS, Memory.Cold)
+    finally:
+        shard.close()
+    reopened = QdrantEdgeStore(
+        tmp_path / "edge", flush_interval_s=3600, optimize_idle_s=3600, optimize_max_delay_s=3600
+    )
+    wanted = recs[7].payload["document_id"]
+    hits = reopened.search("idx", vectors[7], 5, SearchFilter(document_ids=(wanted,)))
+    assert hits and {h.payload["document_id"] for h in hits} == {wanted}
+    reopened.close()
 
 
 def test_a_shard_below_the_indexing_threshold_is_optimized_without_a_child(
