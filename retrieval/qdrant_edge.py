@@ -27,9 +27,9 @@ narrower than the limit, where that is wider): at a fixed beam, recall against e
 grows (bench/hnsw_beam.py).
 
 Memory: a shard is created with its payload indexes memory-mapped (see ``PAYLOAD_INDEXES``) and its float32
-vectors cached in RAM (Edge's default), or, by choice, with an
-int8 scalar-quantized copy pinned in RAM (``quantization="int8"``) and/or its float32 vectors left in
-memory-mapped files read on demand (``vectors_on_disk``). Edge keeps that choice in the shard's
+vectors cached in RAM (Edge's default), or, by choice, with an int8 scalar-quantized copy pinned in RAM
+(``quantization="int8"``) and/or its float32 vectors left in memory-mapped files read on demand
+(``vectors_on_disk``). Edge keeps that choice in the shard's
 ``edge_config.json`` and a reopened shard keeps it, whatever this store was constructed with. Every search
 asks for rescoring: a quantized shard ranks its HNSW candidates again on the float32 originals, so its order
 is the float32 one; a shard without quantization ignores the request.
@@ -82,8 +82,8 @@ from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 log = logging.getLogger(__name__)
 
 # Indexed so Qdrant's planner can filter inside the HNSW search. Memory-mapped (Memory.Cold), not read into RAM:
-# loading a shard then maps them instead of rebuilding them, which was most of EdgeShard.load on a large shard, and
-# a loading shard holds the GIL (the swap after a background build, a restart: bench/build_stall.py). Searches and
+# a load then maps them, where rebuilding them in RAM is most of what EdgeShard.load does on a large shard, and a
+# loading shard holds the GIL (the swap after a background build, a restart: bench/build_stall.py). Searches and
 # deletes read them through the page cache.
 _INDEX_PARAMS = {"keyword": KeywordIndexParams, "float": FloatIndexParams}
 PAYLOAD_INDEXES = {field: _INDEX_PARAMS[kind](memory=Memory.Cold) for field, kind in PAYLOAD_FIELDS.items()}
