@@ -188,9 +188,9 @@ def timed_queries(
     which stalled the next torch query embedding to ~500 ms when the configurations alternated per query.
 
     The warm-up defaults to one untimed pass of every timed query: right after a build the index files are
-    not all in the page cache (at 1M chunks the shard alone is over 1.5 GB), and a short warm-up left the
-    first configuration timing page faults, not its engines. What is timed is a serving process's steady
-    state; the restart table times the cold first query.
+    not all in the page cache (at 1M chunks the shard alone is over 1.5 GB), and a short warm-up times page
+    faults, not the engines. What is timed is a serving process's steady state; the restart table times the
+    cold first query.
     """
     totals: dict[str, list[float]] = {name: [] for name in configs}
     stages: dict[str, dict[str, list[float]]] = {name: {} for name in configs}
