@@ -31,9 +31,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "int8-disk": {"edge_quantization": "int8", "edge_vectors_on_disk": True},
 }
 LABELS = {
-    "ram": "float32 in RAM (default)",
+    "ram": "float32 in RAM",
     "int8": "int8 in RAM + rescore on float32",
-    "disk": "float32 on disk (cold mmap)",
+    "disk": "float32 on disk (cold mmap, default)",
     "int8-disk": "int8 in RAM + rescore, float32 on disk",
 }
 

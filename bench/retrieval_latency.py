@@ -19,7 +19,7 @@ SciFact has about 149k such windows; beyond that (``--chunks 1000000``) they rep
 each abstract (``scifact-<id>-copy<k>``), each copy with its own noise.
 
 Last, Qdrant Edge's memory configurations side by side (``bench/edge_memory.py``): float32 vectors in
-RAM (the default), an int8 copy in RAM with rescoring, float32 on disk, both; for each, retrieve()
+RAM, an int8 copy in RAM with rescoring, float32 on disk (the default), both; for each, retrieve()
 p50/p95, HNSW recall@10 against exact search on the same shard, RSS of a process serving it, size on disk.
 """
 

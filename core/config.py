@@ -72,12 +72,24 @@ class Settings(BaseSettings):
         "(its edge_config.json keeps it): an existing shard keeps what it was made with.",
     )
     edge_vectors_on_disk: bool = Field(
-        False,
+        True,
         description="Keep a new Qdrant Edge shard's float32 vectors in memory-mapped files read on demand "
-        "(Qdrant's 'cold' placement) instead of cached in RAM: the page cache holds what searches touch, and "
-        "the OS may evict it, so RSS no longer grows with the corpus. Costs disk reads in every search that "
-        "reaches uncached vectors (all of HNSW's without 'int8', only the rescored candidates with it). "
-        "Fixed when a shard is created, like edge_quantization.",
+        "(Qdrant's 'cold' placement) instead of read into RAM when the shard loads: the page cache holds what "
+        "searches touch, and the OS may evict it. A load then maps the vectors instead of reading them, and a "
+        "load holds the GIL (a restart, the swap after a background build: bench/build_stall.py). Costs disk "
+        "reads in every search that reaches vectors the OS evicted. False: read into RAM at load. Fixed when a "
+        "shard is created, like edge_quantization.",
+    )
+    edge_indexed_only_min_coverage: float = Field(
+        0.5,
+        ge=0,
+        allow_inf_nan=False,
+        description="While HNSW covers at least this share of a Qdrant Edge shard's points, queries skip the "
+        "points still waiting for their HNSW build (Qdrant's indexed_only search; a segment under Edge's 10 MB "
+        "indexing threshold is searched all the same). A bulk load into a large collection then costs its "
+        "queries nothing (bench/build_stall.py); its points become vector-searchable when their build lands, "
+        "seconds to a minute after the load pauses, and are keyword-searchable at once. Below that share (a "
+        "new collection's first load) queries scan the unindexed points exactly. 0: always skip; above 1: never.",
     )
     edge_build_in_subprocess: bool = Field(
         True,

@@ -79,6 +79,12 @@ class CollectionOut(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="How its indexes are built: embedding model, tokenizer, chunking."
     )
+    vectors_awaiting_build: int = Field(
+        0,
+        description="Chunks that vector searches skip until their HNSW build lands (embedded Qdrant Edge, seconds "
+        "to a minute after a bulk load into a large collection: RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE); keyword "
+        "searches find them meanwhile. 0: every chunk is vector-searchable.",
+    )
 
 
 class DocumentOut(BaseModel):

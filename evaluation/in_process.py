@@ -12,7 +12,7 @@ from tqdm import tqdm
 from core.collections import get_collection
 from core.models import UNFINISHED, Chunk, Document, DocumentStatus
 from evaluation.answer_metrics import Encode, judge_faithfulness
-from evaluation.corpus import Corpus
+from evaluation.corpus import Corpus, wait_for_vector_builds
 from evaluation.datasets import EvalDataset
 from generation.prompt import PROMPT_VERSION
 from generation.query_types import QueryRequest, QueryResult
@@ -77,7 +77,9 @@ def ingest_corpus(
     pending = list(dict.fromkeys(pending))
     with tqdm(total=len(pending), desc="indexing", unit="doc", disable=not progress) as bar:
         ingest.index_in_batches(pending, bar.update, batch_documents=batch_size)
-    collection_id = get_collection(services.db, collection).id
+    row = get_collection(services.db, collection)
+    build = wait_for_vector_builds(lambda: ingest.vectors_awaiting_build(row), progress)
+    collection_id = row.id
     with services.db.session() as session:
         chunk_to_doc = dict(
             session.execute(
@@ -101,6 +103,7 @@ def ingest_corpus(
         "failures": [f"{name}: {error}" for name, error in failed[:10]],
         "chunks": sum(1 for doc in chunk_to_doc.values() if doc in ours),
         "seconds": round(time.perf_counter() - started, 1),
+        **build,
     }
     return Corpus(doc_to_dataset=doc_to_dataset, chunk_to_doc=chunk_to_doc, summary=summary)
 

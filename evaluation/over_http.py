@@ -22,7 +22,7 @@ from core.ids import chunk_id
 from core.schemas import DocumentOut
 from core.types import Hit
 from evaluation.answer_metrics import Encode
-from evaluation.corpus import Corpus
+from evaluation.corpus import Corpus, wait_for_vector_builds
 from evaluation.datasets import EvalDataset
 from generation.query_types import QueryRequest, QueryResult
 
@@ -58,6 +58,7 @@ class HttpTarget:
                     pending.append(item.id)
         with tqdm(total=len(doc_to_dataset), desc="indexing", unit="doc", disable=not progress) as bar:
             finished = self.rag.wait_for_documents(list(doc_to_dataset), progress=bar_progress(bar))
+        build = wait_for_vector_builds(lambda: self._vectors_awaiting_build(collection), progress)
         chunk_to_doc = {chunk_id(d.id, i): d.id for d in finished for i in range(d.chunks)}
         failures = [f"{r.filename}: {r.error.message}" for r in report.rejected]
         failures += [f"{d.filename}: {d.error}" for d in finished if d.status == "failed"]
@@ -70,8 +71,12 @@ class HttpTarget:
             "failures": failures[:10],
             "chunks": len(chunk_to_doc),
             "seconds": round(time.perf_counter() - started, 1),
+            **build,
         }
         return Corpus(doc_to_dataset=doc_to_dataset, chunk_to_doc=chunk_to_doc, summary=summary)
+
+    def _vectors_awaiting_build(self, collection: str) -> int:
+        return next(c.vectors_awaiting_build for c in self.rag.list_collections() if c.name == collection)
 
     def query(self, collection: str, request: QueryRequest) -> QueryResult:
         out = self.rag.query(

@@ -51,6 +51,10 @@ class IngestService:
         """Collections with their document counts."""
         return catalog.list_collections(self.db)
 
+    def vectors_awaiting_build(self, collection: Collection) -> int:
+        """Chunks of its serving index that vector searches skip until their index build lands."""
+        return self.retriever.vectors.awaiting_build(collection.index_name)
+
     def delete_collection(self, name: str) -> None:
         catalog.delete_collection(self.db, self.retriever, name)
 

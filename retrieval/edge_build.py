@@ -12,13 +12,16 @@ so a build in the store's process stalls every query and write of that process. 
    process holding Rust and ONNX threads) loads the copy, optimizes it, flushes and closes it. It runs at a
    lower CPU priority, so the queries it competes with get the cores first, and dies with the thread that
    started it. The parent only polls it between maintenance rounds.
-3. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
+3. ``warm``, with the shard lock released: the built copy's files are read into the page cache, so that the
+   swap's load and the first searches after it do not read them from disk while holding the GIL.
+4. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
    ``<root>/.edge-retired/<index>``, the built copy renamed into its place, loaded, the journal replayed in
    order (upserts by id and deletes by filter are idempotent, so the result is the live state) and flushed;
    only then is the retired folder moved to ``<root>/.edge-trash``, which the caller deletes with the lock
    released (``delete``: deleting a large folder takes a while, and queries need not wait for it).
-   ``EdgeShard.load`` holds the GIL, like ``optimize``, so the swap stalls the whole process for as long as
-   loading the shard takes (it grows with the shard): that, not the build, is what queries still wait for.
+   Closing the live shard, ``EdgeShard.load`` and the first flush after it hold the GIL, like ``optimize``, so
+   the swap stalls the whole process for as long as they take (they grow with the shard): that, not the build,
+   is what queries still wait for.
 
 Crash safety rests on that order: while ``.edge-retired/<index>`` exists, it is the live shard (the folder at
 the live path is at most a built copy without the journal). ``recover`` (when a store opens its root) puts it
@@ -50,6 +53,7 @@ BUILDING, RETIRED, TRASH = ".edge-building", ".edge-retired", ".edge-trash"
 CHILD = [sys.executable, "-m", "retrieval.edge_build"]
 """The child's command line before its arguments (folder, parent pid)."""
 _NICENESS = 10
+_WARM_CHUNK = 8 << 20
 _REPO = str(Path(__file__).resolve().parent.parent)  # where ``retrieval`` is importable from
 
 
@@ -66,6 +70,8 @@ class Build:
     """Seconds the shard lock was held to flush before the copy (queries waited)."""
     copy_s: float = 0.0
     """Seconds the copy took (writes and flushes waited, queries went on)."""
+    warm_s: float = 0.0
+    """Seconds reading the built copy into the page cache before the swap (queries and writes went on)."""
     swap_s: float = 0.0
     """Seconds the shard lock was held to swap the built copy in."""
 
@@ -115,6 +121,21 @@ def start(folder: Path) -> Build:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return Build(folder, process, errors, copied_at)
+
+
+def warm(folder: Path) -> None:
+    """Reads every file under ``folder`` once, so that the page cache holds them when the swap loads the built copy
+    and searches read it. A finished build's files are not cached (Edge evicts what a shard with memory-mapped
+    files touched when it closes), and a cold 1M-point shard answered its first searches from disk, 100-500 ms
+    each, holding the GIL. The reads release the GIL. A file deleted meanwhile (the build dropped) is skipped."""
+    buffer = bytearray(_WARM_CHUNK)
+    for path in sorted(folder.rglob("*")):
+        try:
+            with path.open("rb", buffering=0) as f:
+                while f.readinto(buffer):
+                    pass
+        except (IsADirectoryError, FileNotFoundError):
+            continue
 
 
 def swap(live: Path, build: Build) -> tuple[EdgeShard, Path]:

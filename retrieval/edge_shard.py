@@ -125,7 +125,9 @@ class Shard:
                     else:
                         self.start_build()
                 elif self.build is not None and self.build.finished():
-                    retired = self.swap()
+                    self.warm_build()
+                    if self.build is not None:  # not dropped while it was read
+                        retired = self.swap()
             except BaseException:  # the live shard serves on; retried like a failing build in-process
                 self.retry_at = time.monotonic() + max_delay_s
                 raise
@@ -152,6 +154,19 @@ class Shard:
             return
         self.build = edge_build.start(folder)
         self.build.flush_s, self.build.copy_s = flushed - began, copied - flushed
+
+    def warm_build(self) -> None:
+        """Caller holds ``lock``: reads the finished build's files into the page cache with ``lock`` released (see
+        ``edge_build.warm``); writes made meanwhile are journaled as during the build."""
+        build = self.build
+        assert build is not None
+        began = time.monotonic()
+        self.lock.release()
+        try:
+            edge_build.warm(build.folder)
+        finally:
+            self.lock.acquire()
+        build.warm_s = time.monotonic() - began
 
     def swap(self) -> Path:
         """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays

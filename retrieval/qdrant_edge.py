@@ -10,7 +10,8 @@ more than that much ingest. By default (``build_in_subprocess``) it builds on a 
 process and swaps the result in, with the writes made meanwhile replayed (``retrieval.edge_build``): queries
 and writes go on during the build; queries wait only for a flush and the swap, writes also for the copy.
 Otherwise it optimizes in-process, stalling the process for the build. Points are searchable when ``update``
-returns either way, as with Qdrant's server, whose optimizer also indexes asynchronously.
+returns either way (after a bulk load into a large shard, by keywords only until their build lands: see Search),
+as with Qdrant's server, whose optimizer also indexes asynchronously.
 ``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert`` never does, for a
 bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
 
@@ -24,12 +25,17 @@ dirty shards every ``flush_interval_s`` (Qdrant's server does the same, every 5 
 
 Search: HNSW with a beam of ``hnsw_ef_per_million`` per million points of the shard (Qdrant's default, never
 narrower than the limit, where that is wider): at a fixed beam, recall against exact search falls as a shard
-grows (bench/hnsw_beam.py).
+grows (bench/hnsw_beam.py). Points not yet in HNSW are scanned exactly, a cost linear in their number: after a
+bulk load into a large shard, more than the whole HNSW search. So while HNSW covers at least
+``indexed_only_min_coverage`` of a shard's points, a search skips unindexed segments past Edge's indexing
+threshold (Qdrant's ``indexed_only``; a segment under it, 10 MB of vectors, is searched all the same, so
+documents added between bulk loads are searchable at once) and those points become vector-searchable when their
+build lands.
 
 Memory: a shard is created with its payload indexes memory-mapped (see ``PAYLOAD_INDEXES``) and its float32
-vectors cached in RAM (Edge's default), or, by choice, with an int8 scalar-quantized copy pinned in RAM
-(``quantization="int8"``) and/or its float32 vectors left in memory-mapped files read on demand
-(``vectors_on_disk``). Edge keeps that choice in the shard's
+vectors in memory-mapped files read on demand (``vectors_on_disk``, the default: a load maps them instead of
+reading them all, and a load holds the GIL) or read into RAM at load (Edge's default), by choice with an int8
+scalar-quantized copy pinned in RAM (``quantization="int8"``). Edge keeps that choice in the shard's
 ``edge_config.json`` and a reopened shard keeps it, whatever this store was constructed with. Every search
 asks for rescoring: a quantized shard ranks its HNSW candidates again on the float32 originals, so its order
 is the float32 one; a shard without quantization ignores the request.
@@ -87,7 +93,7 @@ log = logging.getLogger(__name__)
 # deletes read them through the page cache.
 _INDEX_PARAMS = {"keyword": KeywordIndexParams, "float": FloatIndexParams}
 PAYLOAD_INDEXES = {field: _INDEX_PARAMS[kind](memory=Memory.Cold) for field, kind in PAYLOAD_FIELDS.items()}
-_UPSERT_BATCH = 512
+_UPSERT_BATCH = 256
 _FATAL = (SystemExit, KeyboardInterrupt)
 QUANTIZATIONS = ("none", "int8")
 # Rescoring on the float32 originals: a quantized shard's ranking is then the unquantized one (ignored by a
@@ -117,17 +123,21 @@ class QdrantEdgeStore:
         optimize_idle_s: float = 2.0,
         optimize_max_delay_s: float = 300.0,
         quantization: str = "none",
-        vectors_on_disk: bool = False,
+        vectors_on_disk: bool = True,
         build_in_subprocess: bool = True,
         hnsw_ef_per_million: int = 0,
+        indexed_only_min_coverage: float = 0.5,
     ) -> None:
         if flush_interval_s < 0 or optimize_idle_s < 0 or optimize_max_delay_s <= 0:
             raise ValueError("flush_interval_s and optimize_idle_s must be >= 0, optimize_max_delay_s > 0")
+        if indexed_only_min_coverage < 0:
+            raise ValueError("indexed_only_min_coverage must be >= 0")
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
         self._quantization = quantization
         self._hnsw_ef_per_million = hnsw_ef_per_million
         self._vectors_on_disk = vectors_on_disk
+        self._indexed_only_min_coverage = indexed_only_min_coverage
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, Shard] = {}
@@ -154,7 +164,9 @@ class QdrantEdgeStore:
             loaded = (opened is None or opened.closed) and self._on_disk(index)
             if loaded:
                 path = self._path(index)
-                opened = self._shards[index] = Shard(EdgeShard.load(str(path)), path)
+                shard = EdgeShard.load(str(path))
+                shard.flush()  # the first flush after a load holds the GIL longest (1.1 s at 1M points): not mid-load
+                opened = self._shards[index] = Shard(shard, path)
         if loaded:
             self._start_maintainer()  # to optimize what its last process left unindexed
         return opened
@@ -297,15 +309,18 @@ class QdrantEdgeStore:
             self.optimize(index)
 
     def bulk_upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
-        """Upsert without building HNSW inline; call ``optimize`` once after the last batch."""
+        """Upsert without building HNSW inline; call ``optimize`` once after the last batch.
+
+        The shard lock is taken per batch of ``_UPSERT_BATCH`` points, and only for Edge's update (the points are
+        built before): a query waits for one batch's update at most, not for a whole bulk write."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(records):
             raise BadInput(f"got {vectors.shape} vectors for {len(records)} records")
-        with self._writing(index) as opened:
-            for start in range(0, len(records), _UPSERT_BATCH):
-                batch = records[start : start + _UPSERT_BATCH]
-                rows = vectors[start : start + _UPSERT_BATCH].tolist()
-                points = [Point(record.id, row, chunk_payload(record)) for record, row in zip(batch, rows, strict=True)]
+        for start in range(0, len(records), _UPSERT_BATCH):
+            batch = records[start : start + _UPSERT_BATCH]
+            rows = vectors[start : start + _UPSERT_BATCH].tolist()
+            points = [Point(record.id, row, chunk_payload(record)) for record, row in zip(batch, rows, strict=True)]
+            with self._writing(index) as opened:
                 opened.update(UpdateOperation.upsert_points(points))
 
     def optimize(self, index: str) -> bool:
@@ -334,9 +349,29 @@ class QdrantEdgeStore:
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
 
     def _search_params(self, shard: EdgeShard, limit: int) -> SearchParams:
-        """HNSW's beam for ``shard``: ``hnsw_ef_per_million`` per million points, unset below ``limit``."""
-        beam = int(shard.info().points_count) * self._hnsw_ef_per_million // 1_000_000
-        return SearchParams(hnsw_ef=beam if beam > limit else None, quantization=_RESCORE)
+        """HNSW's beam for ``shard``: ``hnsw_ef_per_million`` per million points, unset below ``limit``; unindexed
+        segments past the indexing threshold skipped while HNSW covers ``indexed_only_min_coverage`` of the points."""
+        info = shard.info()
+        points = int(info.points_count)
+        beam = points * self._hnsw_ef_per_million // 1_000_000
+        indexed_only = self._skips_unindexed(points, int(info.indexed_vectors_count))
+        return SearchParams(hnsw_ef=beam if beam > limit else None, quantization=_RESCORE, indexed_only=indexed_only)
+
+    def _skips_unindexed(self, points: int, indexed: int) -> bool:
+        return indexed >= self._indexed_only_min_coverage * points
+
+    def awaiting_build(self, index: str) -> int:
+        """Points outside HNSW while searches skip them: more than Edge's indexing threshold holds (a smaller
+        unindexed segment is searched) and HNSW covers ``indexed_only_min_coverage``. 0 once their build lands."""
+        if not self.exists(index):
+            return 0
+        with self._held(index) as opened:
+            info = opened.shard.info()
+            points, indexed = int(info.points_count), int(info.indexed_vectors_count)
+            waiting = max(0, points - indexed)
+            if waiting * opened.dim * 4 < INDEXING_THRESHOLD_BYTES or not self._skips_unindexed(points, indexed):
+                return 0
+            return waiting
 
     def count(self, index: str) -> int:
         if not self.exists(index):

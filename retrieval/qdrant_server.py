@@ -133,6 +133,11 @@ class QdrantServerStore:
         with self._guard():
             return int(self._client.count(index, exact=True).count)
 
+    def awaiting_build(self, index: str) -> int:
+        """0: searches here never ask for ``indexed_only``, so the server scans the points its optimizer has not
+        indexed yet and every point is searchable once written."""
+        return 0
+
     def close(self) -> None:
         with self._guard():
             self._client.close()

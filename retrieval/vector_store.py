@@ -33,6 +33,9 @@ class VectorStore(Protocol):
 
     def count(self, index: str) -> int: ...
 
+    def awaiting_build(self, index: str) -> int:
+        """Points that searches skip until their index build lands (0: every point is searchable now)."""
+
     def close(self) -> None: ...
 
 
@@ -48,6 +51,7 @@ def _qdrant_edge(settings: Settings) -> VectorStore:
         vectors_on_disk=settings.edge_vectors_on_disk,
         build_in_subprocess=settings.edge_build_in_subprocess,
         hnsw_ef_per_million=settings.edge_hnsw_ef_per_million,
+        indexed_only_min_coverage=settings.edge_indexed_only_min_coverage,
     )
 
 

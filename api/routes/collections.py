@@ -28,7 +28,12 @@ def list_collections(ingest: IngestDep, principal: PrincipalDep) -> list[Collect
     """The collections this key may read."""
     return [
         CollectionOut(
-            name=c.name, index_version=c.index_version, documents=n, created_at=c.created_at, options=c.options or {}
+            name=c.name,
+            index_version=c.index_version,
+            documents=n,
+            created_at=c.created_at,
+            options=c.options or {},
+            vectors_awaiting_build=ingest.vectors_awaiting_build(c),
         )
         for c, n in ingest.list_collections()
         if principal.can(Role.reader, c.name)

@@ -119,6 +119,8 @@ def test_sync_client_end_to_end(server: Running, tmp_path: Path, pdf_dir: Path) 
         assert [d.status for d in finished] == ["indexed"] * 3 + ["failed"]
         assert "password" in (finished[-1].error or "").lower()
         assert rag.list_documents("geo", status="indexed").total == 3
+        [geo] = [c for c in rag.list_collections() if c.name == "geo"]
+        assert geo.documents == 4 and geo.vectors_awaiting_build == 0  # a few chunks: searched at once
 
         answer = rag.query("geo", "What do coral polyps build reefs from?", cache=False)
         assert answer.answer and answer.citations and answer.citations[0].filename == "reefs.txt"

@@ -399,3 +399,75 @@ def test_a_wider_hnsw_beam_finds_more_of_the_exact_top_ten(tmp_path: Path) -> No
     unset, narrow, wide = recall(0), recall(1000), recall(1000 * 1_000_000 // INDEXED_N)  # beams: 10, 10, 1000
     assert wide == 1.0
     assert narrow == unset < wide
+
+
+def first_hit(store: QdrantEdgeStore, vector: np.ndarray, exact: bool = False) -> str:
+    hits = store.search("idx", vector, 10, exact=exact)
+    assert hits  # the indexed points answer whatever is skipped
+    return hits[0].id
+
+
+@pytest.mark.parametrize(("coverage", "skips"), [(None, True), ("1.01", False)])
+def test_a_bulk_load_into_an_indexed_shard_is_vector_searchable_once_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, coverage: str | None, skips: bool
+) -> None:
+    """``RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE`` (default 0.5): while HNSW covers that share of the shard, queries skip
+    an unindexed segment past Edge's indexing threshold (the exact scan a query would pay for it). A first load and
+    a small write are searched at once; exact search always sees everything."""
+    from core.config import Settings
+    from retrieval.vector_store import make_vector_store
+
+    monkeypatch.setenv("RAG_EDGE_OPTIMIZE_IDLE_S", "3600")
+    monkeypatch.setenv("RAG_EDGE_OPTIMIZE_MAX_DELAY_S", "3600")
+    if coverage is None:
+        monkeypatch.delenv("RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE", raising=False)
+    else:
+        monkeypatch.setenv("RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE", coverage)
+    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
+    assert isinstance(store, QdrantEdgeStore)
+    recs, vectors = corpus(2 * INDEXED_N - 10, dim=INDEXED_DIM)  # the load and the small write: under half
+    small, small_vectors = corpus(5, seed=1, prefix="small", dim=INDEXED_DIM)
+    store.create("idx", INDEXED_DIM)
+    store.bulk_upsert("idx", recs[:INDEXED_N], vectors[:INDEXED_N])
+    assert first_hit(store, vectors[0]) == recs[0].id  # nothing indexed yet: scanned exactly
+    assert store.awaiting_build("idx") == 0
+    assert store.optimize("idx")
+    store.bulk_upsert("idx", small, small_vectors)
+    assert first_hit(store, small_vectors[0]) == small[0].id  # under the threshold: searched
+    store.bulk_upsert("idx", recs[INDEXED_N:], vectors[INDEXED_N:])  # HNSW covers just over half the shard
+    loaded = INDEXED_N + 7
+    assert (first_hit(store, vectors[loaded]) == recs[loaded].id) is not skips
+    assert first_hit(store, vectors[loaded], exact=True) == recs[loaded].id
+    assert first_hit(store, vectors[3]) == recs[3].id
+    assert store.awaiting_build("idx") == (len(recs) - INDEXED_N + len(small) if skips else 0)
+    assert store.optimize("idx")
+    assert first_hit(store, vectors[loaded]) == recs[loaded].id
+    assert store.awaiting_build("idx") == 0
+    store.close()
+
+
+def test_the_built_copy_is_read_before_the_swap_and_writes_meanwhile_are_replayed(
+    store: QdrantEdgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``edge_build.warm`` runs with the shard lock released: a write made then is journaled and in the swapped
+    shard, and the warm read covered the built copy's files."""
+    read: list[Path] = []
+    added, added_vectors = corpus(5, seed=2, prefix="warm")
+    warm = edge_build.warm
+
+    def warm_and_write(folder: Path) -> None:
+        read.extend(p for p in folder.rglob("*") if p.is_file())
+        warm(folder)
+        store.upsert("idx", added, added_vectors)
+
+    monkeypatch.setattr(edge_build, "warm", warm_and_write)
+    shard = start_build(store)
+    finish_build(shard)
+    assert any(p.name == "edge_config.json" for p in read)
+    assert shard.last_build is not None and len(shard.last_build.journal) == 1
+    recs, vectors = corpus()
+    everything, all_vectors = recs + added, np.vstack([vectors, added_vectors])
+    assert store.count("idx") == len(everything)
+    assert [h.id for h in store.search("idx", added_vectors[2], 3)] == exact_top(
+        everything, all_vectors, added_vectors[2], 3
+    )

@@ -156,6 +156,11 @@ def test_filter_is_applied_inside_the_search(store: VectorStore) -> None:
     assert names_of(store.search("idx", QUERY, 1, SearchFilter(document_ids=("doc3",)))) == ["d"]
 
 
+def test_written_points_are_searchable_at_once(store: VectorStore) -> None:
+    assert store.awaiting_build("idx") == 0
+    assert store.awaiting_build("missing") == 0
+
+
 def test_delete_document(store: VectorStore) -> None:
     store.delete_document("idx", "doc1")
     assert store.count("idx") == 3
@@ -444,9 +449,10 @@ def test_an_edge_store_dropped_without_close_is_collected_and_its_thread_ends(tm
 
 
 MEMORY_CONFIGS = {
-    "int8": {"quantization": "int8"},
-    "on-disk": {"vectors_on_disk": True},
-    "int8-on-disk": {"quantization": "int8", "vectors_on_disk": True},
+    "on-disk (default)": {},
+    "in-ram": {"vectors_on_disk": False},
+    "int8-in-ram": {"quantization": "int8", "vectors_on_disk": False},
+    "int8-on-disk": {"quantization": "int8"},
 }
 
 
@@ -466,8 +472,8 @@ def test_edge_memory_options_answer_like_the_default_and_persist(tmp_path: Path,
     store.close()
     stored = edge_config(tmp_path, "idx")
     assert ("quantization_config" in stored) == (options.get("quantization") == "int8")
-    assert (stored.get("memory") == "cold") == options.get("vectors_on_disk", False)
-    reopened = QdrantEdgeStore(tmp_path)  # constructed with the defaults: the shard keeps its own options
+    assert (stored.get("memory") == "cold") == options.get("vectors_on_disk", True)
+    reopened = QdrantEdgeStore(tmp_path, vectors_on_disk=not options.get("vectors_on_disk", True))  # kept its own
     assert names_of(reopened.search("idx", QUERY, 10, SearchFilter(tags=("x",)))) == ["a", "b"]
     hits = reopened.search("idx", QUERY, 10)
     assert names_of(hits) == ORDER
@@ -483,7 +489,7 @@ def test_edge_shard_reopened_with_other_memory_options_keeps_its_own(tmp_path: P
     plain.upsert("idx", recs, vecs)
     plain.close()
     before = edge_config(tmp_path, "idx")
-    other = QdrantEdgeStore(tmp_path, quantization="int8", vectors_on_disk=True)
+    other = QdrantEdgeStore(tmp_path, quantization="int8", vectors_on_disk=False)
     other.create("idx", DIM)  # exists: nothing changes
     other.upsert("idx", *records(["c"]))
     other.delete_document("idx", "doc3")
@@ -492,6 +498,7 @@ def test_edge_shard_reopened_with_other_memory_options_keeps_its_own(tmp_path: P
     other.close()
     assert edge_config(tmp_path, "idx") == before
     assert "quantization_config" in edge_config(tmp_path, "new")
+    assert edge_config(tmp_path, "new").get("memory") != "cold"
 
 
 def test_edge_memory_settings_reach_new_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -499,13 +506,13 @@ def test_edge_memory_settings_reach_new_shards(tmp_path: Path, monkeypatch: pyte
     from retrieval.vector_store import make_vector_store
 
     monkeypatch.setenv("RAG_EDGE_QUANTIZATION", "int8")
-    monkeypatch.setenv("RAG_EDGE_VECTORS_ON_DISK", "true")
+    monkeypatch.setenv("RAG_EDGE_VECTORS_ON_DISK", "false")
     store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
     store.create("idx", DIM)
     store.close()
     stored = edge_config(tmp_path / "vectors", "idx")
     assert "quantization_config" in stored
-    assert stored.get("memory") == "cold"
+    assert stored.get("memory") != "cold"
 
 
 def test_edge_quantized_on_disk_hnsw_finds_each_vector_itself(tmp_path: Path) -> None:
