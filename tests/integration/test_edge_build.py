@@ -86,6 +86,21 @@ def finish_build(shard: edge_shard.Shard) -> None:
     assert shard.build is None
 
 
+def store_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -> QdrantEdgeStore:
+    """The store the platform builds from its ``RAG_`` settings, with ``env`` set (None: unset)."""
+    from core.config import Settings
+    from retrieval.vector_store import make_vector_store
+
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
+    assert isinstance(store, QdrantEdgeStore)
+    return store
+
+
 def leftovers(root: Path) -> list[str]:
     """What the build folders (``.edge-*``) hold."""
     return sorted(str(q.relative_to(root)) for p in root.glob(".edge-*") for q in p.iterdir())
@@ -325,15 +340,7 @@ def test_leftovers_of_a_killed_swap_are_recovered_on_open(tmp_path: Path) -> Non
 def test_the_setting_reaches_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str | None, expected: bool
 ) -> None:
-    from core.config import Settings
-    from retrieval.vector_store import make_vector_store
-
-    if env is None:
-        monkeypatch.delenv("RAG_EDGE_BUILD_IN_SUBPROCESS", raising=False)
-    else:
-        monkeypatch.setenv("RAG_EDGE_BUILD_IN_SUBPROCESS", env)
-    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
-    assert isinstance(store, QdrantEdgeStore)
+    store = store_from_settings(tmp_path, monkeypatch, {"RAG_EDGE_BUILD_IN_SUBPROCESS": env})
     assert store._build_in_subprocess is expected
     store.close()
 
@@ -414,17 +421,8 @@ def test_a_bulk_load_into_an_indexed_shard_is_vector_searchable_once_built(
     """``RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE`` (default 0.5): while HNSW covers that share of the shard, queries skip
     an unindexed segment past Edge's indexing threshold (the exact scan a query would pay for it). A first load and
     a small write are searched at once; exact search always sees everything."""
-    from core.config import Settings
-    from retrieval.vector_store import make_vector_store
-
-    monkeypatch.setenv("RAG_EDGE_OPTIMIZE_IDLE_S", "3600")
-    monkeypatch.setenv("RAG_EDGE_OPTIMIZE_MAX_DELAY_S", "3600")
-    if coverage is None:
-        monkeypatch.delenv("RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE", raising=False)
-    else:
-        monkeypatch.setenv("RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE", coverage)
-    store = make_vector_store(Settings(data_dir=tmp_path, qdrant_url=None))
-    assert isinstance(store, QdrantEdgeStore)
+    env = {"RAG_EDGE_OPTIMIZE_IDLE_S": "3600", "RAG_EDGE_OPTIMIZE_MAX_DELAY_S": "3600"}
+    store = store_from_settings(tmp_path, monkeypatch, {**env, "RAG_EDGE_INDEXED_ONLY_MIN_COVERAGE": coverage})
     recs, vectors = corpus(2 * INDEXED_N - 10, dim=INDEXED_DIM)  # the load and the small write: under half
     small, small_vectors = corpus(5, seed=1, prefix="small", dim=INDEXED_DIM)
     store.create("idx", INDEXED_DIM)
