@@ -10,9 +10,10 @@ Latency is counted from each query's scheduled send time, so a stall counts for 
 closed loop would count it once). Timed is ``QdrantEdgeStore.search`` top-``--limit`` (the vector stage of a
 query) with SciFact queries embedded beforehand. The queries skip the loaded points until their build lands
 while HNSW covers the default share of the shard (``--indexed-only-min-coverage`` above 1 makes them scan those
-points exactly, as before that setting). The corpus is retrieval_latency's: real SciFact sentence
-windows, vectors the real MiniLM embedding of their abstract plus calibrated noise. The issue's scale is 100k
-chunks landing in 900k; the default here, 20k into 100k, runs on 2 shared cores in minutes.
+points exactly, as before that setting), and so the store stages those points on disk for the build's child
+instead of writing them into the live shard (``retrieval.edge_stage``). The corpus is retrieval_latency's:
+real SciFact sentence windows, vectors the real MiniLM embedding of their abstract plus calibrated noise. The
+issue's scale is 100k chunks landing in 900k; the default here, 20k into 100k, runs on 2 shared cores in minutes.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def run_mode(
         "warm_s": last.warm_s if last else float("nan"),
         "swap_lock_s": last.swap_s if last else float("nan"),
         "replayed": len(last.journal) if last else 0,
+        "staged_files": len(last.staged) if last else 0,
         "phases": {
             "before the load": phase("start", "load"),
             "bulk load": phase("load", "loaded"),
@@ -214,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "read into page cache (s)",
             "lock: swap (s)",
             "replayed",
+            "staged files",
             "count",
         ],
         [
@@ -226,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 r["warm_s"],
                 r["swap_lock_s"],
                 r["replayed"],
+                r["staged_files"],
                 r["count"],
             ]
             for name, r in results.items()

@@ -8,15 +8,17 @@ so a build in the store's process stalls every query and write of that process. 
    flushes, so the copy is consistent as long as those wait for it (``edge_shard.Shard`` makes them wait;
    queries only read and go on). ``start`` then launches the child; from then on every update applied to the
    live shard is also kept in ``Build.journal``, and queries and writes go on against the live shard.
-2. A child process (``python -m retrieval.edge_build <folder> <parent pid>``, a fresh interpreter: no fork of a
-   process holding Rust and ONNX threads) loads the copy, optimizes it, flushes and closes it. It runs at a
+2. A child process (``python -m retrieval.edge_build <folder> <parent pid> [<last staged file>]``, a fresh
+   interpreter: no fork of a process holding Rust and ONNX threads) loads the copy, applies the writes staged
+   for it (``retrieval.edge_stage``), optimizes it, flushes and closes it. It runs at a
    lower CPU priority, so the queries it competes with get the cores first, and dies with the thread that
    started it. The parent only polls it between maintenance rounds.
 3. ``warm``, with the shard lock released: the built copy's files are read into the page cache, so that the
    swap's load and the first searches after it do not read them from disk while holding the GIL.
 4. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
    ``<root>/.edge-retired/<index>``, the built copy renamed into its place, loaded, the journal replayed in
-   order (upserts by id and deletes by filter are idempotent, so the result is the live state) and flushed;
+   order (upserts by id and deletes by filter are idempotent, so the result is the live state plus the staged
+   writes the child applied) and flushed;
    only then is the retired folder moved to ``<root>/.edge-trash``, which the caller deletes with the lock
    released (``delete``: deleting a large folder takes a while, and queries need not wait for it).
    Closing the live shard, ``EdgeShard.load`` and the first flush after it hold the GIL, like ``optimize``, so
@@ -41,11 +43,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from qdrant_edge import EdgeShard, UpdateOperation
+
+from retrieval import edge_stage
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,8 @@ class Build:
     errors: IO[bytes]
     """The child's stderr, read when it fails."""
     copied_at: float
+    staged: list[Path] = field(default_factory=list)
+    """The staged writes the child applies before it builds (``retrieval.edge_stage``)."""
     journal: list[UpdateOperation] = field(default_factory=list)
     """Every update applied to the live shard since the copy, in order."""
     flush_s: float = 0.0
@@ -107,20 +114,20 @@ def copy(live: Path) -> Path:
     return folder
 
 
-def start(folder: Path) -> Build:
-    """Starts the child on the copy at ``folder``; journal the live shard's updates from now on."""
+def start(folder: Path, staged: Sequence[Path] = ()) -> Build:
+    """Starts the child on the copy at ``folder``, to apply the ``staged`` writes and build; journal the live
+    shard's updates from now on."""
     copied_at = time.monotonic()
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by Build.discard, once the child has ended)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")]))}
     try:
-        process = subprocess.Popen(
-            [*CHILD, str(folder), str(os.getpid())], stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, env=env
-        )
+        command = [*CHILD, str(folder), str(os.getpid()), *map(str, staged[-1:])]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, env=env)
     except BaseException:
         errors.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Build(folder, process, errors, copied_at)
+    return Build(folder, process, errors, copied_at, list(staged))
 
 
 def warm(folder: Path) -> None:
@@ -212,12 +219,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """The child: load the copy, build HNSW, flush, close."""
-    folder, parent = argv
+    """The child: load the copy, apply the staged writes, build HNSW, flush, close."""
+    folder, parent, *last_staged = argv
     _die_with_parent(int(parent))
     os.nice(_NICENESS)
     shard = EdgeShard.load(folder)
     try:
+        for last in last_staged:
+            edge_stage.apply(shard, edge_stage.through(Path(last)))
         shard.optimize()
         shard.flush()
     finally:

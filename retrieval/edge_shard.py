@@ -1,4 +1,4 @@
-"""One open Qdrant Edge shard and its upkeep: the lock every use takes, flushing, and HNSW builds.
+"""One open Qdrant Edge shard and its upkeep: the lock every use takes, flushing, staged writes, HNSW builds.
 
 A build runs in this process (``optimize``, holding the GIL throughout) or in a child process on a copy of
 the shard (``build_if_due``, ``retrieval.edge_build``); the store's maintenance thread picks which and when.
@@ -16,7 +16,7 @@ from pathlib import Path
 from qdrant_edge import EdgeShard, UpdateOperation
 
 from core.fair_lock import FairLock
-from retrieval import edge_build
+from retrieval import edge_build, edge_stage
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,12 @@ class Shard:
         self.copying = False
         self.settled = threading.Condition(self.lock)
         self.dirty = False  # written since the last flush
+        self.stage = edge_stage.Stage(edge_stage.folder_for(path))  # writes for the next build to apply
         self.closed = False  # dropped or closed: the maintenance thread may still hold this object
         # Written since the last optimize. A shard opened with points outside HNSW counts (its last process
         # ended before optimizing); one fully indexed does not: a copy and a child would rebuild nothing.
         info = shard.info()
-        self.unoptimized = int(info.indexed_vectors_count) < int(info.points_count)
+        self.unoptimized = int(info.indexed_vectors_count) < int(info.points_count) or bool(self.stage)
         self.written_at = self.optimized_at = time.monotonic()
         self.retry_at = 0.0  # after a failed build: not before then
         self.build: edge_build.Build | None = None  # a build in a child process, on a copy
@@ -70,6 +71,24 @@ class Shard:
         self.dirty = self.unoptimized = True
         self.written_at = time.monotonic()
 
+    def staged(self) -> None:
+        """Caller holds ``lock``: a write went to the stage (nothing to flush, a build to start)."""
+        self.unoptimized = True
+        self.written_at = time.monotonic()
+
+    def apply_stage(self) -> None:
+        """Caller holds ``lock``. The staged writes applied in this process (holding the GIL), flushed, and deleted
+        from the stage; a build in progress is dropped (it would not have them all)."""
+        if not self.stage:
+            return
+        self.wait_for_copy()
+        self.drop_build()
+        files = list(self.stage.files)
+        edge_stage.apply(self.shard, files)
+        self.wrote()
+        self.flush()  # on disk before the staged files are deleted
+        self.stage.consumed(files)
+
     def flush(self) -> None:
         """Caller holds ``lock``."""
         self.wait_for_copy()
@@ -86,6 +105,7 @@ class Shard:
         is flushed at once: the build was the expensive part."""
         self.wait_for_copy()
         self.drop_build()
+        self.apply_stage()
         changed = self.shard.optimize()
         self.unoptimized = False
         self.optimized_at = time.monotonic()
@@ -152,7 +172,7 @@ class Shard:
         if self.closed:  # closed while copying: no build
             shutil.rmtree(folder, ignore_errors=True)
             return
-        self.build = edge_build.start(folder)
+        self.build = edge_build.start(folder, self.stage.files)
         self.build.flush_s, self.build.copy_s = flushed - began, copied - flushed
 
     def warm_build(self) -> None:
@@ -190,7 +210,8 @@ class Shard:
         finally:
             build.discard()
         self.dirty = False
-        self.unoptimized = self.written_at > build.copied_at
+        self.stage.consumed(build.staged)  # in the live shard now
+        self.unoptimized = self.written_at > build.copied_at or bool(self.stage)
         self.optimized_at = time.monotonic()
         build.swap_s = self.optimized_at - began
         self.last_build = build

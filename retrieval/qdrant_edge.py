@@ -9,9 +9,12 @@ thread builds once a shard has had no write for ``optimize_idle_s`` (the end of 
 more than that much ingest. By default (``build_in_subprocess``) it builds on a copy of the shard in a child
 process and swaps the result in, with the writes made meanwhile replayed (``retrieval.edge_build``): queries
 and writes go on during the build; queries wait only for a flush and the swap, writes also for the copy.
-Otherwise it optimizes in-process, stalling the process for the build. Points are searchable when ``update``
+Otherwise it optimizes in-process, stalling the process for the build. Points are searchable when ``upsert``
 returns either way (after a bulk load into a large shard, by keywords only until their build lands: see Search),
-as with Qdrant's server, whose optimizer also indexes asynchronously.
+as with Qdrant's server, whose optimizer also indexes asynchronously. Upserts that searches would skip until
+their build anyway (Search) are not written into the live shard at all, but staged on disk for the child to
+apply before it builds (``retrieval.edge_stage``), so a bulk load into a large shard costs this process none of
+Edge's updates and flushes.
 ``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert`` never does, for a
 bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
 
@@ -80,7 +83,7 @@ from qdrant_edge import (
 
 from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
-from retrieval import edge_build
+from retrieval import edge_build, edge_stage
 from retrieval.edge_shard import INDEXING_THRESHOLD_BYTES, Shard, stored_dim
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
@@ -267,6 +270,7 @@ class QdrantEdgeStore:
                 return
             path = self._path(index)
             shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(edge_stage.folder_for(path), ignore_errors=True)  # a drop's that did not finish
             shard = EdgeShard.create(str(path), config)
             for field, schema in PAYLOAD_INDEXES.items():
                 shard.update(UpdateOperation.create_field_index(field, schema))
@@ -296,6 +300,7 @@ class QdrantEdgeStore:
             opened = self._shards.pop(index, None)
             if opened is not None:
                 opened.close(flush=False)  # its folder is deleted next
+            shutil.rmtree(edge_stage.folder_for(self._path(index)), ignore_errors=True)
             shutil.rmtree(self._path(index), ignore_errors=True)
 
     def exists(self, index: str) -> bool:
@@ -303,19 +308,61 @@ class QdrantEdgeStore:
             return index in self._shards or self._on_disk(index)
 
     def upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
-        """Searchable on return; HNSW is built now (``optimize_idle_s=0``) or in the background."""
-        self.bulk_upsert(index, records, vectors)
+        """Searchable on return (see Search for when by vectors); HNSW is built now (``optimize_idle_s=0``) or in the
+        background. Staged for the next build instead of written here where searches would skip the points."""
+        vectors = _checked(records, vectors)
+        if not self._staged(index, records, vectors):
+            self.bulk_upsert(index, records, vectors)
         if self._optimize_idle_s == 0 or self._closing.is_set():  # closed: no thread will
             self.optimize(index)
 
+    def _staged(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> bool:
+        """Stages the upsert if ``_stages`` says so (the file written and synced with the lock released); False:
+        it is for the live shard."""
+        if not (self._build_in_subprocess and self._optimize_idle_s > 0 and records):
+            return False
+        with self._held(index) as opened:
+            if not self._stages(opened, len(records)):
+                return False
+            folder = opened.stage.folder
+        payloads = [chunk_payload(record) for record in records]
+        prepared: Path | None = edge_stage.prepare_upsert(folder, [r.id for r in records], vectors, payloads)
+        try:
+            with self._held(index) as opened:
+                if not self._stages(opened, len(records)):  # the stage was applied meanwhile
+                    return False
+                opened.stage.upsert(prepared, len(records))  # type: ignore[arg-type]
+                opened.staged()
+                prepared = None
+        finally:
+            if prepared is not None:
+                prepared.unlink(missing_ok=True)
+        self._start_maintainer()
+        return True
+
+    def _stages(self, opened: Shard, points: int) -> bool:
+        """Caller holds the lock. Whether an upsert of ``points`` goes to the stage: searches would skip them (past
+        the indexing threshold, counting what is unindexed and staged, and HNSW covers the minimum share), or
+        earlier upserts are staged (in order). Staged writes that would take HNSW below that share are applied
+        here first (a running build is dropped) and the upsert goes to the live shard, where searches scan it."""
+        info = opened.shard.info()
+        indexed, waiting = int(info.indexed_vectors_count), int(info.points_count) + opened.stage.points + points
+        skipped = (waiting - indexed) * opened.dim * 4 >= INDEXING_THRESHOLD_BYTES and self._skips_unindexed(
+            waiting, indexed
+        )
+        if opened.stage and not skipped:
+            opened.apply_stage()
+        return skipped
+
     def bulk_upsert(self, index: str, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
-        """Upsert without building HNSW inline; call ``optimize`` once after the last batch.
+        """Upsert into the live shard without building HNSW inline (never staged); call ``optimize`` once after
+        the last batch.
 
         The shard lock is taken per batch of ``_UPSERT_BATCH`` points, and only for Edge's update (the points are
         built before): a query waits for one batch's update at most, not for a whole bulk write."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(records):
-            raise BadInput(f"got {vectors.shape} vectors for {len(records)} records")
+        vectors = _checked(records, vectors)
+        with self._held(index) as opened:
+            opened.apply_stage()  # written after what is staged, as they were made
         for start in range(0, len(records), _UPSERT_BATCH):
             batch = records[start : start + _UPSERT_BATCH]
             rows = vectors[start : start + _UPSERT_BATCH].tolist()
@@ -324,7 +371,8 @@ class QdrantEdgeStore:
                 opened.update(UpdateOperation.upsert_points(points))
 
     def optimize(self, index: str) -> bool:
-        """Build HNSW for segments past the indexing threshold; True if anything was rebuilt."""
+        """Apply the staged writes, build HNSW for segments past the indexing threshold; True if anything was
+        rebuilt."""
         with self._held(index) as opened:
             return opened.optimize()
 
@@ -334,6 +382,8 @@ class QdrantEdgeStore:
         condition = FieldCondition(key="document_id", match=MatchValue(document_id))
         with self._writing(index) as opened:
             opened.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
+            if opened.stage:  # after the staged upserts it may delete
+                opened.stage.delete_document(document_id)
 
     def search(
         self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, exact: bool = False
@@ -361,8 +411,9 @@ class QdrantEdgeStore:
         return indexed >= self._indexed_only_min_coverage * points
 
     def awaiting_build(self, index: str) -> int:
-        """Points outside HNSW while searches skip them: more than Edge's indexing threshold holds (a smaller
-        unindexed segment is searched) and HNSW covers ``indexed_only_min_coverage``. 0 once their build lands."""
+        """Points that searches skip until their build lands: the staged ones, and those outside HNSW while more
+        than Edge's indexing threshold holds (a smaller unindexed segment is searched) and HNSW covers
+        ``indexed_only_min_coverage``. 0 once their build lands."""
         if not self.exists(index):
             return 0
         with self._held(index) as opened:
@@ -370,14 +421,16 @@ class QdrantEdgeStore:
             points, indexed = int(info.points_count), int(info.indexed_vectors_count)
             waiting = max(0, points - indexed)
             if waiting * opened.dim * 4 < INDEXING_THRESHOLD_BYTES or not self._skips_unindexed(points, indexed):
-                return 0
-            return waiting
+                waiting = 0
+            return waiting + opened.stage.points
 
     def count(self, index: str) -> int:
+        """Points in the live shard plus those staged for its next build (an id staged over a live one, or twice,
+        counts twice until that build lands)."""
         if not self.exists(index):
             return 0
-        with self._locked(index) as shard:
-            return int(shard.count(CountRequest(exact=True)))
+        with self._held(index) as opened:
+            return int(opened.shard.count(CountRequest(exact=True))) + opened.stage.points
 
     def close(self) -> None:
         self._closing.set()
@@ -394,6 +447,13 @@ class QdrantEdgeStore:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def _checked(records: Sequence[ChunkRecord], vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(records):
+        raise BadInput(f"got {vectors.shape} vectors for {len(records)} records")
+    return vectors
 
 
 @contextmanager
