@@ -47,19 +47,27 @@ class Sent:
 
 
 class Sender(threading.Thread):
-    """Sends one query every ``interval_s`` from its start until ``stop``; late sends go out back to back."""
+    """Sends one query every ``interval_s`` from its start until ``finish``; late sends go out back to back, and
+    those scheduled before ``finish`` are all sent (a backlog is measured, not dropped)."""
 
     def __init__(self, store: QdrantEdgeStore, queries: np.ndarray, interval_s: float, limit: int) -> None:
         super().__init__(name="bench-queries", daemon=True)
         self.store, self.queries, self.interval_s, self.limit = store, queries, interval_s, limit
         self.stop = threading.Event()
+        self.stopped_at = float("inf")
         self.sent: list[Sent] = []
+
+    def finish(self) -> None:
+        self.stopped_at = time.perf_counter()
+        self.stop.set()
+        self.join()
 
     def run(self) -> None:
         began = time.perf_counter()
         for k in range(10**9):
             scheduled = began + k * self.interval_s
-            if self.stop.wait(max(0.0, scheduled - time.perf_counter())):
+            self.stop.wait(max(0.0, scheduled - time.perf_counter()))
+            if scheduled >= self.stopped_at:
                 return
             hits = self.store.search(INDEX, self.queries[k % len(self.queries)], self.limit)
             assert hits
@@ -93,9 +101,8 @@ def run_mode(
     marks["built"] = time.perf_counter()
     built = store.optimized_since(INDEX) is not None
     time.sleep(args.after)
-    sender.stop.set()
-    sender.join()
     marks["end"] = time.perf_counter()
+    sender.finish()
     count = store.count(INDEX)
     last = store._shards[INDEX].last_build
     store.close()
@@ -118,8 +125,9 @@ def run_mode(
             "before the load": phase("start", "load"),
             "bulk load": phase("load", "loaded"),
             "idle wait + build + swap": phase("loaded", "built"),
-            "load + build (target)": phase("load", "built"),
+            "load + build": phase("load", "built"),
             "after the build": phase("built", "end"),
+            "load + build + after (target)": phase("load", "end"),
         },
     }
 
@@ -237,10 +245,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(f"initial in-process build of the {args.existing:,} existing chunks: {t_initial[0]:.1f} s")
     print("  lock: queries and writes wait; copy: writes and flushes wait, queries go on; page cache: both go on")
-    heading(f"Target: query p99 <= {TARGET_P99_MS:g} ms during load + build")
+    heading(f"Target: query p99 <= {TARGET_P99_MS:g} ms from the load's start to the end (the swap's queue drained)")
     target_rows = []
     for name, r in results.items():
-        p99 = r["phases"]["load + build (target)"]["p99"]  # type: ignore[index]
+        p99 = r["phases"]["load + build + after (target)"]["p99"]  # type: ignore[index]
         target_rows.append([name, f"{p99:.1f} ms", verdict(p99, TARGET_P99_MS)])
     print_table(["build", "p99", "verdict"], target_rows)
     report.figures = {"initial_build_s": t_initial[0], **results}

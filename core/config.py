@@ -89,7 +89,9 @@ class Settings(BaseSettings):
         "indexing threshold is searched all the same). A bulk load into a large collection then costs its "
         "queries nothing (bench/build_stall.py); its points become vector-searchable when their build lands, "
         "seconds to a minute after the load pauses, and are keyword-searchable at once. Below that share (a "
-        "new collection's first load) queries scan the unindexed points exactly. 0: always skip; above 1: never.",
+        "new collection's first load) queries scan the unindexed points exactly. 0: always skip; above 1: never. "
+        "Upserts that searches would skip are staged on disk for the build's child instead of written into the live "
+        "shard (with RAG_EDGE_BUILD_IN_SUBPROCESS), so a bulk load costs the server's process no Edge writes.",
     )
     edge_build_in_subprocess: bool = Field(
         True,

@@ -15,15 +15,17 @@ so a build in the store's process stalls every query and write of that process. 
    started it. The parent only polls it between maintenance rounds.
 3. ``warm``, with the shard lock released: the built copy's files are read into the page cache, so that the
    swap's load and the first searches after it do not read them from disk while holding the GIL.
-4. ``swap`` (caller holds the shard lock and has closed the live shard): the live folder is renamed to
+4. ``swap`` (caller holds the shard lock; the live shard stays open, unwritten): the live folder is renamed to
    ``<root>/.edge-retired/<index>``, the built copy renamed into its place, loaded, the journal replayed in
    order (upserts by id and deletes by filter are idempotent, so the result is the live state plus the staged
    writes the child applied) and flushed;
-   only then is the retired folder moved to ``<root>/.edge-trash``, which the caller deletes with the lock
-   released (``delete``: deleting a large folder takes a while, and queries need not wait for it).
-   Closing the live shard, ``EdgeShard.load`` and the first flush after it hold the GIL, like ``optimize``, so
-   the swap stalls the whole process for as long as they take (they grow with the shard): that, not the build,
-   is what queries still wait for.
+   only then is the retired folder moved to ``<root>/.edge-trash``. The caller closes the replaced shard there
+   later and deletes its folder, both without the lock (``delete``). An open shard's folder may be renamed:
+   Edge reads and writes nothing by path until closed, and closing it changes neither its files nor the new
+   ones at its old path (tests/integration/test_edge_build.py holds Edge to that).
+   ``EdgeShard.load`` and the first flush after it hold the GIL, like ``optimize``, so the swap stalls the
+   whole process for as long as they take (they grow with the shard), and so does closing the replaced shard,
+   a maintenance round later, apart from it: those, not the build, are what queries still wait for.
 
 Crash safety rests on that order: while ``.edge-retired/<index>`` exists, it is the live shard (the folder at
 the live path is at most a built copy without the journal). ``recover`` (when a store opens its root) puts it
@@ -147,9 +149,10 @@ def warm(folder: Path) -> None:
 
 def swap(live: Path, build: Build) -> tuple[EdgeShard, Path]:
     """Puts the built copy at ``live`` with the journal replayed; returns it open, and the retired shard's folder,
-    now in the trash, for the caller to ``delete``. The live shard must be closed.
+    now in the trash, for the caller to ``delete`` once it has closed the shard that was live (open meanwhile,
+    nothing may write to it).
 
-    On failure the live folder is back at ``live`` (closed) and the error is raised."""
+    On failure the live folder is back at ``live`` and the error is raised."""
     retired = _sibling(live, RETIRED)
     retired.parent.mkdir(exist_ok=True)
     os.rename(live, retired)

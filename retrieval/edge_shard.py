@@ -54,6 +54,8 @@ class Shard:
         self.written_at = self.optimized_at = time.monotonic()
         self.retry_at = 0.0  # after a failed build: not before then
         self.build: edge_build.Build | None = None  # a build in a child process, on a copy
+        # The shards swaps replaced, still open in the trash until the next maintenance round closes them.
+        self.replaced: list[tuple[EdgeShard, Path]] = []
         self.last_build: edge_build.Build | None = None  # the last one swapped in (its timings)
 
     def wait_for_copy(self) -> None:
@@ -136,7 +138,7 @@ class Shard:
     def build_if_due(self, now: float, idle_s: float, max_delay_s: float, child_min_bytes: int = 0) -> None:
         """Starts a build in a child process when one is due; swaps it in once the child is done. A shard with
         fewer than ``child_min_bytes`` of vectors is optimized here instead (see ``INDEXING_THRESHOLD_BYTES``)."""
-        retired = None
+        self.close_replaced()
         with self.lock:
             try:
                 if self.build is None and self.due(now, idle_s, max_delay_s):
@@ -147,12 +149,22 @@ class Shard:
                 elif self.build is not None and self.build.finished():
                     self.warm_build()
                     if self.build is not None:  # not dropped while it was read
-                        retired = self.swap()
+                        self.swap()
             except BaseException:  # the live shard serves on; retried like a failing build in-process
                 self.retry_at = time.monotonic() + max_delay_s
                 raise
-        if retired is not None:
-            edge_build.delete(retired)  # with the lock released: queries need not wait for the disk
+
+    def close_replaced(self) -> None:
+        """Closes the shards that swaps replaced and deletes their folders, without ``lock``: nothing uses them.
+        Closing a shard holds the GIL (0.1-0.2 s at 200k points), so it is not done in the swap, under the lock,
+        where the queries it stalls would queue behind the swap's own stall, but a maintenance round later."""
+        with self.lock:
+            replaced, self.replaced = self.replaced, []
+        for shard, folder in replaced:
+            try:
+                shard.close()
+            finally:
+                edge_build.delete(folder)
 
     def start_build(self) -> None:
         """Caller holds ``lock``: flushes, copies the folder with ``lock`` released (writes wait for the copy,
@@ -188,9 +200,9 @@ class Shard:
             self.lock.acquire()
         build.warm_s = time.monotonic() - began
 
-    def swap(self) -> Path:
+    def swap(self) -> None:
         """Caller holds ``lock`` and the child has finished: its shard replaces the live one, or the live one stays
-        and the error is raised. Returns the replaced shard's folder, in the trash, for ``edge_build.delete``."""
+        and the error is raised. The replaced shard stays open, in the trash, for ``close_replaced``."""
         build, self.build = self.build, None
         assert build is not None
         began = time.monotonic()
@@ -198,17 +210,13 @@ class Shard:
             failure = build.failure()
             if failure is not None:
                 raise RuntimeError(f"the HNSW build in a child process failed ({failure})")
-            self.shard.flush()
-            self.shard.close()
-            try:
-                self.shard, retired = edge_build.swap(self.path, build)
-            except BaseException:
-                self.closed = True  # until reloaded: the store opens a closed shard afresh from disk
-                self.shard = EdgeShard.load(str(self.path))  # the live shard, back in place
-                self.closed = False
-                raise
+            if self.dirty:
+                self.shard.flush()
+            shard, trashed = edge_build.swap(self.path, build)
         finally:
             build.discard()
+        self.replaced.append((self.shard, trashed))
+        self.shard = shard
         self.dirty = False
         self.stage.consumed(build.staged)  # in the live shard now
         self.unoptimized = self.written_at > build.copied_at or bool(self.stage)
@@ -224,7 +232,6 @@ class Shard:
             build.swap_s,
             build.copy_s,
         )
-        return retired
 
     def drop_build(self) -> None:
         """Caller holds ``lock``."""
@@ -234,6 +241,7 @@ class Shard:
 
     def close(self, flush: bool = True) -> None:
         """Closed even if the flush fails (the error is raised after): the handle must not leak."""
+        self.close_replaced()
         with self.lock:
             self.wait_for_copy()
             if self.closed:

@@ -33,7 +33,7 @@ bulk load into a large shard, more than the whole HNSW search. So while HNSW cov
 ``indexed_only_min_coverage`` of a shard's points, a search skips unindexed segments past Edge's indexing
 threshold (Qdrant's ``indexed_only``; a segment under it, 10 MB of vectors, is searched all the same, so
 documents added between bulk loads are searchable at once) and those points become vector-searchable when their
-build lands.
+build lands. With builds in a child process, such upserts are staged on disk instead (``retrieval.edge_stage``).
 
 Memory: a shard is created with its payload indexes memory-mapped (see ``PAYLOAD_INDEXES``) and its float32
 vectors in memory-mapped files read on demand (``vectors_on_disk``, the default: a load maps them instead of

@@ -79,11 +79,14 @@ def start_build(store: QdrantEdgeStore) -> edge_shard.Shard:
     return shard
 
 
-def finish_build(shard: edge_shard.Shard) -> None:
+def finish_build(shard: edge_shard.Shard, close_replaced: bool = True) -> None:
+    """Waits for the child and swaps; then (``close_replaced``) closes the replaced shard, as the next round does."""
     assert shard.build is not None
     shard.build.process.wait(120)
     shard.build_if_due(float("inf"), 3600, 3600)  # the child is done: swaps
     assert shard.build is None
+    if close_replaced:
+        shard.close_replaced()
 
 
 def store_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -> QdrantEdgeStore:
@@ -265,9 +268,10 @@ def test_a_failing_swap_restores_the_live_shard(
     assert leftovers(tmp_path / "edge") == []
 
 
-def test_the_replaced_shard_is_deleted_after_the_lock_is_released(
+def test_the_replaced_shard_is_closed_and_deleted_a_round_later_without_the_lock(
     store: QdrantEdgeStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Closing a shard holds the GIL: not in the swap's stall, but the next maintenance round, apart from it."""
     deleted: list[tuple[Path, bool]] = []
     shard = start_build(store)
 
@@ -277,12 +281,39 @@ def test_the_replaced_shard_is_deleted_after_the_lock_is_released(
 
     delete = edge_build.delete
     monkeypatch.setattr(edge_build, "delete", recorded)
-    finish_build(shard)
-    [(trashed, locked)] = deleted
-    assert trashed.parent == tmp_path / "edge" / edge_build.TRASH
-    assert not locked
-    assert not trashed.exists()
+    finish_build(shard, close_replaced=False)
+    [(_, trashed)] = shard.replaced
+    assert trashed.parent == tmp_path / "edge" / edge_build.TRASH and trashed.exists()
+    assert store.count("idx") == N  # the swapped-in shard answers
+    shard.build_if_due(float("inf"), 3600, 3600)  # the next round
+    assert deleted == [(trashed, False)]
+    assert not trashed.exists() and not shard.replaced
     assert store.count("idx") == N
+
+
+def test_edge_leaves_a_renamed_open_shard_and_the_new_one_at_its_path_alone(store: QdrantEdgeStore) -> None:
+    """What the swap relies on (``edge_build.swap``): an open shard whose folder was renamed still answers, and
+    closing it changes no file of the shard loaded at its old path, nor its own."""
+    shard = store._shards["idx"]
+    with shard.lock:
+        shard.flush()
+    live, moved = shard.path, shard.path.parent / "moved"
+    copy = shard.path.parent / "copy"
+    shutil.copytree(live, copy)
+    query = corpus()[1][4]
+    old = shard.shard
+    before = [h.id for h in store.search("idx", query, 5)]
+    live.rename(moved)
+    copy.rename(live)
+    new = EdgeShard.load(str(live))
+    new.flush()
+    files = {p: p.read_bytes() for folder in (live, moved) for p in sorted(folder.rglob("*")) if p.is_file()}
+    assert [h.id for h in store.search("idx", query, 5)] == before  # the renamed one, still open
+    old.close()
+    assert {p: p.read_bytes() for p in files} == files
+    assert sorted(p for folder in (live, moved) for p in folder.rglob("*") if p.is_file()) == sorted(files)
+    shard.shard = new  # for the fixture's close
+    assert [h.id for h in store.search("idx", query, 5)] == before
 
 
 def test_drop_close_and_optimize_stop_a_running_build(store: QdrantEdgeStore, gate: Path) -> None:
