@@ -21,8 +21,11 @@ so a build in the store's process stalls every query and write of that process. 
    writes the child applied) and flushed;
    only then is the retired folder moved to ``<root>/.edge-trash``. The caller closes the replaced shard there
    later and deletes its folder, both without the lock (``delete``). An open shard's folder may be renamed:
-   Edge reads and writes nothing by path until closed, and closing it changes neither its files nor the new
-   ones at its old path (tests/integration/test_edge_build.py holds Edge to that).
+   Edge reads and writes nothing by path until it closes. Closing, though, drops the shard's files from the
+   page cache by the paths it was opened with, which after a swap would be the new shard's. So a process
+   opens each shard through its own alias, a symlink ``<root>/.edge-open/<index>-<id>`` to the folder
+   (``alias``), and the swap points the replaced shard's alias at its folder in the trash (``repoint``):
+   closing it then drops only its own files (tests/integration/test_edge_build.py holds Edge to both).
    ``EdgeShard.load`` and the first flush after it hold the GIL, like ``optimize``, so the swap stalls the
    whole process for as long as they take (they grow with the shard), and so does closing the replaced shard,
    a maintenance round later, apart from it: those, not the build, are what queries still wait for.
@@ -56,7 +59,7 @@ from retrieval import edge_stage
 
 log = logging.getLogger(__name__)
 
-BUILDING, RETIRED, TRASH = ".edge-building", ".edge-retired", ".edge-trash"
+BUILDING, RETIRED, TRASH, OPEN = ".edge-building", ".edge-retired", ".edge-trash", ".edge-open"
 CHILD = [sys.executable, "-m", "retrieval.edge_build"]
 """The child's command line before its arguments (folder, parent pid)."""
 _NICENESS = 10
@@ -147,18 +150,20 @@ def warm(folder: Path) -> None:
             continue
 
 
-def swap(live: Path, build: Build) -> tuple[EdgeShard, Path]:
-    """Puts the built copy at ``live`` with the journal replayed; returns it open, and the retired shard's folder,
-    now in the trash, for the caller to ``delete`` once it has closed the shard that was live (open meanwhile,
-    nothing may write to it).
+def swap(live: Path, build: Build) -> tuple[EdgeShard, Path, Path]:
+    """Puts the built copy at ``live`` with the journal replayed; returns it open, its alias, and the retired
+    shard's folder, now in the trash, to ``repoint`` the replaced shard's alias at and to ``delete`` once the
+    caller has closed that shard (open meanwhile; nothing may write to it).
 
     On failure the live folder is back at ``live`` and the error is raised."""
     retired = _sibling(live, RETIRED)
     retired.parent.mkdir(exist_ok=True)
     os.rename(live, retired)
+    opened_as = None
     try:
         os.rename(build.folder, live)
-        shard = EdgeShard.load(str(live))
+        opened_as = alias(live)
+        shard = EdgeShard.load(str(opened_as))
         try:
             for operation in build.journal:
                 shard.update(operation)
@@ -167,20 +172,37 @@ def swap(live: Path, build: Build) -> tuple[EdgeShard, Path]:
             shard.close()
             raise
     except BaseException:
+        if opened_as is not None:
+            opened_as.unlink(missing_ok=True)
         _restore(retired, live)
         raise
-    return shard, _to_trash(retired)
+    return shard, opened_as, _to_trash(retired)
+
+
+def alias(folder: Path) -> Path:
+    """A new symlink to ``folder`` in ``<root>/.edge-open``, to open the shard there through (see step 4)."""
+    link = folder.parent / OPEN / f"{folder.name}-{uuid.uuid4().hex[:12]}"
+    link.parent.mkdir(exist_ok=True)
+    os.symlink(os.path.join("..", folder.name), link)
+    return link
+
+
+def repoint(link: Path, folder: Path) -> None:
+    """Points the alias ``link`` at ``folder`` (a shard's folder moved elsewhere under the same root), atomically."""
+    staged = link.with_name(f"{link.name}.new")
+    os.symlink(os.path.relpath(folder, link.parent), staged)
+    os.replace(staged, link)
 
 
 def recover(root: Path) -> None:
     """Undoes what a process that died during a build or a swap left under ``root``: retired shards go back to
-    their live path, unfinished copies and trash are deleted."""
+    their live path, unfinished copies, trash and aliases are deleted."""
     retired = root / RETIRED
     if retired.is_dir():
         for folder in retired.iterdir():
             log.warning("restoring Qdrant Edge shard %s left aside by an unfinished swap", folder.name)
             _restore(folder, root / folder.name)
-    for name in (BUILDING, TRASH, RETIRED):
+    for name in (BUILDING, TRASH, RETIRED, OPEN):
         shutil.rmtree(root / name, ignore_errors=True)
 
 

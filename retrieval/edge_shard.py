@@ -33,9 +33,10 @@ def stored_dim(path: Path) -> int:
 
 
 class Shard:
-    def __init__(self, shard: EdgeShard, path: Path) -> None:
+    def __init__(self, shard: EdgeShard, path: Path, alias: Path) -> None:
         self.shard = shard
         self.path = path
+        self.alias = alias  # the path ``shard`` was opened through (``edge_build.alias``)
         self.dim = stored_dim(path)
         # Guards the fields below and every use of ``shard``. Fair: a bulk load's back-to-back writes must not
         # keep queries waiting for the whole load.
@@ -54,8 +55,9 @@ class Shard:
         self.written_at = self.optimized_at = time.monotonic()
         self.retry_at = 0.0  # after a failed build: not before then
         self.build: edge_build.Build | None = None  # a build in a child process, on a copy
-        # The shards swaps replaced, still open in the trash until the next maintenance round closes them.
-        self.replaced: list[tuple[EdgeShard, Path]] = []
+        # The shards swaps replaced, with their aliases and folders (in the trash), open until the next
+        # maintenance round closes them.
+        self.replaced: list[tuple[EdgeShard, Path, Path]] = []
         self.last_build: edge_build.Build | None = None  # the last one swapped in (its timings)
 
     def wait_for_copy(self) -> None:
@@ -160,10 +162,11 @@ class Shard:
         where the queries it stalls would queue behind the swap's own stall, but a maintenance round later."""
         with self.lock:
             replaced, self.replaced = self.replaced, []
-        for shard, folder in replaced:
+        for shard, alias, folder in replaced:
             try:
                 shard.close()
             finally:
+                alias.unlink(missing_ok=True)
                 edge_build.delete(folder)
 
     def start_build(self) -> None:
@@ -212,11 +215,12 @@ class Shard:
                 raise RuntimeError(f"the HNSW build in a child process failed ({failure})")
             if self.dirty:
                 self.shard.flush()
-            shard, trashed = edge_build.swap(self.path, build)
+            shard, alias, trashed = edge_build.swap(self.path, build)
         finally:
             build.discard()
-        self.replaced.append((self.shard, trashed))
-        self.shard = shard
+        replaced = (self.shard, self.alias, trashed)
+        self.replaced.append(replaced)
+        self.shard, self.alias = shard, alias
         self.dirty = False
         self.stage.consumed(build.staged)  # in the live shard now
         self.unoptimized = self.written_at > build.copied_at or bool(self.stage)
@@ -232,6 +236,7 @@ class Shard:
             build.swap_s,
             build.copy_s,
         )
+        edge_build.repoint(replaced[1], trashed)  # so that its close drops its own files from the page cache
 
     def drop_build(self) -> None:
         """Caller holds ``lock``."""
@@ -253,3 +258,4 @@ class Shard:
                     self.shard.flush()
             finally:
                 self.shard.close()
+                self.alias.unlink(missing_ok=True)

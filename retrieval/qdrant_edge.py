@@ -167,9 +167,14 @@ class QdrantEdgeStore:
             loaded = (opened is None or opened.closed) and self._on_disk(index)
             if loaded:
                 path = self._path(index)
-                shard = EdgeShard.load(str(path))
+                alias = edge_build.alias(path)
+                try:
+                    shard = EdgeShard.load(str(alias))
+                except BaseException:
+                    alias.unlink()
+                    raise
                 shard.flush()  # the first flush after a load holds the GIL longest (1.1 s at 1M points): not mid-load
-                opened = self._shards[index] = Shard(shard, path)
+                opened = self._shards[index] = Shard(shard, path, alias)
         if loaded:
             self._start_maintainer()  # to optimize what its last process left unindexed
         return opened
@@ -271,11 +276,13 @@ class QdrantEdgeStore:
             path = self._path(index)
             shutil.rmtree(path, ignore_errors=True)
             shutil.rmtree(edge_stage.folder_for(path), ignore_errors=True)  # a drop's that did not finish
-            shard = EdgeShard.create(str(path), config)
+            path.mkdir()
+            alias = edge_build.alias(path)
+            shard = EdgeShard.create(str(alias), config)
             for field, schema in PAYLOAD_INDEXES.items():
                 shard.update(UpdateOperation.create_field_index(field, schema))
             shard.flush()
-            self._shards[index] = Shard(shard, path)
+            self._shards[index] = Shard(shard, path, alias)
 
     def _vector_params(self, dim: int) -> EdgeVectorParams:
         """Cosine vectors placed as this store was configured; None leaves Edge's default (cached in RAM)."""

@@ -8,6 +8,7 @@ build, so a test knows the build is still running while it queries and writes: o
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -105,8 +106,9 @@ def store_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: di
 
 
 def leftovers(root: Path) -> list[str]:
-    """What the build folders (``.edge-*``) hold."""
-    return sorted(str(q.relative_to(root)) for p in root.glob(".edge-*") for q in p.iterdir())
+    """What the build folders (``.edge-*``, but for the aliases of open shards) hold."""
+    folders = [p for p in root.glob(".edge-*") if p.name != edge_build.OPEN]
+    return sorted(str(q.relative_to(root)) for p in folders for q in p.iterdir())
 
 
 def test_writes_and_queries_go_on_during_the_build_and_survive_the_swap(gate: Path, tmp_path: Path) -> None:
@@ -282,7 +284,7 @@ def test_the_replaced_shard_is_closed_and_deleted_a_round_later_without_the_lock
     delete = edge_build.delete
     monkeypatch.setattr(edge_build, "delete", recorded)
     finish_build(shard, close_replaced=False)
-    [(_, trashed)] = shard.replaced
+    [(_, _, trashed)] = shard.replaced
     assert trashed.parent == tmp_path / "edge" / edge_build.TRASH and trashed.exists()
     assert store.count("idx") == N  # the swapped-in shard answers
     shard.build_if_due(float("inf"), 3600, 3600)  # the next round
@@ -291,29 +293,35 @@ def test_the_replaced_shard_is_closed_and_deleted_a_round_later_without_the_lock
     assert store.count("idx") == N
 
 
-def test_edge_leaves_a_renamed_open_shard_and_the_new_one_at_its_path_alone(store: QdrantEdgeStore) -> None:
+def cached_bytes(folder: Path) -> int:
+    """Bytes of ``folder``'s files in the page cache (util-linux ``fincore``)."""
+    files = [str(p) for p in folder.rglob("*") if p.is_file()]
+    command = ["fincore", "--bytes", "--noheadings", "--output", "RES", *files]
+    out = subprocess.run(command, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return sum(int(n) for n in out.stdout.split())
+
+
+def test_closing_a_replaced_shard_leaves_the_page_cache_of_the_new_one_alone(
+    store: QdrantEdgeStore, tmp_path: Path
+) -> None:
     """What the swap relies on (``edge_build.swap``): an open shard whose folder was renamed still answers, and
-    closing it changes no file of the shard loaded at its old path, nor its own."""
-    shard = store._shards["idx"]
-    with shard.lock:
-        shard.flush()
-    live, moved = shard.path, shard.path.parent / "moved"
-    copy = shard.path.parent / "copy"
-    shutil.copytree(live, copy)
-    query = corpus()[1][4]
-    old = shard.shard
-    before = [h.id for h in store.search("idx", query, 5)]
-    live.rename(moved)
-    copy.rename(live)
-    new = EdgeShard.load(str(live))
-    new.flush()
-    files = {p: p.read_bytes() for folder in (live, moved) for p in sorted(folder.rglob("*")) if p.is_file()}
-    assert [h.id for h in store.search("idx", query, 5)] == before  # the renamed one, still open
-    old.close()
-    assert {p: p.read_bytes() for p in files} == files
-    assert sorted(p for folder in (live, moved) for p in folder.rglob("*") if p.is_file()) == sorted(files)
-    shard.shard = new  # for the fixture's close
-    assert [h.id for h in store.search("idx", query, 5)] == before
+    closing it changes no file, and drops from the page cache only its own files, not the new shard's at the path
+    it was opened through: its alias was pointed at its new place."""
+    shard = start_build(store)
+    finish_build(shard, close_replaced=False)
+    [(_, alias, trashed)] = shard.replaced
+    assert alias.resolve() == trashed.resolve()
+    assert shard.alias.resolve() == shard.path.resolve() and shard.alias.is_symlink()
+    edge_build.warm(shard.path)
+    cached = cached_bytes(shard.path)
+    files = {p: p.read_bytes() for p in sorted(shard.path.rglob("*")) if p.is_file()}
+    assert cached > 0
+    shard.close_replaced()
+    assert cached_bytes(shard.path) == cached
+    assert {p: p.read_bytes() for p in sorted(shard.path.rglob("*")) if p.is_file()} == files
+    assert not alias.exists() and not trashed.exists()
+    assert store.count("idx") == N
 
 
 def test_drop_close_and_optimize_stop_a_running_build(store: QdrantEdgeStore, gate: Path) -> None:
