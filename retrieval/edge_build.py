@@ -86,6 +86,8 @@ class Build:
     """Seconds reading the built copy into the page cache before the swap (queries and writes went on)."""
     swap_s: float = 0.0
     """Seconds the shard lock was held to swap the built copy in."""
+    close_s: float = 0.0
+    """Seconds closing the shard it replaced, a maintenance round after the swap (holding the GIL: queries waited)."""
 
     def finished(self) -> bool:
         return self.process.poll() is not None

@@ -55,9 +55,9 @@ class Shard:
         self.written_at = self.optimized_at = time.monotonic()
         self.retry_at = 0.0  # after a failed build: not before then
         self.build: edge_build.Build | None = None  # a build in a child process, on a copy
-        # The shards swaps replaced, with their aliases and folders (in the trash), open until the next
-        # maintenance round closes them.
-        self.replaced: list[tuple[EdgeShard, Path, Path]] = []
+        # The shards swaps replaced, with their aliases, folders (in the trash) and the builds that replaced them,
+        # open until the next maintenance round closes them.
+        self.replaced: list[tuple[EdgeShard, Path, Path, edge_build.Build]] = []
         self.last_build: edge_build.Build | None = None  # the last one swapped in (its timings)
 
     def wait_for_copy(self) -> None:
@@ -162,9 +162,11 @@ class Shard:
         where the queries it stalls would queue behind the swap's own stall, but a maintenance round later."""
         with self.lock:
             replaced, self.replaced = self.replaced, []
-        for shard, alias, folder in replaced:
+        for shard, alias, folder, build in replaced:
+            began = time.monotonic()
             try:
                 shard.close()
+                build.close_s = time.monotonic() - began
             finally:
                 alias.unlink(missing_ok=True)
                 edge_build.delete(folder)
@@ -218,7 +220,7 @@ class Shard:
             shard, alias, trashed = edge_build.swap(self.path, build)
         finally:
             build.discard()
-        replaced = (self.shard, self.alias, trashed)
+        replaced = (self.shard, self.alias, trashed, build)
         self.replaced.append(replaced)
         self.shard, self.alias = shard, alias
         self.dirty = False

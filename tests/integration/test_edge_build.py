@@ -284,7 +284,7 @@ def test_the_replaced_shard_is_closed_and_deleted_a_round_later_without_the_lock
     delete = edge_build.delete
     monkeypatch.setattr(edge_build, "delete", recorded)
     finish_build(shard, close_replaced=False)
-    [(_, _, trashed)] = shard.replaced
+    [(_, _, trashed, _)] = shard.replaced
     assert trashed.parent == tmp_path / "edge" / edge_build.TRASH and trashed.exists()
     assert store.count("idx") == N  # the swapped-in shard answers
     shard.build_if_due(float("inf"), 3600, 3600)  # the next round
@@ -310,7 +310,7 @@ def test_closing_a_replaced_shard_leaves_the_page_cache_of_the_new_one_alone(
     it was opened through: its alias was pointed at its new place."""
     shard = start_build(store)
     finish_build(shard, close_replaced=False)
-    [(_, alias, trashed)] = shard.replaced
+    [(_, alias, trashed, _)] = shard.replaced
     assert alias.resolve() == trashed.resolve()
     assert shard.alias.resolve() == shard.path.resolve() and shard.alias.is_symlink()
     edge_build.warm(shard.path)
