@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 BUILDING, RETIRED, TRASH, OPEN = ".edge-building", ".edge-retired", ".edge-trash", ".edge-open"
 CHILD = [sys.executable, "-m", "retrieval.edge_build"]
-"""The child's command line before its arguments (folder, parent pid)."""
+"""The child's command line before its arguments (folder, parent pid, and the last staged file if any)."""
 _NICENESS = 10
 _WARM_CHUNK = 8 << 20
 _REPO = str(Path(__file__).resolve().parent.parent)  # where ``retrieval`` is importable from

@@ -162,14 +162,19 @@ class Shard:
         where the queries it stalls would queue behind the swap's own stall, but a maintenance round later."""
         with self.lock:
             replaced, self.replaced = self.replaced, []
+        errors = []
         for shard, alias, folder, build in replaced:
             began = time.monotonic()
             try:
                 shard.close()
                 build.close_s = time.monotonic() - began
+            except BaseException as exc:  # every one is closed; the first failure is raised after
+                errors.append(exc)
             finally:
                 alias.unlink(missing_ok=True)
                 edge_build.delete(folder)
+        if errors:
+            raise errors[0]
 
     def start_build(self) -> None:
         """Caller holds ``lock``: flushes, copies the folder with ``lock`` released (writes wait for the copy,
@@ -220,11 +225,17 @@ class Shard:
             shard, alias, trashed = edge_build.swap(self.path, build)
         finally:
             build.discard()
-        replaced = (self.shard, self.alias, trashed, build)
-        self.replaced.append(replaced)
-        self.shard, self.alias = shard, alias
+        self.replaced.append((self.shard, self.alias, trashed, build))
+        replaced_alias, self.shard, self.alias = self.alias, shard, alias
+        try:
+            edge_build.repoint(replaced_alias, trashed)  # so that its close drops its own files from the page cache
+        except OSError:  # then that close drops the live shard's files from the cache too: slower, not wrong
+            log.exception("could not point the alias of a replaced Qdrant Edge shard at its folder")
         self.dirty = False
-        self.stage.consumed(build.staged)  # in the live shard now
+        # In the live shard now: the files the child applied, and the deletes staged after them (replayed from the
+        # journal, with no staged upsert before them to act on).
+        self.stage.consumed(build.staged)
+        self.stage.consumed(self.stage.leading_deletes())
         self.unoptimized = self.written_at > build.copied_at or bool(self.stage)
         self.optimized_at = time.monotonic()
         build.swap_s = self.optimized_at - began
@@ -238,7 +249,6 @@ class Shard:
             build.swap_s,
             build.copy_s,
         )
-        edge_build.repoint(replaced[1], trashed)  # so that its close drops its own files from the page cache
 
     def drop_build(self) -> None:
         """Caller holds ``lock``."""
@@ -248,16 +258,18 @@ class Shard:
 
     def close(self, flush: bool = True) -> None:
         """Closed even if the flush fails (the error is raised after): the handle must not leak."""
-        self.close_replaced()
-        with self.lock:
-            self.wait_for_copy()
-            if self.closed:
-                return
-            self.closed = True
-            self.drop_build()
-            try:
-                if flush:
-                    self.shard.flush()
-            finally:
-                self.shard.close()
-                self.alias.unlink(missing_ok=True)
+        try:
+            with self.lock:
+                self.wait_for_copy()
+                if self.closed:
+                    return
+                self.closed = True  # no swap from now on: the replaced shards are all in ``replaced``
+                self.drop_build()
+                try:
+                    if flush:
+                        self.shard.flush()
+                finally:
+                    self.shard.close()
+                    self.alias.unlink(missing_ok=True)
+        finally:
+            self.close_replaced()

@@ -5,13 +5,17 @@ threshold (``retrieval.qdrant_edge``, Search), so a bulk load's points are not v
 build lands, however they are written. Written into the live shard they still cost the serving process: Edge's
 update, the flushes of what they add and the growing write-ahead log hold the GIL, and every query waits
 (bench/build_stall.py). So once an upsert would take a shard's unindexed points past the threshold while searches
-skip them, it is staged here instead, and so is every upsert after it until a build has taken them: each is
-one file (ids, vectors, payloads) written, synced and renamed into ``<root>/.edge-staged/<index>/`` before
-``upsert`` returns. The next build's child applies the staged files, in order, to its copy of the shard before
-it builds (``apply``). Deletes apply to the live shard at once and, while anything is staged, are staged too,
-so the child sees every operation in the order it was made. Staged files are deleted when the build that
-applied them is swapped in (or ``optimize`` applied them in-process); until then they outlive a restart and a
-failed build, and the next build applies them again (upserts by id and deletes by filter are idempotent).
+skip them, it is staged here instead, and so is every upsert after it while the stage holds anything and
+searches would skip its points: each is one file (ids, vectors, payloads) written, synced and renamed into
+``<root>/.edge-staged/<index>/`` before ``upsert`` returns. The next build's child applies the staged files, in
+order, to its copy of the shard before it builds (``apply``). Deletes are staged first while anything is
+staged, then applied to the live shard, so the child sees every operation in the order it was made. Staged
+files are deleted, oldest first, when the build that applied them is swapped in, or once they were applied in
+this process (``optimize``, ``bulk_upsert``, and an upsert that would take HNSW below its share of the shard:
+the stage, then the upsert, go live); until then they outlive a restart and a failed build, and the next build
+applies them again (upserts by id and deletes by filter are idempotent, and a tail of the sequence re-applied
+leaves what the whole sequence left). A rename is not synced to the folder, so a staged write survives the
+process dying, and a power loss only as far as Edge's own write-ahead log does before a flush.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -75,16 +78,22 @@ class Stage:
         self.files.append(target)
 
     def consumed(self, files: Iterable[Path]) -> None:
-        """Deletes ``files`` (applied to a shard that is now the live one) from the stage."""
-        done = set(files)
+        """Deletes ``files`` (applied to a shard that is now the live one) from the stage, oldest first: a process
+        killed midway leaves a tail of the sequence, which applied again changes nothing."""
+        done = sorted(files)
         for path in done:
             path.unlink(missing_ok=True)
-        self.files = [p for p in self.files if p not in done]
+        self.files = [p for p in self.files if p not in set(done)]
         self.points = sum(_points_in(p) for p in self.files)
 
-    def drop(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.files, self.points = [], 0
+    def leading_deletes(self) -> list[Path]:
+        """The delete files before the first staged upsert."""
+        leading = []
+        for path in self.files:
+            if not path.name.endswith(_DELETE):
+                break
+            leading.append(path)
+        return leading
 
 
 def prepare_upsert(folder: Path, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> Path:

@@ -8,13 +8,14 @@ thread builds once a shard has had no write for ``optimize_idle_s`` (the end of 
 ``optimize_max_delay_s`` after the last build under a steady stream of writes, so exact search never covers
 more than that much ingest. By default (``build_in_subprocess``) it builds on a copy of the shard in a child
 process and swaps the result in, with the writes made meanwhile replayed (``retrieval.edge_build``): queries
-and writes go on during the build; queries wait only for a flush and the swap, writes also for the copy.
+and writes go on during the build; queries wait only for a flush, the swap and, a maintenance round later, the
+close of the replaced shard; writes also for the copy.
 Otherwise it optimizes in-process, stalling the process for the build. Points are searchable when ``upsert``
 returns either way (after a bulk load into a large shard, by keywords only until their build lands: see Search),
 as with Qdrant's server, whose optimizer also indexes asynchronously. Upserts that searches would skip until
 their build anyway (Search) are not written into the live shard at all, but staged on disk for the child to
-apply before it builds (``retrieval.edge_stage``), so a bulk load into a large shard costs this process none of
-Edge's updates and flushes.
+apply before it builds (``retrieval.edge_stage``), so past its first 10 MB (Edge's indexing threshold) a bulk
+load into a large shard through ``upsert`` costs this process none of Edge's updates and flushes.
 ``optimize_idle_s=0`` optimizes in-process after every ``upsert`` instead; ``bulk_upsert`` never does, for a
 bulk load that calls ``optimize`` (in-process, synchronous) once at the end (the benchmarks).
 
@@ -349,9 +350,9 @@ class QdrantEdgeStore:
 
     def _stages(self, opened: Shard, points: int) -> bool:
         """Caller holds the lock. Whether an upsert of ``points`` goes to the stage: searches would skip them (past
-        the indexing threshold, counting what is unindexed and staged, and HNSW covers the minimum share), or
-        earlier upserts are staged (in order). Staged writes that would take HNSW below that share are applied
-        here first (a running build is dropped) and the upsert goes to the live shard, where searches scan it."""
+        the indexing threshold, counting what is unindexed and staged, and HNSW covers the minimum share). Where
+        they would not but the stage holds writes, those are applied here first (a running build is dropped), so
+        the upsert goes live after them, where searches scan it."""
         info = opened.shard.info()
         indexed, waiting = int(info.indexed_vectors_count), int(info.points_count) + opened.stage.points + points
         skipped = (waiting - indexed) * opened.dim * 4 >= INDEXING_THRESHOLD_BYTES and self._skips_unindexed(
@@ -368,6 +369,8 @@ class QdrantEdgeStore:
         The shard lock is taken per batch of ``_UPSERT_BATCH`` points, and only for Edge's update (the points are
         built before): a query waits for one batch's update at most, not for a whole bulk write."""
         vectors = _checked(records, vectors)
+        if not records:
+            return
         with self._held(index) as opened:
             opened.apply_stage()  # written after what is staged, as they were made
         for start in range(0, len(records), _UPSERT_BATCH):
@@ -388,9 +391,9 @@ class QdrantEdgeStore:
             return
         condition = FieldCondition(key="document_id", match=MatchValue(document_id))
         with self._writing(index) as opened:
-            opened.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
-            if opened.stage:  # after the staged upserts it may delete
+            if opened.stage:  # after the staged upserts it may delete; first, so a crash cannot undo the delete
                 opened.stage.delete_document(document_id)
+            opened.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
 
     def search(
         self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, exact: bool = False

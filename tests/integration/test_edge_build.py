@@ -322,6 +322,8 @@ def test_closing_a_replaced_shard_leaves_the_page_cache_of_the_new_one_alone(
     assert {p: p.read_bytes() for p in sorted(shard.path.rglob("*")) if p.is_file()} == files
     assert not alias.exists() and not trashed.exists()
     assert store.count("idx") == N
+    store.close()
+    assert not any((tmp_path / "edge" / edge_build.OPEN).iterdir())  # no alias outlives its shard
 
 
 def test_drop_close_and_optimize_stop_a_running_build(store: QdrantEdgeStore, gate: Path) -> None:
@@ -366,9 +368,12 @@ def test_leftovers_of_a_killed_swap_are_recovered_on_open(tmp_path: Path) -> Non
     (root / "late").rename(root / ".edge-retired" / "late")
     stale.rename(root / "late")  # killed after the copy was moved in, before the journal was replayed
     (root / ".edge-trash" / "late-0123").mkdir(parents=True)  # killed while deleting a retired shard
+    (root / edge_build.OPEN).mkdir(exist_ok=True)  # left empty by the stores closed above
+    (root / edge_build.OPEN / "early-0123").symlink_to("../early")  # the alias a dead process opened it through
 
     reopened = QdrantEdgeStore(root)
     assert leftovers(root) == []
+    assert not (root / edge_build.OPEN).exists()  # nothing opened yet
     assert reopened.count("early") == N
     assert reopened.count("late") == N
     assert [h.id for h in reopened.search("late", vectors[5], 3)] == exact_top(recs, vectors, vectors[5], 3)

@@ -78,25 +78,40 @@ def test_a_bulk_load_past_the_threshold_is_staged_and_built_by_the_child(indexed
     assert live_count(indexed) == indexed.count("idx") == INDEXED_N + LOAD
 
 
-def test_staged_writes_after_the_copy_wait_for_the_next_build(indexed: QdrantEdgeStore, tmp_path: Path) -> None:
-    """The child applies the files staged when its build started; later ones stay staged, deletes in order."""
+def test_staged_writes_after_the_copy_wait_for_the_next_build(indexed: QdrantEdgeStore) -> None:
+    """The child applies the files staged when its build started; later ones stay staged, in order: chunks of the
+    load written again (new vectors, same ids), then one of its documents deleted, everywhere."""
     recs, vectors = load(indexed)
     shard = start_build(indexed)
-    later, later_vectors = random_corpus(300, INDEXED_DIM, seed=2, prefix="later", documents=3)
-    indexed.upsert("idx", later, later_vectors)
-    indexed.delete_document("idx", "load3")  # staged upserts of load3 in both builds' files
+    again = LOAD - 300
+    rewritten = np.random.default_rng(2).standard_normal((300, INDEXED_DIM)).astype(np.float32)
+    indexed.upsert("idx", recs[again:], rewritten)
+    indexed.delete_document("idx", "load3")
     finish_build(shard)
     stage = shard.stage
-    assert stage.points == len(later) and len(stage.files) == 2
-    assert found(indexed, vectors[-1]) == recs[-1].id
-    assert indexed.awaiting_build("idx") == len(later)
+    assert stage.points == 300 and len(stage.files) == 2  # the rewrite and the delete after it
+    assert found(indexed, vectors[again - 1]) == recs[again - 1].id
+    assert indexed.awaiting_build("idx") == 300
 
     finish_build(start_build(indexed))
-    assert found(indexed, later_vectors[5]) == later[5].id
-    kept = [r for r in recs if r.payload["document_id"] != "load3"]
-    assert live_count(indexed) == INDEXED_N + len(kept) + len(later)
-    gone = next(i for i, r in enumerate(recs) if r.payload["document_id"] == "load3")
+    assert not stage
+    kept = [i for i, r in enumerate(recs) if r.payload["document_id"] != "load3"]
+    assert live_count(indexed) == INDEXED_N + len(kept)
+    last_kept = kept[-1]
+    assert found(indexed, rewritten[last_kept - again]) == recs[last_kept].id
+    gone = max(i for i, r in enumerate(recs) if r.payload["document_id"] == "load3")  # staged, then rewritten
+    assert found(indexed, rewritten[gone - again], exact=True) != recs[gone].id
     assert found(indexed, vectors[gone], exact=True) != recs[gone].id
+
+
+def test_a_delete_during_a_build_is_not_left_staged_after_its_swap(indexed: QdrantEdgeStore) -> None:
+    """Journaled and replayed by the swap, with no staged upsert before it: nothing is left for a next build."""
+    load(indexed)
+    shard = start_build(indexed)
+    indexed.delete_document("idx", "load2")
+    finish_build(shard)
+    assert not shard.stage and not any(shard.stage.folder.iterdir())
+    assert live_count(indexed) == INDEXED_N + LOAD - len(range(2, LOAD, 7))
 
 
 def test_staged_writes_outlive_a_failed_build_and_a_restart(
@@ -160,6 +175,7 @@ def test_dropping_an_index_drops_its_stage(indexed: QdrantEdgeStore) -> None:
     assert any(folder.iterdir())
     indexed.drop("idx")
     assert not folder.exists()
+    assert not any((folder.parent.parent / edge_build.OPEN).iterdir())  # its alias too
     indexed.create("idx", INDEXED_DIM)
     assert indexed.count("idx") == 0 and indexed.awaiting_build("idx") == 0
 
