@@ -158,7 +158,7 @@ class Shard:
 
     def close_replaced(self) -> None:
         """Closes the shards that swaps replaced and deletes their folders, without ``lock``: nothing uses them.
-        Closing a shard holds the GIL (0.1-0.2 s at 200k points), so it is not done in the swap, under the lock,
+        Closing a shard holds the GIL (longer as the shard grows), so it is not done in the swap, under the lock,
         where the queries it stalls would queue behind the swap's own stall, but a maintenance round later."""
         with self.lock:
             replaced, self.replaced = self.replaced, []

@@ -83,7 +83,8 @@ class Stage:
         done = sorted(files)
         for path in done:
             path.unlink(missing_ok=True)
-        self.files = [p for p in self.files if p not in set(done)]
+        gone = set(done)
+        self.files = [p for p in self.files if p not in gone]
         self.points = sum(_points_in(p) for p in self.files)
 
     def leading_deletes(self) -> list[Path]:
@@ -111,9 +112,7 @@ def apply(shard: EdgeShard, files: Sequence[Path]) -> None:
     """Applies staged ``files`` to ``shard``, in order."""
     for path in files:
         if path.name.endswith(_DELETE):
-            document_id = json.loads(path.read_text())["document_id"]
-            condition = FieldCondition(key="document_id", match=MatchValue(document_id))
-            shard.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
+            shard.update(delete_document(json.loads(path.read_text())["document_id"]))
             continue
         with np.load(path, allow_pickle=False) as staged:
             ids, vectors, payloads = staged["ids"], staged["vectors"], json.loads(str(staged["payloads"]))
@@ -123,6 +122,12 @@ def apply(shard: EdgeShard, files: Sequence[Path]) -> None:
             batch = zip(ids[start:end], rows, payloads[start:end], strict=True)
             points = [Point(str(i), row, payload) for i, row, payload in batch]
             shard.update(UpdateOperation.upsert_points(points))
+
+
+def delete_document(document_id: str) -> UpdateOperation:
+    """Edge's operation deleting every point of ``document_id`` (live, and when a staged delete is applied)."""
+    condition = FieldCondition(key="document_id", match=MatchValue(document_id))
+    return UpdateOperation.delete_points_by_filter(Filter(must=[condition]))
 
 
 def through(last: Path) -> list[Path]:

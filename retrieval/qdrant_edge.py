@@ -69,7 +69,6 @@ from qdrant_edge import (
     FloatIndexParams,
     KeywordIndexParams,
     MatchAny,
-    MatchValue,
     Memory,
     Point,
     QuantizationSearchParams,
@@ -389,11 +388,10 @@ class QdrantEdgeStore:
     def delete_document(self, index: str, document_id: str) -> None:
         if not self.exists(index):
             return
-        condition = FieldCondition(key="document_id", match=MatchValue(document_id))
         with self._writing(index) as opened:
             if opened.stage:  # after the staged upserts it may delete; first, so a crash cannot undo the delete
                 opened.stage.delete_document(document_id)
-            opened.update(UpdateOperation.delete_points_by_filter(Filter(must=[condition])))
+            opened.update(edge_stage.delete_document(document_id))
 
     def search(
         self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, exact: bool = False
