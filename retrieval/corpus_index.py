@@ -23,6 +23,7 @@ import numpy as np
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import keyword_corpus
 from retrieval.bm25_params import Bm25Params, for_index
+from retrieval.document_field import DocumentRowsAsHits
 from retrieval.keyword_corpus import KeywordCorpus, Stamp
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
@@ -49,7 +50,7 @@ class _IndexState:
         self.scorer_version = ""
 
 
-class CorpusBackedIndex(ABC):
+class CorpusBackedIndex(DocumentRowsAsHits, ABC):
     """A ``KeywordIndex`` over ``KeywordCorpus`` files; subclasses only build and apply a scorer."""
 
     name: str

@@ -13,9 +13,12 @@ document as the chunks cover it, each chunk's context line once per run and over
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from core.types import ChunkRecord, Hit
+from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.text_analysis import DEFAULT_TOKENIZER
 
 DOCUMENT_INDEX_SUFFIX = "__documents"
 
@@ -88,21 +91,72 @@ def document_records(records: Sequence[ChunkRecord]) -> list[ChunkRecord]:
     return rows
 
 
-def with_document_scores(chunk_hits: Sequence[Hit], document_hits: Sequence[Hit], weight: float) -> list[Hit]:
-    """Chunk hits re-scored as ``chunk + weight * document field score`` of their document, best first.
+def document_key(document_id: str) -> int:
+    """``document_id``'s 64-bit key, the same in every process (two ids share one with odds of about 2^-64)."""
+    return int.from_bytes(hashlib.blake2b(document_id.encode(), digest_size=8).digest(), "little")
+
+
+def document_of(hit: Hit) -> str:
+    """The document a hit belongs to: its payload's ``document_id``, else its own id."""
+    return str(hit.payload.get("document_id", hit.id))
+
+
+@dataclass(frozen=True)
+class DocumentHits:
+    """The document field's best rows for one query, best first: each row's ``document_key`` and field score,
+    and ``rows``, which reads the rows at some of these positions as hits (in the order asked)."""
+
+    keys: Sequence[int]
+    scores: Sequence[float]
+    rows: Callable[[Sequence[int]], list[Hit]]
+
+    @classmethod
+    def of(cls, hits: Sequence[Hit]) -> DocumentHits:
+        """Rows already read as hits."""
+        listed = list(hits)
+        keys = [document_key(document_of(hit)) for hit in listed]
+        return cls(keys, [hit.score for hit in listed], lambda positions: [listed[p] for p in positions])
+
+
+class DocumentRowsAsHits:
+    """``KeywordIndex.search_documents`` for engines whose search reads every row it returns: a search of the
+    sibling index (``document_index``) whose hits are the rows."""
+
+    def search_documents(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> DocumentHits:
+        hits = self.search(document_index(index), query, limit, flt, tokenizer=tokenizer)  # type: ignore[attr-defined]
+        return DocumentHits.of(hits)
+
+
+def with_document_scores(
+    chunk_hits: Sequence[Hit], documents: DocumentHits, weight: float, limit: int | None = None
+) -> list[Hit]:
+    """Chunk hits re-scored as ``chunk + weight * document field score`` of their document, best first, at most
+    ``limit`` of them (None: all).
 
     A document found by its field but by none of its chunks enters with its document row (its first chunk)
-    at ``weight * field score``. Chunks of documents the field did not return keep their own score. Ties
-    keep the chunk list's order, then the document list's.
+    at ``weight * field score``; only the rows that make the cut are read. Chunks of documents the field did not
+    return keep their own score. Ties keep the chunk list's order, then the document list's.
     """
-    field = {str(hit.payload.get("document_id", hit.id)): hit for hit in document_hits}
-    scored: dict[str, Hit] = {}
-    for hit in chunk_hits:
-        document = field.get(str(hit.payload.get("document_id", hit.id)))
-        bonus = weight * document.score if document is not None else 0.0
-        scored[hit.id] = Hit(id=hit.id, score=hit.score + bonus, payload=hit.payload)
-    found = {str(hit.payload.get("document_id", hit.id)) for hit in chunk_hits}
-    for document_id, hit in field.items():
-        if document_id not in found and hit.id not in scored:
-            scored[hit.id] = Hit(id=hit.id, score=weight * hit.score, payload=hit.payload)
-    return sorted(scored.values(), key=lambda hit: -hit.score)
+    field: dict[int, float] = {}
+    for key, score in zip(documents.keys, documents.scores, strict=True):
+        field.setdefault(key, score)
+    chunk_keys = [document_key(document_of(hit)) for hit in chunk_hits]
+    ranked: list[tuple[float, int, int]] = [  # (score, 0 = chunk hit / 1 = document row, position)
+        (hit.score + weight * field.get(key, 0.0), 0, n)
+        for n, (hit, key) in enumerate(zip(chunk_hits, chunk_keys, strict=True))
+    ]
+    alone = set(field) - set(chunk_keys)
+    for position, key in enumerate(documents.keys):
+        if key in alone:
+            alone.remove(key)  # a document's best row only
+            ranked.append((weight * documents.scores[position], 1, position))
+    ranked.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))
+    kept = ranked[:limit] if limit is not None else ranked
+    rows = iter(documents.rows([position for _, kind, position in kept if kind]))
+    hits = []
+    for score, kind, position in kept:
+        source = next(rows) if kind else chunk_hits[position]
+        hits.append(Hit(id=source.id, score=score, payload=source.payload))
+    return hits

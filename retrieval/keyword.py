@@ -7,6 +7,7 @@ from typing import Protocol
 
 from core.config import Settings
 from core.types import ChunkRecord, Hit, SearchFilter
+from retrieval.document_field import DocumentHits
 from retrieval.text_analysis import DEFAULT_TOKENIZER
 
 
@@ -28,6 +29,12 @@ class KeywordIndex(Protocol):
         self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
     ) -> list[Hit]:
         """Best-first hits with a positive score; ``flt`` restricts the candidates before ranking."""
+
+    def search_documents(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> DocumentHits:
+        """The best rows of ``index``'s document field (``retrieval.document_field``), as ``search`` would rank
+        ``document_index(index)``; rows are read only when asked for (``DocumentHits.rows``)."""
 
     def count(self, index: str) -> int: ...
 

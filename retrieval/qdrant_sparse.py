@@ -32,6 +32,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.bm25_params import Bm25Params, for_index
+from retrieval.document_field import DocumentRowsAsHits
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
@@ -75,7 +76,7 @@ def _batches(records: Sequence[ChunkRecord], size: int) -> Iterator[Sequence[Chu
         yield records[start : start + size]
 
 
-class QdrantSparseIndex:
+class QdrantSparseIndex(DocumentRowsAsHits):
     """``KeywordIndex`` on a Qdrant server (or a local-mode client): index ``x`` is collection ``x__bm25``,
     next to the vector store's dense collection ``x``."""
 

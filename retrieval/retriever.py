@@ -244,8 +244,8 @@ class HybridRetriever:
         hits = self.keywords.search(index, query, self.candidates, flt, tokenizer=tokenizer)
         if not self.document_weight:
             return hits
-        documents = self.keywords.search(document_index(index), query, self.candidates, flt, tokenizer=tokenizer)
-        return with_document_scores(hits, documents, self.document_weight)[: self.candidates]
+        documents = self.keywords.search_documents(index, query, self.candidates, flt, tokenizer=tokenizer)
+        return with_document_scores(hits, documents, self.document_weight, self.candidates)
 
     def fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
         """The two searches' hits as one ranking, by this retriever's fusion rule and unit."""

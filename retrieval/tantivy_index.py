@@ -8,16 +8,20 @@ Analysis is the platform's (``retrieval.text_analysis``, the index's recorded to
 here and its terms are indexed through tantivy's whitespace tokenizer, so a term is exactly what the other
 backends see. Query terms become term queries, repeats kept (as weights), as bm25s counts them.
 
-Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings, and ranked alone it loses hybrid
-nDCG@10 on SciFact against the platform's ``bm25_params`` (bench/keyword_engines.py). So tantivy only picks
-the candidates: its best matches (``rescore_depth``, by default ``RESCORE_FACTOR`` times the hits asked for)
-are re-scored with Lucene's BM25
-at the index's ``bm25_params`` (``lucene_bm25``, the formula bm25s and rank-bm25 use, over all candidates at
-once) from each candidate's stored term hashes (``term_counts``), its length (a fast field, read for all
-candidates in one call), the live corpus's mean length (a fast-field average, once per commit) and tantivy's
-document frequencies. A chunk that ranks within the depth under the platform's parameters but not under
-tantivy's is missed; with fewer matches than the depth the ranking is exact. Document frequencies still
-count a deleted chunk until its segment is merged.
+Scoring: tantivy's own BM25 is fixed at k1 1.2 / b 0.75 in the bindings (``TANTIVY_BM25``), and chunks
+ranked by it lose hybrid nDCG@10 on SciFact against the chunks' ``bm25_params`` (bench/keyword_engines.py).
+So tantivy only picks the candidates: its best matches (``rescore_depth``, by default ``RESCORE_FACTOR`` times
+the hits asked for) are re-scored with Lucene's BM25 at the index's ``bm25_params`` (``lucene_bm25``, the
+formula bm25s and rank-bm25 use, over all candidates at once) from each candidate's stored term hashes
+(``term_counts``), its length (a fast field, read for all candidates in one call), the live corpus's mean length
+(a fast-field average, once per commit) and tantivy's document frequencies. A chunk that ranks within the depth
+under the platform's parameters but not under tantivy's is missed; with fewer matches than the depth the ranking
+is exact. Document frequencies still count a deleted chunk until its segment is merged.
+
+The document field (``search_documents``) is the exception: its BM25 pair (``bm25_params.DOCUMENTS``) is
+tantivy's own, so tantivy's scores are used as they are (divided by its constant factor 1 + k1), up to tantivy's
+one-byte length norms (exact to 40 terms, then within a few percent). Each row's document key is a fast field,
+read for all rows in one call, and only the rows the ranking keeps are read (``DocumentHits``).
 
 Cost of a search: one stored-document read per candidate (its term hashes, chunk id and payload come from
 that one read); only the returned hits decode their payload. Time grows with the depth, not with the corpus,
@@ -34,7 +38,9 @@ process's commits and never wait on a write.
 
 Upgrades: an index folder that still holds another layout (a bm25s / rank-bm25 corpus, or a tantivy index
 of an earlier schema) is imported into this schema on its first use in a process (``_migrate``), under the
-write lock; the old files go only once the import is committed, so a crash midway imports again.
+write lock; the old files go only once the import is committed, so a crash midway imports again. An index
+written before the ``DOCUMENT_KEY`` field cannot be imported (its terms are not stored): it is searched as it
+is, its document field reading every row it ranks for the row's document, until a re-index writes the field.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ import tantivy
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import keyword_corpus
 from retrieval.bm25_params import Bm25Params, for_index
+from retrieval.document_field import DocumentHits, document_index, document_key
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
@@ -68,6 +75,10 @@ the fusion's 200 candidates): the smallest margin at which nDCG@10 through the p
 ClapNQ-dev. ``bench/tantivy_rescore_depth.py`` measures the share of the exact ranking found per depth."""
 WRITER_HEAP_BYTES = 64_000_000
 """Indexing memory of one writer; beyond it tantivy flushes a segment (tantivy's floor is 15 MB)."""
+TANTIVY_BM25 = Bm25Params(k1=1.2, b=0.75)
+"""The pair tantivy scores with (fixed in its bindings); its score is ``1 + k1`` times ``lucene_bm25``'s."""
+DOCUMENT_KEY = "document_key"
+"""Fast field: the row's ``document_field.document_key``, so the document field names documents without reads."""
 _META = "meta.json"
 _LOCK = ".write.lock"
 _KEYWORD_FIELDS = ("document_id", "filename", "tags")
@@ -86,6 +97,8 @@ def _schema() -> tantivy.Schema:
     builder.add_bytes_field("term_hashes", stored=True)
     builder.add_unsigned_field("length", fast=True)  # terms in the chunk: the corpus's mean length
     builder.add_bytes_field("payload", stored=True)
+    # Last, so an index written before it has every other field at the same position (it is searched alike).
+    builder.add_unsigned_field(DOCUMENT_KEY, fast=True)
     return builder.build()
 
 
@@ -144,6 +157,7 @@ def _row(chunk_id: str, payload: dict[str, Any], terms: Sequence[str]) -> tantiv
     doc.add_bytes("term_hashes", term_hashes(terms))
     doc.add_unsigned("length", len(terms))
     doc.add_bytes("payload", orjson.dumps(payload))
+    doc.add_unsigned(DOCUMENT_KEY, document_key(str(payload.get("document_id", chunk_id))))
     return doc
 
 
@@ -175,6 +189,15 @@ def terms_query(terms: Sequence[str]) -> tantivy.Query:
         query = tantivy.Query.term_query(SCHEMA, "terms", term, index_option="freq")
         clauses.append((tantivy.Occur.Should, query if n == 1 else tantivy.Query.boost_query(query, float(n))))
     return tantivy.Query.boolean_query(clauses)
+
+
+def _query(terms: Sequence[str], flt: SearchFilter | None) -> tantivy.Query:
+    """The query's terms (``terms_query``), restricted to what ``flt`` admits."""
+    candidates = terms_query(terms)
+    admitted = filter_query(flt) if flt is not None else None
+    if admitted is None:
+        return candidates
+    return tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
 
 
 def lucene_bm25(
@@ -216,6 +239,7 @@ class _State:
         self.searcher: tantivy.Searcher | None = None
         self.avg_len: float | None = None  # the searcher's mean chunk length, computed on its first search
         self.stamp: tuple[int, int, int, int] | None = None
+        self.keyed = False  # the index has the ``DOCUMENT_KEY`` field (one written before it has not)
         self.migrated = False  # ``_migrate`` ran for this index in this process
 
 
@@ -264,6 +288,7 @@ class TantivyIndex:
                     state.index.config_reader(reload_policy="manual")
                 state.index.reload()
                 state.searcher = state.index.searcher()
+                state.keyed = DOCUMENT_KEY in (_schema_fields(folder) or ())
             state.avg_len = None
             state.stamp = stamp
         return state.searcher
@@ -319,12 +344,8 @@ class TantivyIndex:
             if state.avg_len is None:
                 state.avg_len = _mean_length(searcher)
             avg_len = state.avg_len
-        candidates = terms_query(terms)
-        admitted = filter_query(flt) if flt is not None else None
-        if admitted is not None:
-            candidates = tantivy.Query.boolean_query([(tantivy.Occur.Must, candidates), (tantivy.Occur.Must, admitted)])
         # The searcher is a snapshot of committed segments: addresses and stored documents stay consistent.
-        found = searcher.search(candidates, self._depth(limit), count=False).hits
+        found = searcher.search(_query(terms, flt), self._depth(limit), count=False).hits
         if not found:
             return []
         addresses = [address for _, address in found]
@@ -343,6 +364,36 @@ class TantivyIndex:
             Hit(id=chunk_ids[row], score=scores[row], payload=orjson.loads(docs[row].get_first("payload")))
             for row in ranked
         ]
+
+    def search_documents(
+        self, index: str, query: str, limit: int, flt: SearchFilter | None = None, tokenizer: str = DEFAULT_TOKENIZER
+    ) -> DocumentHits:
+        """tantivy's own ranking of ``index``'s document rows (see the module doc): no row is read to score."""
+        nothing = DocumentHits.of([])
+        terms = analyzer(tokenizer).tokenize(query)
+        if limit < 1 or not terms:
+            return nothing
+        name = document_index(index)
+        state = self._state(name)
+        with state.lock:
+            searcher = self._searcher(name, state)
+            keyed = state.keyed
+        if searcher is None or not searcher.num_docs:
+            return nothing
+        found = searcher.search(_query(terms, flt), limit, count=False).hits
+        addresses = [address for _, address in found]
+        scores = [score / (1 + TANTIVY_BM25.k1) for score, _ in found]
+
+        def rows(positions: Sequence[int]) -> list[Hit]:
+            docs = [(p, searcher.doc(addresses[p])) for p in positions]
+            return [
+                Hit(id=doc.get_first("chunk_id"), score=scores[p], payload=orjson.loads(doc.get_first("payload")))
+                for p, doc in docs
+            ]
+
+        if not keyed:  # written before the key field: its rows are read for their documents
+            return DocumentHits.of(rows(range(len(found))))
+        return DocumentHits(searcher.fast_field_values(DOCUMENT_KEY, addresses), scores, rows)
 
     def count(self, index: str) -> int:
         state = self._state(index)

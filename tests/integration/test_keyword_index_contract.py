@@ -28,7 +28,7 @@ from core.errors import BadInput
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.bm25_params import Bm25Params
 from retrieval.bm25s_index import Bm25sIndex
-from retrieval.document_field import document_index
+from retrieval.document_field import document_index, document_key, document_of, document_records
 from retrieval.keyword import KEYWORD_INDEXES, KeywordIndex
 from retrieval.qdrant_sparse import QdrantSparseIndex, estimated_avg_len
 from retrieval.rank_bm25_index import RankBm25Index
@@ -294,6 +294,51 @@ def test_document_field_indexes_score_with_their_own_bm25_pair(
     chunk_hits, document_hits = (kw.search(name, "neutron stars", 10) for name in ("idx", document_index("idx")))
     assert [h.id for h in chunk_hits] == [h.id for h in document_hits]
     assert [h.score for h in chunk_hits] != pytest.approx([h.score for h in document_hits])
+
+
+def field_of(kw: KeywordIndex, records: list[ChunkRecord]) -> KeywordIndex:
+    """``kw`` with ``records`` and their document rows, as the retriever writes them."""
+    kw.add("idx", records)
+    kw.add(document_index("idx"), document_records(records))
+    return kw
+
+
+def test_search_documents_ranks_the_document_rows_and_reads_them_on_request(
+    backend: Callable[[Path], KeywordIndex], tmp_path: Path
+) -> None:
+    kw = field_of(backend(tmp_path), RECORDS)
+    for query in QUERIES:
+        rows = kw.search(document_index("idx"), query, 10)
+        found = kw.search_documents("idx", query, 10)
+        assert list(found.keys) == [document_key(document_of(row)) for row in rows], query
+        assert list(found.scores) == pytest.approx([row.score for row in rows], rel=0.05)  # tantivy's length norms
+        read = found.rows(list(reversed(range(len(rows)))))
+        assert [(h.id, h.payload) for h in read] == [(h.id, h.payload) for h in reversed(rows)]
+    marrow = kw.search_documents("idx", "marrow", 10, SearchFilter(document_ids=("d3",)))
+    assert [NAMES[h.id] for h in marrow.rows(range(len(marrow.keys)))] == ["c5"]  # d3's row is its first chunk's
+    assert kw.search_documents("idx", "zeppelin", 10).keys == []
+    assert kw.search_documents("idx", "cells", 0).keys == []
+    assert kw.search_documents("no-such-index", "cells", 10).keys == []
+
+
+def test_search_documents_ranks_like_the_rank_bm25_oracle(tmp_path: Path) -> None:
+    """tantivy ranks the document field itself (``bm25_params.DOCUMENTS`` is its own pair): its one-byte length
+    norms (exact to 40 terms, then within a few percent) may swap near-ties, nothing more."""
+    recs, queries = oracle_fixture()
+    fast, oracle = field_of(TantivyIndex(tmp_path / "fast"), recs), field_of(RankBm25Index(tmp_path / "oracle"), recs)
+    same_top = 0
+    for query in queries:
+        found, expected = fast.search_documents("idx", query, 20), oracle.search_documents("idx", query, 20)
+        if not expected.keys:
+            assert not found.keys
+            continue
+        same_top += found.keys[0] == expected.keys[0]
+        by_key = dict(zip(expected.keys, expected.scores, strict=True))
+        assert len(set(found.keys[:10]) & set(expected.keys[:10])) >= 0.8 * min(10, len(expected.keys)), query
+        for key, score in zip(found.keys, found.scores, strict=True):
+            if key in by_key:
+                assert score == pytest.approx(by_key[key], rel=0.05), query
+    assert same_top >= 0.9 * len([q for q in queries if oracle.search_documents("idx", q, 1).keys])
 
 
 def test_the_tokenizer_an_index_is_built_with_is_the_one_its_queries_use(

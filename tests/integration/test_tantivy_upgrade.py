@@ -14,8 +14,9 @@ import pytest
 import tantivy
 
 from core.types import ChunkRecord, Hit
+from retrieval import tantivy_index
 from retrieval.bm25s_index import Bm25sIndex
-from retrieval.document_field import document_index
+from retrieval.document_field import document_index, document_records
 from retrieval.payload import chunk_payload
 from retrieval.tantivy_index import TantivyIndex
 from retrieval.text_analysis import analyzer
@@ -141,3 +142,40 @@ def test_hits_carry_the_payload_the_old_index_stored(tmp_path: Path) -> None:
     Bm25sIndex(tmp_path).add("idx", RECORDS)
     (hit,) = TantivyIndex(tmp_path).search("idx", "planets", 1)
     assert hit == Hit(id="c3", score=hit.score, payload=chunk_payload(RECORDS[3]))
+
+
+def _schema_before_document_keys() -> tantivy.Schema:
+    """The schema as it was before the ``document_key`` fast field (every other field where it is now)."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
+    for field in ("document_id", "filename", "tags"):
+        builder.add_text_field(field, tokenizer_name="raw", index_option="basic")
+    builder.add_float_field("uploaded_at", indexed=True, fast=True)
+    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    builder.add_bytes_field("term_hashes", stored=True)
+    builder.add_unsigned_field("length", fast=True)
+    builder.add_bytes_field("payload", stored=True)
+    return builder.build()
+
+
+def test_an_index_without_document_keys_is_searched_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its terms are not stored, so it cannot be imported; its document field reads its rows for their documents
+    instead (what a re-index replaces), ranked as a fresh index ranks them, and later writes keep working."""
+    with monkeypatch.context() as patched:
+        patched.setattr(tantivy_index, "SCHEMA", _schema_before_document_keys())
+        old = TantivyIndex(tmp_path / "kw")
+        old.add("idx", RECORDS[:2])
+        old.add(document_index("idx"), document_records(RECORDS[:2]))
+    kw = TantivyIndex(tmp_path / "kw")
+    kw.add("idx", RECORDS[2:])
+    kw.add(document_index("idx"), document_records(RECORDS[2:]))
+    assert (
+        "document_key" not in json.loads((tmp_path / "kw" / document_index("idx") / "meta.json").read_text())["schema"]
+    )
+    fresh = TantivyIndex(tmp_path / "fresh")
+    fresh.add(document_index("idx"), document_records(RECORDS))
+    for query in QUERIES:
+        a, b = kw.search_documents("idx", query, 10), fresh.search_documents("idx", query, 10)
+        assert list(a.keys) == list(b.keys), query
+        assert list(a.scores) == pytest.approx(list(b.scores)), query
+        assert a.rows(range(len(a.keys))) == b.rows(range(len(b.keys))), query

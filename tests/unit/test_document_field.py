@@ -11,7 +11,9 @@ from core.types import ChunkRecord, Hit
 from ingest.chunking import chunk_sections
 from ingest.parsers.base import Section
 from retrieval.document_field import (
+    DocumentHits,
     document_index,
+    document_key,
     document_records,
     document_text,
     overlap_length,
@@ -34,6 +36,21 @@ def chunk(doc: str, ordinal: int, text: str, context: str | None = "Title") -> C
 
 def hit(chunk_id: str, score: float, doc: str) -> Hit:
     return Hit(id=chunk_id, score=score, payload={"document_id": doc})
+
+
+class CountedRows:
+    """Document rows that record which positions were read."""
+
+    def __init__(self, rows: list[Hit]) -> None:
+        self.listed = DocumentHits.of(rows)
+        self.read: list[int] = []
+
+    def hits(self) -> DocumentHits:
+        def rows(positions: list[int]) -> list[Hit]:
+            self.read.extend(positions)
+            return self.listed.rows(positions)
+
+        return DocumentHits(self.listed.keys, self.listed.scores, rows)
 
 
 def test_overlap_length_finds_the_longest_suffix_that_starts_the_next_chunk() -> None:
@@ -86,7 +103,7 @@ def test_document_records_one_row_per_document_on_its_first_chunk() -> None:
 
 def test_with_document_scores_adds_the_weighted_field_score_to_each_chunk() -> None:
     chunks = [hit("a1", 3.0, "a"), hit("b1", 2.5, "b"), hit("a2", 1.0, "a"), hit("c1", 0.5, "c")]
-    documents = [hit("b0", 4.0, "b"), hit("a0", 1.0, "a"), hit("d0", 2.0, "d")]
+    documents = DocumentHits.of([hit("b0", 4.0, "b"), hit("a0", 1.0, "a"), hit("d0", 2.0, "d")])
     scored = with_document_scores(chunks, documents, 0.5)
     assert [(h.id, h.score) for h in scored] == [
         ("b1", 4.5),
@@ -100,8 +117,9 @@ def test_with_document_scores_adds_the_weighted_field_score_to_each_chunk() -> N
 
 def test_with_document_scores_weight_zero_or_no_field_keeps_the_chunk_order() -> None:
     chunks = [hit("a1", 3.0, "a"), hit("b1", 2.0, "b")]
-    assert [h.id for h in with_document_scores(chunks, [], 1.0)] == ["a1", "b1"]
-    assert [(h.id, h.score) for h in with_document_scores(chunks, [hit("b0", 9.0, "b")], 0.0)][:2] == [
+    assert [h.id for h in with_document_scores(chunks, DocumentHits.of([]), 1.0)] == ["a1", "b1"]
+    field = DocumentHits.of([hit("b0", 9.0, "b")])
+    assert [(h.id, h.score) for h in with_document_scores(chunks, field, 0.0)][:2] == [
         ("a1", 3.0),
         ("b1", 2.0),
     ]
@@ -109,8 +127,35 @@ def test_with_document_scores_weight_zero_or_no_field_keeps_the_chunk_order() ->
 
 def test_a_document_row_found_also_as_a_chunk_is_not_listed_twice() -> None:
     chunks = [hit("a0", 2.0, "a")]
-    scored = with_document_scores(chunks, [hit("a0", 3.0, "a")], 1.0)
+    scored = with_document_scores(chunks, DocumentHits.of([hit("a0", 3.0, "a")]), 1.0)
     assert [(h.id, h.score) for h in scored] == [("a0", pytest.approx(5.0))]
+
+
+def test_only_the_document_rows_that_make_the_cut_are_read() -> None:
+    chunks = [hit("a1", 3.0, "a"), hit("b1", 2.0, "b")]
+    field = CountedRows([hit("a0", 1.0, "a"), hit("c0", 4.0, "c"), hit("d0", 0.5, "d"), hit("e0", 2.5, "e")])
+    scored = with_document_scores(chunks, field.hits(), 1.0, limit=3)
+    assert [(h.id, h.score) for h in scored] == [("a1", 4.0), ("c0", 4.0), ("e0", 2.5)]
+    assert field.read == [1, 3]  # "a0" only lifts its chunk; "d0" is cut; "b1" falls below "e0"
+    assert scored[1].payload == {"document_id": "c"}
+
+
+def test_a_document_listed_twice_counts_with_its_first_row_the_best() -> None:
+    chunks = [hit("a1", 1.0, "a")]
+    field = DocumentHits.of([hit("a0", 2.0, "a"), hit("b3", 1.5, "b"), hit("b0", 1.0, "b"), hit("a5", 0.5, "a")])
+    assert [(h.id, h.score) for h in with_document_scores(chunks, field, 1.0)] == [("a1", 3.0), ("b3", 1.5)]
+
+
+def test_a_chunk_without_a_document_is_its_own_document() -> None:
+    loose = Hit(id="x1", score=1.0, payload={})
+    field = DocumentHits.of([Hit(id="x1", score=2.0, payload={})])
+    assert field.keys == [document_key("x1")]
+    assert [(h.id, h.score) for h in with_document_scores([loose], field, 1.0)] == [("x1", 3.0)]
+
+
+def test_document_keys_are_stable_64_bit_numbers() -> None:
+    assert document_key("doc-1") == document_key("doc-1") != document_key("doc-2")
+    assert 0 <= document_key("doc-1") < 2**64
 
 
 def test_document_index_is_a_sibling_name() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from retrieval.bm25_params import CHUNKS, DOCUMENTS, for_index
 from retrieval.document_field import document_index
-from retrieval.tantivy_index import TantivyIndex, idf, lucene_bm25, term_counts, term_hash, term_hashes
+from retrieval.tantivy_index import TANTIVY_BM25, TantivyIndex, idf, lucene_bm25, term_counts, term_hash, term_hashes
 
 
 def test_idf_stays_positive_when_deleted_chunks_still_count_in_the_doc_freq() -> None:
@@ -39,6 +39,10 @@ def test_whole_documents_are_scored_with_their_own_length_normalisation() -> Non
     short_c, long_c = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=CHUNKS)
     short_d, long_d = lucene_bm25(counts, lengths, weights, avg_len=10.0, params=DOCUMENTS)
     assert long_d / short_d < long_c / short_c  # length costs a document more than a chunk
+
+
+def test_the_document_field_pair_is_tantivys_own_so_it_ranks_the_field_unaided() -> None:
+    assert DOCUMENTS == TANTIVY_BM25
 
 
 def test_term_counts_count_each_query_term_in_each_bag() -> None:
