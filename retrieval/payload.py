@@ -21,6 +21,11 @@ def check_index_name(index: str) -> str:
     return index
 
 
+RANKING_FIELDS = ("document_id",)
+"""The payload fields a ranking reads (fusion by document, the keyword document field): a vector search asked for
+them alone returns nothing else, and the hits the ranking keeps read the rest (``VectorStore.payloads``)."""
+
+
 def chunk_payload(record: ChunkRecord) -> dict[str, Any]:
     """What every store keeps per chunk: the caller's payload plus the text, for citations."""
     return {**record.payload, "text": record.text}

@@ -56,6 +56,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from qdrant_edge import (
@@ -70,6 +71,7 @@ from qdrant_edge import (
     KeywordIndexParams,
     MatchAny,
     Memory,
+    PayloadSelector,
     Point,
     QuantizationSearchParams,
     Query,
@@ -85,7 +87,7 @@ from core.errors import BadInput, Conflict, NotFound
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import edge_build, edge_stage
 from retrieval.edge_shard import INDEXING_THRESHOLD_BYTES, Shard, stored_dim
-from retrieval.payload import check_index_name, chunk_payload
+from retrieval.payload import RANKING_FIELDS, check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ QUANTIZATIONS = ("none", "int8")
 # Rescoring on the float32 originals: a quantized shard's ranking is then the unquantized one (ignored by a
 # shard without quantization). Exact search reads the originals too, never the int8 copy.
 _RESCORE = QuantizationSearchParams(rescore=True)
+_RANKING_PAYLOAD = PayloadSelector.Include(list(RANKING_FIELDS))
 _EXACT = SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
 _FILTER_MODELS = SimpleNamespace(Filter=Filter, FieldCondition=FieldCondition, MatchAny=MatchAny, Range=RangeFloat)
 
@@ -394,17 +397,32 @@ class QdrantEdgeStore:
             opened.update(edge_stage.delete_document(document_id))
 
     def search(
-        self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, exact: bool = False
+        self,
+        index: str,
+        vector: np.ndarray,
+        limit: int,
+        flt: SearchFilter | None = None,
+        full_payload: bool = True,
+        exact: bool = False,
     ) -> list[Hit]:
         """``exact``: brute force over the float32 vectors instead of HNSW (the reference for its recall)."""
         if limit < 1 or not self.exists(index):
             return []
         query, condition = Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()), edge_filter(flt)
+        # Edge holds the GIL while it searches, converting each payload included: asking for less is faster.
+        wanted = True if full_payload else _RANKING_PAYLOAD
         with self._locked(index) as shard:
             params = _EXACT if exact else self._search_params(shard, limit)
-            request = QueryRequest(limit=limit, query=query, filter=condition, with_payload=True, params=params)
+            request = QueryRequest(limit=limit, query=query, filter=condition, with_payload=wanted, params=params)
             points = shard.query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def payloads(self, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ids or not self.exists(index):
+            return {}
+        with self._locked(index) as shard:
+            records = shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     def _search_params(self, shard: EdgeShard, limit: int) -> SearchParams:
         """HNSW's beam for ``shard``: ``hnsw_ef_per_million`` per million points, unset below ``limit``; unindexed

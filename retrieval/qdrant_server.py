@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,7 +19,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from core.errors import BadInput, Conflict, NotFound, Unavailable
 from core.types import ChunkRecord, Hit, SearchFilter
-from retrieval.payload import check_index_name, chunk_payload
+from retrieval.payload import RANKING_FIELDS, check_index_name, chunk_payload
 from retrieval.qdrant_filters import PAYLOAD_FIELDS, qdrant_filter
 
 PAYLOAD_INDEXES = {field: models.PayloadSchemaType(kind) for field, kind in PAYLOAD_FIELDS.items()}
@@ -114,7 +115,9 @@ class QdrantServerStore:
         with self._guard():
             self._client.delete(index, points_selector=selector, wait=True)
 
-    def search(self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def search(
+        self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, full_payload: bool = True
+    ) -> list[Hit]:
         if limit < 1 or not self.exists(index):
             return []
         with self._guard():
@@ -123,9 +126,16 @@ class QdrantServerStore:
                 query=np.asarray(vector, dtype=np.float32).tolist(),
                 query_filter=server_filter(flt),
                 limit=limit,
-                with_payload=True,
+                with_payload=True if full_payload else list(RANKING_FIELDS),
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+
+    def payloads(self, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ids or not self.exists(index):
+            return {}
+        with self._guard():
+            records = self._client.retrieve(index, list(ids), with_payload=True)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     def count(self, index: str) -> int:
         if not self.exists(index):

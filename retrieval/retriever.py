@@ -68,7 +68,11 @@ DEFAULT_PROFILE = IndexProfile()
 
 @dataclass
 class RetrievalResult:
-    """Every stage's hits (a stage not run is empty), the final hits and per-stage timings."""
+    """Every stage's hits (a stage not run is empty), the final hits and per-stage timings.
+
+    ``hits`` carry full payloads; a stage's other hits found by the vector search alone carry only the payload
+    fields a ranking reads (``retrieval.payload.RANKING_FIELDS``): stages are logged and scored by id.
+    """
 
     stages: dict[str, list[Hit]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
     hits: list[Hit] = field(default_factory=list)
@@ -218,7 +222,7 @@ class HybridRetriever:
                 with _timed(timings, "embed"):
                     query_vector = self.embedder_for(profile).embed_query(query)
             with _timed(timings, "vector"):
-                stages["vector"] = self.vectors.search(index, query_vector, self.candidates, flt)
+                stages["vector"] = self.vectors.search(index, query_vector, self.candidates, flt, full_payload=False)
             result.query_vector = query_vector
         if keywords is not None:
             stages["keyword"] = keywords.result()
@@ -229,13 +233,30 @@ class HybridRetriever:
                 stages["fused"] = self.fuse(stages["vector"], stages["keyword"])
         else:
             stages["fused"] = list(stages[mode])
-        ranked = stages["fused"]
+        shown = max(top_k, self.rerank_top_m if self.reranker is not None else 0)
+        light = {hit.id for hit in stages["vector"]} - {hit.id for hit in stages["keyword"]}
+        ranked = self._full_payloads(index, stages["fused"][:shown], light, timings) + stages["fused"][shown:]
         if self.reranker is not None and ranked:
             with _timed(timings, "rerank"):
                 stages["reranked"] = self.reranker.rerank(query, ranked[: self.rerank_top_m])
             ranked = stages["reranked"] + ranked[self.rerank_top_m :]
         result.hits = ranked[:top_k]
         return result
+
+    def _full_payloads(self, index: str, hits: list[Hit], light: set[str], timings: dict[str, float]) -> list[Hit]:
+        """``hits`` with the full payloads of those in ``light`` (found by the vector search alone, which returned
+        their ranking fields only), read by id; a hit whose point is gone since (its document deleted between
+        the search and the read) is left out."""
+        wanted = [hit.id for hit in hits if hit.id in light]
+        if not wanted:
+            return hits
+        with _timed(timings, "payloads"):
+            found = self.vectors.payloads(index, wanted)
+        return [
+            Hit(id=hit.id, score=hit.score, payload=found[hit.id]) if hit.id in light else hit
+            for hit in hits
+            if hit.id not in light or hit.id in found
+        ]
 
     def _keyword_search(self, index: str, query: str, flt: SearchFilter | None, tokenizer: str) -> list[Hit]:
         """Chunk BM25, plus ``document_weight`` times each chunk's document's whole-text BM25 when that is on
@@ -249,8 +270,8 @@ class HybridRetriever:
 
     def fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
         """The two searches' hits as one ranking, by this retriever's fusion rule and unit."""
-        payloads = {hit.id: hit.payload for hit in keyword_hits}
-        payloads.update((hit.id, hit.payload) for hit in vector_hits)
+        payloads = {hit.id: hit.payload for hit in vector_hits}
+        payloads.update((hit.id, hit.payload) for hit in keyword_hits)  # full, where the vector ones may not be
         lists = [[(h.id, h.score) for h in vector_hits], [(h.id, h.score) for h in keyword_hits]]
         fuse = FUSIONS[self.fusion]
         fused = fuse(self, lists)

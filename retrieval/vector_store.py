@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,8 +28,15 @@ class VectorStore(Protocol):
 
     def delete_document(self, index: str, document_id: str) -> None: ...
 
-    def search(self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
-        """Best-first hits; ``flt`` is applied inside the search, never after it."""
+    def search(
+        self, index: str, vector: np.ndarray, limit: int, flt: SearchFilter | None = None, full_payload: bool = True
+    ) -> list[Hit]:
+        """Best-first hits; ``flt`` is applied inside the search, never after it. Without ``full_payload`` each
+        hit's payload holds only ``payload.RANKING_FIELDS`` (less to read and convert per hit); ``payloads``
+        reads the rest for the hits a ranking keeps."""
+
+    def payloads(self, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The full payloads of the points of ``ids`` that exist, by id (unknown ids are left out)."""
 
     def count(self, index: str) -> int: ...
 

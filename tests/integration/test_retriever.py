@@ -149,12 +149,12 @@ def test_each_mode_runs_its_stages(retriever: HybridRetriever, mode: str) -> Non
         assert stages["vector"] and stages["keyword"]
         expected = rrf([ids(stages["vector"]), ids(stages["keyword"])], k=retriever.rrf_k)
         assert ids(stages["fused"]) == [chunk for chunk, _ in expected]
-        assert set(result.timings_ms) == {"embed", "vector", "keyword", "fuse"}
+        assert set(result.timings_ms) - {"payloads"} == {"embed", "vector", "keyword", "fuse"}
     else:
         other = "keyword" if mode == "vector" else "vector"
         assert stages[mode] and stages[other] == []
         assert ids(stages["fused"]) == ids(stages[mode])
-        assert set(result.timings_ms) == ({"embed", "vector"} if mode == "vector" else {"keyword"})
+        assert set(result.timings_ms) == ({"embed", "vector", "payloads"} if mode == "vector" else {"keyword"})
     assert ids(result.hits) == ids(stages["fused"])[:3]
     assert all(t >= 0 for t in result.timings_ms.values())
     # The answer's evidence scoring reuses the query embedding instead of embedding the question again.
@@ -176,14 +176,38 @@ def test_filters_apply_inside_both_searches(retriever: HybridRetriever) -> None:
     target = 4
     flt = SearchFilter(tags=("odd",))  # doc4 is "even": filtered out
     result = retriever.retrieve("idx", DOCS[target][0], mode="hybrid", top_k=5, flt=flt)
+    tags = {r.id: r.payload["tags"] for r in RECORDS}
     for stage in ("vector", "keyword", "fused"):
         assert result.stages[stage], stage
-        assert all(h.payload["tags"] == ["odd"] for h in result.stages[stage]), stage
+        assert all(tags[h.id] == ["odd"] for h in result.stages[stage]), stage
     assert RECORDS[target].id not in ids(result.stages["fused"])
     only = SearchFilter(document_ids=(f"doc{target}", "doc7"))
     narrowed = retriever.retrieve("idx", DOCS[target][0], top_k=5, flt=only)
     assert ids(narrowed.hits)[0] == RECORDS[target].id
     assert {h.payload["document_id"] for h in narrowed.hits} <= {f"doc{target}", "doc7"}
+
+
+def test_hits_found_by_vectors_alone_read_their_payloads_only_when_returned(retriever: HybridRetriever) -> None:
+    by_vectors = HybridRetriever(retriever.embedder, retriever.vectors, retriever.keywords, candidates=20)
+    result = by_vectors.retrieve("idx", DOCS[2][0], mode="vector", top_k=3)
+    full = {r.id: {**r.payload, "text": r.text} for r in RECORDS}
+    assert [h.payload for h in result.hits] == [full[h.id] for h in result.hits]
+    assert [h.payload for h in result.stages["vector"][3:]] == [
+        {"document_id": full[h.id]["document_id"]} for h in result.stages["vector"][3:]
+    ]
+    hybrid = by_vectors.retrieve("idx", DOCS[2][0], top_k=10)
+    assert [h.payload for h in hybrid.hits] == [full[h.id] for h in hybrid.hits]
+
+
+def test_a_hit_whose_document_went_between_search_and_read_is_left_out(embedder: Embedder, tmp_path: Path) -> None:
+    r = HybridRetriever(embedder, QdrantEdgeStore(tmp_path / "vectors"), Bm25sIndex(tmp_path / "keyword"))
+    r.index_records("gone", RECORDS[:4])
+    hits = r.vectors.search("gone", embedder.embed_query(DOCS[1][0]), 4, full_payload=False)
+    r.delete_document("gone", "doc1")
+    kept = r._full_payloads("gone", hits, {h.id for h in hits}, {})
+    assert ids(kept) == [h.id for h in hits if h.id != RECORDS[1].id]
+    assert all("text" in h.payload for h in kept)
+    r.close()
 
 
 def test_reranker_rescores_the_top_m(retriever: HybridRetriever, reranker: CrossEncoderReranker) -> None:

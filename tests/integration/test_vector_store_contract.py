@@ -129,6 +129,18 @@ def test_search_orders_by_cosine_and_returns_payloads(store: VectorStore) -> Non
     assert store.search("idx", QUERY, 0) == []
 
 
+def test_a_search_for_ranking_returns_document_ids_and_payloads_are_read_by_id(store: VectorStore) -> None:
+    light = store.search("idx", QUERY, 10, SearchFilter(tags=("x", "z")), full_payload=False)
+    assert names_of(light) == ["a", "b", "e"]
+    assert [h.payload for h in light] == [{"document_id": "doc1"}, {"document_id": "doc1"}, {"document_id": "doc3"}]
+    full = {h.id: h.payload for h in store.search("idx", QUERY, 10)}
+    wanted = [IDS["e"], IDS["a"], chunk_id("no-such-document", 0)]
+    assert store.payloads("idx", wanted) == {IDS["e"]: full[IDS["e"]], IDS["a"]: full[IDS["a"]]}
+    assert full[IDS["a"]]["text"] == "text of a"
+    assert store.payloads("idx", []) == {}
+    assert store.payloads("no-such-index", [IDS["a"]]) == {}
+
+
 AFTER_1500 = datetime.fromtimestamp(1500, tz=UTC)
 BEFORE_2500 = datetime.fromtimestamp(2500, tz=UTC)
 FILTERS = {
