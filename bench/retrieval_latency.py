@@ -452,7 +452,7 @@ def run(
         ],
     )
     heading("Per stage (ms), p50 / p95")
-    stage_names = ["embed", "vector", "keyword", "fuse"]
+    stage_names = ["embed", "vector", "keyword", "fuse", "payloads"]
     print_table(
         ["configuration", *stage_names],
         [

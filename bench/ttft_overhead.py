@@ -66,7 +66,7 @@ from generation.prompt import pack_prompt
 
 COLLECTION = "ttft"
 CONTEXT_WINDOW = 2048
-RETRIEVAL_STAGES = ("embed", "vector", "keyword", "fuse", "rerank")
+RETRIEVAL_STAGES = ("embed", "vector", "keyword", "fuse", "payloads", "rerank")
 
 
 @dataclass

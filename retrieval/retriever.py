@@ -70,8 +70,8 @@ DEFAULT_PROFILE = IndexProfile()
 class RetrievalResult:
     """Every stage's hits (a stage not run is empty), the final hits and per-stage timings.
 
-    ``hits`` carry full payloads; a stage's other hits found by the vector search alone carry only the payload
-    fields a ranking reads (``retrieval.payload.RANKING_FIELDS``): stages are logged and scored by id.
+    ``hits`` carry full payloads; in the stage lists, hits found by the vector search alone carry only the
+    payload fields a ranking reads (``retrieval.payload.RANKING_FIELDS``): stages are logged and scored by id.
     """
 
     stages: dict[str, list[Hit]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
@@ -235,7 +235,7 @@ class HybridRetriever:
             stages["fused"] = list(stages[mode])
         shown = max(top_k, self.rerank_top_m if self.reranker is not None else 0)
         light = {hit.id for hit in stages["vector"]} - {hit.id for hit in stages["keyword"]}
-        ranked = self._full_payloads(index, stages["fused"][:shown], light, timings) + stages["fused"][shown:]
+        ranked = self._full_payloads(index, stages["fused"], shown, light, timings)
         if self.reranker is not None and ranked:
             with _timed(timings, "rerank"):
                 stages["reranked"] = self.reranker.rerank(query, ranked[: self.rerank_top_m])
@@ -243,20 +243,27 @@ class HybridRetriever:
         result.hits = ranked[:top_k]
         return result
 
-    def _full_payloads(self, index: str, hits: list[Hit], light: set[str], timings: dict[str, float]) -> list[Hit]:
-        """``hits`` with the full payloads of those in ``light`` (found by the vector search alone, which returned
-        their ranking fields only), read by id; a hit whose point is gone since (its document deleted between
-        the search and the read) is left out."""
-        wanted = [hit.id for hit in hits if hit.id in light]
-        if not wanted:
-            return hits
+    def _full_payloads(
+        self, index: str, ranked: list[Hit], shown: int, light: set[str], timings: dict[str, float]
+    ) -> list[Hit]:
+        """``ranked`` with full payloads on its first ``shown`` hits: those in ``light`` (found by the vector
+        search alone, which returned their ranking fields only) read by id. A hit whose point is gone since (its
+        document deleted between the search and the read) is left out, and the next ones move up and are read."""
+        if not any(hit.id in light for hit in ranked[:shown]):
+            return ranked
+        full: list[Hit] = []
+        start = 0
         with _timed(timings, "payloads"):
-            found = self.vectors.payloads(index, wanted)
-        return [
-            Hit(id=hit.id, score=hit.score, payload=found[hit.id]) if hit.id in light else hit
-            for hit in hits
-            if hit.id not in light or hit.id in found
-        ]
+            while len(full) < shown and start < len(ranked):
+                batch = ranked[start : start + shown - len(full)]
+                start += len(batch)
+                found = self.vectors.payloads(index, [hit.id for hit in batch if hit.id in light])
+                full += [
+                    Hit(id=hit.id, score=hit.score, payload=found[hit.id]) if hit.id in light else hit
+                    for hit in batch
+                    if hit.id not in light or hit.id in found
+                ]
+        return full + ranked[start:]
 
     def _keyword_search(self, index: str, query: str, flt: SearchFilter | None, tokenizer: str) -> list[Hit]:
         """Chunk BM25, plus ``document_weight`` times each chunk's document's whole-text BM25 when that is on

@@ -20,7 +20,8 @@ is exact. Document frequencies still count a deleted chunk until its segment is 
 
 The document field (``search_documents``) is the exception: its BM25 pair (``bm25_params.DOCUMENTS``) is
 tantivy's own, so tantivy's scores are used as they are (divided by its constant factor 1 + k1), up to tantivy's
-one-byte length norms (exact to 40 terms, then within a few percent). Each row's document key is a fast field,
+one-byte length norms (exact to 40 terms, then within a few percent) and its corpus statistics (the row count
+and mean length count deleted rows until their segment is merged). Each row's document key is a fast field,
 read for all rows in one call, and only the rows the ranking keeps are read (``DocumentHits``).
 
 Cost of a search: one stored-document read per candidate (its term hashes, chunk id and payload come from
@@ -40,7 +41,8 @@ Upgrades: an index folder that still holds another layout (a bm25s / rank-bm25 c
 of an earlier schema) is imported into this schema on its first use in a process (``_migrate``), under the
 write lock; the old files go only once the import is committed, so a crash midway imports again. An index
 written before the ``DOCUMENT_KEY`` field cannot be imported (its terms are not stored): it is searched as it
-is, its document field reading every row it ranks for the row's document, until a re-index writes the field.
+is, its document field reading every row it ranks for the row's document, until a re-index writes the field
+(so is a row without the key that a process of the earlier version adds to an index that has it).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ import tantivy
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import keyword_corpus
 from retrieval.bm25_params import Bm25Params, for_index
-from retrieval.document_field import DocumentHits, document_index, document_key
+from retrieval.document_field import DocumentHits, document_index, document_key, document_of
 from retrieval.payload import check_index_name, chunk_payload
 from retrieval.text_analysis import DEFAULT_TOKENIZER, analyzer
 
@@ -391,9 +393,12 @@ class TantivyIndex:
                 for p, doc in docs
             ]
 
-        if not keyed:  # written before the key field: its rows are read for their documents
-            return DocumentHits.of(rows(range(len(found))))
-        return DocumentHits(searcher.fast_field_values(DOCUMENT_KEY, addresses), scores, rows)
+        keys = searcher.fast_field_values(DOCUMENT_KEY, addresses) if keyed else [None] * len(found)
+        # Rows without a key (an index written before the field, or a row an older process added) are read for it.
+        unkeyed = [p for p, key in enumerate(keys) if key is None]
+        for p, row in zip(unkeyed, rows(unkeyed), strict=True):
+            keys[p] = document_key(document_of(row))
+        return DocumentHits(keys, scores, rows)
 
     def count(self, index: str) -> int:
         state = self._state(index)

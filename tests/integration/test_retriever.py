@@ -203,10 +203,13 @@ def test_a_hit_whose_document_went_between_search_and_read_is_left_out(embedder:
     r = HybridRetriever(embedder, QdrantEdgeStore(tmp_path / "vectors"), Bm25sIndex(tmp_path / "keyword"))
     r.index_records("gone", RECORDS[:4])
     hits = r.vectors.search("gone", embedder.embed_query(DOCS[1][0]), 4, full_payload=False)
+    assert hits[0].id == RECORDS[1].id
     r.delete_document("gone", "doc1")
-    kept = r._full_payloads("gone", hits, {h.id for h in hits}, {})
-    assert ids(kept) == [h.id for h in hits if h.id != RECORDS[1].id]
-    assert all("text" in h.payload for h in kept)
+    timings: dict[str, float] = {}
+    kept = r._full_payloads("gone", hits, 2, {h.id for h in hits}, timings)
+    assert ids(kept) == ids(hits[1:])  # the next hit moved up into the two shown, and was read
+    assert ["text" in h.payload for h in kept] == [True, True, False]
+    assert "payloads" in timings
     r.close()
 
 

@@ -179,3 +179,19 @@ def test_an_index_without_document_keys_is_searched_as_it_is(tmp_path: Path, mon
         assert list(a.keys) == list(b.keys), query
         assert list(a.scores) == pytest.approx(list(b.scores)), query
         assert a.rows(range(len(a.keys))) == b.rows(range(len(b.keys))), query
+
+
+def test_rows_an_older_process_adds_without_a_key_are_read_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kw = TantivyIndex(tmp_path / "kw")
+    kw.add(document_index("idx"), document_records(RECORDS[:2]))
+    with monkeypatch.context() as patched:
+        patched.setattr(tantivy_index, "DOCUMENT_KEY", "no_such_field")  # the writer of the version before
+        TantivyIndex(tmp_path / "kw").add(document_index("idx"), document_records(RECORDS[2:]))
+    fresh = TantivyIndex(tmp_path / "fresh")
+    fresh.add(document_index("idx"), document_records(RECORDS))
+    for query in QUERIES:
+        a, b = kw.search_documents("idx", query, 10), fresh.search_documents("idx", query, 10)
+        assert list(a.keys) == list(b.keys), query
+        assert a.rows(range(len(a.keys))) == b.rows(range(len(b.keys))), query
