@@ -12,6 +12,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def stable_hash64(text: str) -> int:
+    """``text``'s 64-bit hash, the same in every process (Python's ``hash`` is salted per process); two texts
+    share one with odds of about 2^-64."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

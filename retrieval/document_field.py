@@ -13,10 +13,10 @@ document as the chunks cover it, each chunk's context line once per run and over
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from core.ids import stable_hash64
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval.text_analysis import DEFAULT_TOKENIZER
 
@@ -92,8 +92,8 @@ def document_records(records: Sequence[ChunkRecord]) -> list[ChunkRecord]:
 
 
 def document_key(document_id: str) -> int:
-    """``document_id``'s 64-bit key, the same in every process (two ids share one with odds of about 2^-64)."""
-    return int.from_bytes(hashlib.blake2b(document_id.encode(), digest_size=8).digest(), "little")
+    """``document_id``'s 64-bit key (``stable_hash64``), as tantivy's ``document_key`` fast field holds it."""
+    return stable_hash64(document_id)
 
 
 def document_of(hit: Hit) -> str:

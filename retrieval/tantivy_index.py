@@ -48,7 +48,6 @@ is, its document field reading every row it ranks for the row's document, until 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import math
 import re
@@ -64,6 +63,7 @@ import numpy as np
 import orjson
 import tantivy
 
+from core.ids import stable_hash64
 from core.types import ChunkRecord, Hit, SearchFilter
 from retrieval import keyword_corpus
 from retrieval.bm25_params import Bm25Params, for_index
@@ -108,8 +108,8 @@ SCHEMA = _schema()
 
 
 def term_hash(term: str) -> int:
-    """A term's 64-bit hash, the same in every process (Python's ``hash`` is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(term.encode(), digest_size=8).digest(), "little")
+    """A term's 64-bit hash (``stable_hash64``), as its chunk's stored ``term_hashes`` hold it."""
+    return stable_hash64(term)
 
 
 TERM_COUNT = np.dtype([("hash", "<u8"), ("count", "<u4")])

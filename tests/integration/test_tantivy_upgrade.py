@@ -85,15 +85,16 @@ def test_a_delete_or_add_first_imports_too(tmp_path: Path) -> None:
     assert other.count("idx") == len(RECORDS) + 1
 
 
-def _first_schema() -> tantivy.Schema:
-    """The first tantivy schema of this backend, as it was written."""
+def _earlier_schema(terms_field: str) -> tantivy.Schema:
+    """An earlier schema of this backend, as it was written: every field then, the chunk's terms stored in
+    ``terms_field`` (the first schema's ``bag``; ``term_hashes`` before the ``document_key`` field came)."""
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
     for field in ("document_id", "filename", "tags"):
         builder.add_text_field(field, tokenizer_name="raw", index_option="basic")
     builder.add_float_field("uploaded_at", indexed=True, fast=True)
     builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
-    builder.add_bytes_field("bag", stored=True)
+    builder.add_bytes_field(terms_field, stored=True)
     builder.add_unsigned_field("length", fast=True)
     builder.add_bytes_field("payload", stored=True)
     return builder.build()
@@ -101,7 +102,7 @@ def _first_schema() -> tantivy.Schema:
 
 def _write_first_schema(folder: Path, records: list[ChunkRecord]) -> None:
     folder.mkdir(parents=True)
-    index = tantivy.Index(_first_schema(), path=str(folder))
+    index = tantivy.Index(_earlier_schema("bag"), path=str(folder))
     writer = index.writer(heap_size=15_000_000, num_threads=1)
     for record, terms in zip(records, analyzer("english").tokenize_many([r.text for r in records]), strict=True):
         doc = tantivy.Document()
@@ -144,25 +145,11 @@ def test_hits_carry_the_payload_the_old_index_stored(tmp_path: Path) -> None:
     assert hit == Hit(id="c3", score=hit.score, payload=chunk_payload(RECORDS[3]))
 
 
-def _schema_before_document_keys() -> tantivy.Schema:
-    """The schema as it was before the ``document_key`` fast field (every other field where it is now)."""
-    builder = tantivy.SchemaBuilder()
-    builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
-    for field in ("document_id", "filename", "tags"):
-        builder.add_text_field(field, tokenizer_name="raw", index_option="basic")
-    builder.add_float_field("uploaded_at", indexed=True, fast=True)
-    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
-    builder.add_bytes_field("term_hashes", stored=True)
-    builder.add_unsigned_field("length", fast=True)
-    builder.add_bytes_field("payload", stored=True)
-    return builder.build()
-
-
 def test_an_index_without_document_keys_is_searched_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its terms are not stored, so it cannot be imported; its document field reads its rows for their documents
     instead (what a re-index replaces), ranked as a fresh index ranks them, and later writes keep working."""
     with monkeypatch.context() as patched:
-        patched.setattr(tantivy_index, "SCHEMA", _schema_before_document_keys())
+        patched.setattr(tantivy_index, "SCHEMA", _earlier_schema("term_hashes"))
         old = TantivyIndex(tmp_path / "kw")
         old.add("idx", RECORDS[:2])
         old.add(document_index("idx"), document_records(RECORDS[:2]))
